@@ -1,0 +1,73 @@
+"""Shared, seeded fixtures. Speech is made at test time with Debian's flite / espeak-ng."""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+SR = 16000
+_CACHE = Path(tempfile.gettempdir()) / "rtclone-test-speech"
+
+
+def _have(tool: str) -> bool:
+    return shutil.which(tool) is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _synth_file(engine: str, voice: str, text: str, rate: int) -> Path:
+    _CACHE.mkdir(parents=True, exist_ok=True)
+    key = abs(hash((engine, voice, text, rate)))
+    out = _CACHE / f"{engine}-{voice}-{key}.wav"
+    if not out.exists():
+        tmp = out.with_suffix(".tmp.wav")
+        if engine == "flite":
+            cmd = ["flite", "-voice", voice, "-t", text, "-o", str(tmp)]
+        elif engine == "espeak-ng":
+            cmd = ["espeak-ng", "-v", voice, "-s", str(rate), "-w", str(tmp), text]
+        else:
+            raise ValueError(engine)
+        subprocess.run(cmd, check=True, capture_output=True)
+        tmp.replace(out)
+    return out
+
+
+def make_speech(text: str, voice: str = "slt", engine: str = "flite", sr: int = SR, rate: int = 160) -> np.ndarray:
+    """Speech as float32 mono at ``sr`` made by flite (voices kal, kal16, awb, rms, slt) or espeak-ng."""
+    import librosa
+    import soundfile as sf
+
+    if not _have(engine):
+        pytest.skip(f"{engine} is not installed")
+    wav, file_sr = sf.read(str(_synth_file(engine, voice, text, rate)), dtype="float32")
+    if wav.ndim == 2:
+        wav = wav.mean(axis=1)
+    if file_sr != sr:
+        wav = librosa.resample(wav, orig_sr=file_sr, target_sr=sr)
+    return wav.astype(np.float32)
+
+
+def speech_file(text: str, voice: str = "slt", engine: str = "flite") -> Path:
+    """Path of a wav file (at the engine's own rate) with the given speech."""
+    if not _have(engine):
+        pytest.skip(f"{engine} is not installed")
+    return _synth_file(engine, voice, text, 160)
+
+
+@pytest.fixture
+def speech():
+    """The ``make_speech`` factory."""
+    return make_speech
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    np.random.seed(0)
+    yield
