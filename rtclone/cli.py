@@ -1,0 +1,239 @@
+"""The ``rtclone`` command line (the names are a contract: see DESIGN.md).
+
+Every command takes ``--json``: it then prints one JSON object as its last line instead of prose.
+Library errors (:mod:`rtclone.errors`) become a message on stderr and a non-zero exit status;
+with ``--json`` the object is ``{"ok": false, "error": {"code": ..., "message": ...}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from . import __version__
+from .errors import RtcloneError
+
+Handler = Callable[[argparse.Namespace], dict[str, Any]]
+
+
+# ---- output ----------------------------------------------------------------------------------
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, Path):
+        return str(v)
+    if hasattr(v, "item") and callable(v.item) and getattr(v, "ndim", 1) == 0:
+        return v.item()
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return v
+
+
+def _emit(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(_jsonable({"ok": True, **result})))
+        return
+    message = result.pop("message", None)
+    if message:
+        print(message)
+    for key, value in result.items():
+        if isinstance(value, float):
+            value = f"{value:.4g}"
+        elif isinstance(value, (dict, list)):
+            value = json.dumps(_jsonable(value))
+        print(f"{key}: {value}")
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not getattr(args, "json", False) and sys.stderr.isatty()
+
+
+# ---- handlers --------------------------------------------------------------------------------
+def _load_encoder(path: str | None):
+    from .checkpoints import load_encoder
+
+    return load_encoder(path)
+
+
+def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
+    from .checkpoints import describe
+
+    return describe(args.checkpoint)
+
+
+def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
+    from .encoder import embed_file
+    from .voicefile import save_embedding
+
+    model = _load_encoder(args.encoder)
+    t0 = time.perf_counter()
+    emb = embed_file(model, args.ref)
+    elapsed = time.perf_counter() - t0
+    out = Path(args.output) if args.output else Path(args.ref).with_suffix(".voice")
+    save_embedding(out, emb, {"source": Path(args.ref).name, "encoder": args.encoder or "resemblyzer"})
+    return {"message": f"wrote {out}", "output": str(out), "dim": int(emb.shape[0]), "seconds": elapsed,
+            "embedding": emb.tolist() if args.json else None}
+
+
+def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
+    from .encoder import DEFAULT_VERIFY_THRESHOLD, embed_file, speaker_similarity
+
+    model = _load_encoder(args.encoder)
+    a, b = embed_file(model, args.a), embed_file(model, args.b)
+    threshold = DEFAULT_VERIFY_THRESHOLD if args.threshold is None else args.threshold
+    cos = float(speaker_similarity(a, b))
+    same = cos >= threshold
+    return {"message": f"{'same' if same else 'different'} speaker (cosine {cos:.3f}, threshold {threshold:.3f})",
+            "cosine": cos, "threshold": threshold, "same": same}
+
+
+def cmd_corpus_build(args: argparse.Namespace) -> dict[str, Any]:
+    from .corpus import CorpusOptions, build_corpus
+
+    opts = CorpusOptions(seed=args.seed, n_voices=args.voices, utterances_per_voice=args.utterances)
+    manifest = build_corpus(Path(args.root), opts, progress=_progress(args))
+    n_voices = len(manifest.get("voices", []))
+    return {"message": f"corpus in {args.root}: {n_voices} voices", "root": args.root, "voices": n_voices}
+
+
+def cmd_train_encoder(args: argparse.Namespace) -> dict[str, Any]:
+    from .train.encoder import train_encoder
+
+    path = train_encoder(Path(args.data), Path(args.out), steps=args.steps, seed=args.seed, progress=_progress(args))
+    return {"message": f"checkpoint: {path}", "checkpoint": str(path)}
+
+
+def cmd_eval_encoder(args: argparse.Namespace) -> dict[str, Any]:
+    from .eval import eval_encoder
+
+    model = _load_encoder(args.encoder)
+    return eval_encoder(model, Path(args.data), umap_png=args.umap)
+
+
+def cmd_bench_encoder(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from .encoder import embed_utterance
+
+    model = _load_encoder(args.encoder)
+    rng = np.random.default_rng(0)
+    wav = (0.1 * rng.standard_normal(int(args.seconds * 16000))).astype(np.float32)
+    times = []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        embed_utterance(model, wav)
+        times.append(time.perf_counter() - t0)
+    q1, med, q3 = np.percentile(times, [25, 50, 75])
+    return {"seconds_of_audio": args.seconds, "median_s": med, "iqr_s": q3 - q1, "runs": args.runs}
+
+
+def cmd_bench_vocoder(args: argparse.Namespace) -> dict[str, Any]:
+    from .kernels.cpu.bench import bench_vocoder
+
+    return bench_vocoder(sparsity=args.sparsity, seconds=args.seconds, backend=args.backend, batched=args.batched, seed=args.seed)
+
+
+def cmd_prune(args: argparse.Namespace) -> dict[str, Any]:
+    from .sparse import prune_checkpoint
+
+    block = tuple(int(x) for x in args.block.lower().split("x"))
+    report = prune_checkpoint(args.input, args.output, args.sparsity, block)
+    return {"message": f"wrote {args.output}", **report}
+
+
+# ---- parser ----------------------------------------------------------------------------------
+def _add(sub, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help)
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=handler)
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rtclone", description="Streaming, real-time voice cloning (SV2TTS).")
+    parser.add_argument("--version", action="version", version=f"rtclone {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = _add(sub, "embed", cmd_embed, "the 256-d speaker embedding of a reference recording (versioned voice file)")
+    p.add_argument("ref", help="reference audio (wav/flac/ogg/mp3, any rate 8-48 kHz)")
+    p.add_argument("-o", "--output", help="voice file to write (default: REF with suffix .voice)")
+    p.add_argument("--encoder", help="encoder checkpoint (default: resemblyzer's pretrained weights)")
+
+    p = _add(sub, "verify", cmd_verify, "cosine similarity of two recordings and a same/different decision")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--threshold", type=float, help="decision threshold (default: calibrated, see README)")
+    p.add_argument("--encoder")
+
+    p = _add(sub, "info", cmd_info, "kind, format and dims of a checkpoint (rtclone, RTVC or resemblyzer)")
+    p.add_argument("checkpoint")
+
+    p = _add(sub, "prune", cmd_prune, "one-shot block-sparse magnitude pruning of a vocoder checkpoint")
+    p.add_argument("input")
+    p.add_argument("output")
+    p.add_argument("--sparsity", type=float, required=True, help="target block sparsity in [0, 1)")
+    p.add_argument("--block", default="16x1", help="block shape ROWSxCOLS (default 16x1)")
+
+    corpus = sub.add_parser("corpus", help="the built-in multi-voice corpus").add_subparsers(dest="corpus_cmd", metavar="ACTION", required=True)
+    p = _add(corpus, "build", cmd_corpus_build, "build the corpus from flite / espeak-ng voices")
+    p.add_argument("root", nargs="?", default="data/corpus")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--voices", type=int, default=48)
+    p.add_argument("--utterances", type=int, default=40)
+
+    train = sub.add_parser("train", help="train a model").add_subparsers(dest="train_cmd", metavar="MODEL", required=True)
+    p = _add(train, "encoder", cmd_train_encoder, "GE2E training of the speaker encoder")
+    p.add_argument("data", help="speaker-folder dataset (LibriSpeech / VoxCeleb / root/speaker/*.wav)")
+    p.add_argument("out", help="run directory (checkpoints; resumes if present)")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+
+    ev = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="eval_cmd", metavar="WHAT", required=True)
+    p = _add(ev, "encoder", cmd_eval_encoder, "EER over a folder of speakers, and a UMAP plot")
+    p.add_argument("data")
+    p.add_argument("--encoder")
+    p.add_argument("--umap", help="write a UMAP projection PNG here")
+
+    bench = sub.add_parser("bench", help="one measurement").add_subparsers(dest="bench_cmd", metavar="WHAT", required=True)
+    p = _add(bench, "encoder", cmd_bench_encoder, "time to embed a reference")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--encoder")
+    p = _add(bench, "vocoder", cmd_bench_vocoder, "vocoder samples/s and real-time factor (RTVC dims, random weights)")
+    p.add_argument("--sparsity", type=float, default=0.96)
+    p.add_argument("--seconds", type=float, default=2.0)
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu-native", "triton"])
+    p.add_argument("--batched", action="store_true", help="fold into batched segments (target 8000 / overlap 800)")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rtclone`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        result = args.func(args)
+    except RtcloneError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"ok": False, "error": {"code": exc.code, "message": str(exc)}}))
+        else:
+            print(f"rtclone: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+    _emit({k: v for k, v in result.items() if v is not None}, getattr(args, "json", False))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Versioned voice files: a speaker embedding plus metadata, safe to read from anyone.
+
+Layout (little-endian): magic ``b"RTCVOICE"`` (8 bytes), format version (uint16), header length
+(uint32), a UTF-8 JSON header ``{"dim": 256, "dtype": "float32", "meta": {...}}``, then ``dim``
+float32 values. No pickle. ``load_embedding`` also accepts a plain ``.npy`` array (read with
+``allow_pickle=False``) so embeddings made elsewhere can be used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FileFormatError
+
+MAGIC = b"RTCVOICE"
+VERSION = 1
+_HEAD = struct.Struct("<8sHI")
+MAX_HEADER = 1 << 16
+
+
+def encode_embedding(embedding: np.ndarray, meta: dict[str, Any] | None = None) -> bytes:
+    """Serialise a 1-D finite embedding and JSON-able metadata."""
+    emb = np.asarray(embedding, dtype=np.float32)
+    if emb.ndim != 1 or emb.size == 0 or not np.all(np.isfinite(emb)):
+        raise FileFormatError(f"an embedding must be a finite 1-D vector, got shape {emb.shape}")
+    header = json.dumps({"dim": int(emb.size), "dtype": "float32", "meta": meta or {}}).encode()
+    return _HEAD.pack(MAGIC, VERSION, len(header)) + header + emb.tobytes()
+
+
+def decode_embedding(data: bytes, source: str = "<bytes>") -> tuple[np.ndarray, dict[str, Any]]:
+    """Parse bytes made by :func:`encode_embedding`; raises FileFormatError naming the problem."""
+    if len(data) < _HEAD.size or data[:8] != MAGIC:
+        raise FileFormatError(f"{source}: not an rtclone voice file (bad magic)")
+    _, version, hlen = _HEAD.unpack_from(data)
+    if version > VERSION:
+        raise FileFormatError(f"{source}: voice file version {version} is newer than this rtclone reads ({VERSION})")
+    if hlen > MAX_HEADER or _HEAD.size + hlen > len(data):
+        raise FileFormatError(f"{source}: truncated or corrupt header")
+    try:
+        header = json.loads(data[_HEAD.size : _HEAD.size + hlen].decode())
+        dim = int(header["dim"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FileFormatError(f"{source}: unreadable header ({exc})") from exc
+    body = data[_HEAD.size + hlen :]
+    if header.get("dtype") != "float32" or dim <= 0 or len(body) != 4 * dim:
+        raise FileFormatError(f"{source}: expected {dim} float32 values, found {len(body)} bytes")
+    emb = np.frombuffer(body, dtype=np.float32).copy()
+    if not np.all(np.isfinite(emb)):
+        raise FileFormatError(f"{source}: embedding holds non-finite values")
+    return emb, dict(header.get("meta") or {})
+
+
+def save_embedding(path: str | Path, embedding: np.ndarray, meta: dict[str, Any] | None = None) -> Path:
+    """Write a voice file atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(encode_embedding(embedding, meta))
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
+    return path
+
+
+def load_embedding(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read a voice file (or a plain float ``.npy`` vector)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FileFormatError(f"{path}: cannot read ({exc.strerror})") from exc
+    if data.startswith(b"\x93NUMPY"):
+        import io
+
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as exc:
+            raise FileFormatError(f"{path}: unreadable .npy ({exc})") from exc
+        return decode_embedding(encode_embedding(np.asarray(arr).reshape(-1)), str(path))
+    return decode_embedding(data, str(path))

@@ -1,0 +1,56 @@
+"""The command-line contract: names, --version, --json output and error exit codes."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rtclone import __version__
+from rtclone.cli import main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "rtclone.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_version():
+    r = run("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"rtclone {__version__}"
+
+
+def test_help_lists_the_contract_commands():
+    r = run("--help")
+    assert r.returncode == 0
+    for name in ("embed", "verify", "info", "bench", "corpus", "train", "eval", "prune"):
+        assert name in r.stdout
+
+
+def test_info_json_on_resemblyzer_weights(capsys):
+    from rtclone.checkpoints import resemblyzer_weights_path
+
+    assert main(["info", str(resemblyzer_weights_path()), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["ok"] and out["kind"] == "encoder" and out["format"] == "resemblyzer"
+    assert out["dims"]["n_mels"] == 40 and out["n_tensors"] == 16
+
+
+def test_typed_error_becomes_json_and_exit_status(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    status = main(["info", str(bad), "--json"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert status == 4
+    assert out == {"ok": False, "error": {"code": "bad_checkpoint", "message": out["error"]["message"]}}
+    assert "bad.pt" in out["error"]["message"]
+
+
+def test_error_without_json_goes_to_stderr(tmp_path, capsys):
+    status = main(["info", str(tmp_path / "missing.pt")])
+    captured = capsys.readouterr()
+    assert status == 4 and "not found" in captured.err and captured.out == ""
+
+
+def test_unknown_command_is_a_usage_error():
+    r = run("frobnicate")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
