@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 if ! command -v flite >/dev/null || ! command -v espeak-ng >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends flite espeak-ng sox libsndfile1 ffmpeg >/dev/null
+    apt-get -o DPkg::Lock::Timeout=900 update -qq || true
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends flite espeak-ng sox libsndfile1 ffmpeg >/dev/null
   else
     echo "note: install flite, espeak-ng, sox, libsndfile1 (Debian packages) for the built-in voices and tests" >&2
   fi
