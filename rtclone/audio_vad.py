@@ -5,7 +5,8 @@ average of 8 frames and rounded (a frame counts as voiced when more than half of
 is), and the voiced regions are dilated by ``max_silence + 1`` frames so that pauses of up to
 ``max_silence`` frames (~0.2 s) inside speech are kept. Everything else is dropped.
 
-This module imports nothing from the rest of rtclone (``rtclone.audio`` re-exports it).
+This module imports nothing from the rest of rtclone; ``rtclone.audio`` re-exports
+``trim_long_silences`` and ``pcm16_bytes``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ VAD_SAMPLE_RATES = (8000, 16000, 32000, 48000)  # the rates webrtcvad accepts
 _INT16_MAX = 2**15 - 1
 
 
-def _pcm16(wav: np.ndarray) -> bytes:
-    """Float signal -> little-endian int16 bytes (rounded, clipped to the int16 range)."""
-    return np.clip(np.round(wav * _INT16_MAX), -_INT16_MAX - 1, _INT16_MAX).astype("<i2").tobytes()
+def pcm16_bytes(wav: np.ndarray) -> bytes:
+    """Float audio -> little-endian int16 PCM bytes (clipped to [-1, 1], x 32767, rounded; NaN -> 0)."""
+    wav = np.clip(np.nan_to_num(np.asarray(wav, dtype=np.float32)), -1.0, 1.0)
+    return np.round(wav * _INT16_MAX).astype("<i2").tobytes()
 
 
 def voice_flags(wav: np.ndarray, sr: int = 16000, vad_window_ms: int = 30, mode: int = 3) -> np.ndarray:
@@ -35,7 +37,7 @@ def voice_flags(wav: np.ndarray, sr: int = 16000, vad_window_ms: int = 30, mode:
         raise ValueError(f"vad_window_ms must be 10, 20 or 30, got {vad_window_ms}")
     frame = vad_window_ms * sr // 1000
     n_frames = len(wav) // frame
-    pcm = _pcm16(np.asarray(wav[: n_frames * frame], dtype=np.float32))
+    pcm = pcm16_bytes(np.asarray(wav[: n_frames * frame], dtype=np.float32))
     vad = webrtcvad.Vad(mode)
     step = 2 * frame  # bytes per frame
     return np.array([vad.is_speech(pcm[i * step : (i + 1) * step], sr) for i in range(n_frames)], dtype=bool)

@@ -113,6 +113,7 @@ _ORDINAL_RE = re.compile(r"\b(" + _NUM + r")(st|nd|rd|th)\b", re.IGNORECASE)
 _DECIMAL_RE = re.compile(r"(" + _NUM + r")?\.(\d+)")
 _GROUPED_RE = re.compile(r"\b\d{1,3}(?:,\d{3})+\b")
 _MINUS_RE = re.compile(r"(?<![\w.-])-(?=\d)")
+_GLUED_RE = re.compile(r"(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])")  # "mp3" → "mp 3"
 _INT_RE = re.compile(r"\d+")
 
 
@@ -162,6 +163,7 @@ def normalize_numbers(text: str) -> str:
     text = _PERCENT_RE.sub(r"\1 percent", text)
     text = _TIME_RE.sub(_time, text)
     text = _ORDINAL_RE.sub(lambda m: ordinal(_int(m.group(1))), text)
+    text = _GLUED_RE.sub(" ", text)
     text = _MINUS_RE.sub("minus ", text)
     text = _DECIMAL_RE.sub(_decimal, text)
     text = _GROUPED_RE.sub(lambda m: _integer_words(m.group(0)), text)

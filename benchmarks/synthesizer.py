@@ -1,0 +1,113 @@
+"""Synthesizer speed: mel frames per second and time to the first streamed mel chunk.
+
+Measures rtclone's default dims (``SynthesizerDims.small()``) against RTVC's dims (the baseline,
+measured in the same run) on this CPU, with random seeded weights (speed does not depend on the
+values: decoding is free-running to a fixed length with the stop token off).
+
+Goal (issue 3): default dims ≥ 400 frames/s (5× real time at 80 frames/s) and first chunk ≤ 60 ms.
+
+    .venv/bin/python benchmarks/synthesizer.py [--repeats 5] [--frames 200] [--threads 1] [--out FILE.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtclone.synthesizer import StreamInfo, SynthesizerDims, Tacotron, TacotronOptions, stream, synthesize
+
+TEXT = "The birch canoe slid on the smooth planks, glue the sheet to the dark blue background."
+FRAMES_PER_SECOND_OF_AUDIO = 80  # hop 200 at 16 kHz
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _summary(xs: list[float]) -> dict[str, float]:
+    q = np.percentile(xs, [25, 75])
+    return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "iqr": float(q[1] - q[0])}
+
+
+def measure(name: str, dims: SynthesizerDims, frames: int, repeats: int, r: int) -> dict:
+    torch.manual_seed(0)
+    model = Tacotron(dims).eval()
+    model.set_r(r)
+    emb = np.random.default_rng(0).standard_normal(dims.speaker_embedding_size).astype(np.float32)
+    emb /= np.linalg.norm(emb)
+    opts = TacotronOptions(stop_threshold=None, detect_attention_failure=False, on_max_length="truncate",
+                           max_decoder_steps=frames // r)
+    synthesize(model, [TEXT], emb[None], TacotronOptions(stop_threshold=None, detect_attention_failure=False,
+                                                         on_max_length="truncate", max_decoder_steps=5))  # warm-up
+    offline_fps, stream_fps, first_ms = [], [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mel = synthesize(model, [TEXT], emb[None], opts)[0][0]
+        offline_fps.append(mel.shape[1] / (time.perf_counter() - t0))
+        info = StreamInfo()
+        t0 = time.perf_counter()
+        first = None
+        n = 0
+        for chunk in stream(model, TEXT, emb, opts, info):
+            if first is None:
+                first = time.perf_counter() - t0
+            n += chunk.shape[1]
+        stream_fps.append(n / (time.perf_counter() - t0))
+        first_ms.append(first * 1e3)
+    res = {
+        "name": name, "dims": dims.__dict__, "r": r, "frames": frames,
+        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "offline_frames_per_s": _summary(offline_fps),
+        "stream_frames_per_s": _summary(stream_fps),
+        "first_chunk_ms": _summary(first_ms),
+        "first_chunk_frames": opts.postnet_chunk, "lookahead_frames": info.lookahead_frames,
+    }
+    res["x_real_time"] = res["stream_frames_per_s"]["median"] / FRAMES_PER_SECOND_OF_AUDIO
+    return res
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--frames", type=int, default=200, help="mel frames decoded per run (2.5 s of audio)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--r", type=int, default=2, help="reduction factor (RTVC's trained models use 2)")
+    p.add_argument("--out", default=str(Path(__file__).with_name("results") / "synthesizer.json"))
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    results = [measure("rtclone-small (default)", SynthesizerDims.small(), a.frames, a.repeats, a.r),
+               measure("rtvc (baseline)", SynthesizerDims(), a.frames, a.repeats, a.r)]
+    report = {
+        "benchmark": "synthesizer", "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": a.threads,
+                                                "load_avg_1m": os.getloadavg()[0], "torch": torch.__version__,
+                                                "python": platform.python_version()},
+        "text": TEXT, "goal": {"frames_per_s": 400, "first_chunk_ms": 60}, "results": results,
+    }
+    for r in results:
+        print(f"{r['name']:<26} {r['params_M']:6.2f} M  stream {r['stream_frames_per_s']['median']:7.1f} frames/s "
+              f"[{r['stream_frames_per_s']['min']:.0f}-{r['stream_frames_per_s']['max']:.0f}] "
+              f"({r['x_real_time']:.1f}x real time)  offline {r['offline_frames_per_s']['median']:7.1f}  "
+              f"first chunk {r['first_chunk_ms']['median']:6.1f} ms [{r['first_chunk_ms']['min']:.1f}-{r['first_chunk_ms']['max']:.1f}]")
+    print(f"machine: {report['machine']}")
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

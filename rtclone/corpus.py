@@ -1,0 +1,329 @@
+"""The built-in multi-voice English corpus (``rtclone corpus build``), made offline.
+
+Voices come from Debian's flite voices, festival voices and espeak-ng English variants; each
+base voice also gets pitch / tempo / timbre variants made with sox, so the inventory has well
+over 40 distinct voices (:func:`list_voices`). Every voice carries its engine and a quality
+flag: pocketsphinx recognises flite's rms and slt with ~0-13 % WER but espeak-ng with
+~60-100 %, so the inventory is ordered by quality and espeak-ng voices come last.
+
+Layout (LibriSpeech-like)::
+
+    root/manifest.json
+    root/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac        16 kHz mono, 16 bit
+    root/<speaker>/<chapter>/<speaker>-<chapter>.trans.txt         "<utt-id> <sentence>" lines
+
+``<speaker>`` is a number (100 + the voice's index in :func:`list_voices`); chapter 1 holds
+the voice's training sentences, chapter 2 the held-out sentences (ground truth for
+evaluation). Utterances of held-out voices and of held-out sentences are evaluation-only:
+``manifest["utterances"][i]["split"]`` is "train" or "eval" (see :func:`list_utterances`).
+The build is deterministic from the seed, resumable (finished files are skipped, every file is
+written to a temporary name and renamed) and the transcripts keep the sentence as written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.resources
+import json
+import os
+import random
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from rtclone.errors import BackendUnavailableError, OptionsError, SynthesisError
+
+__all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "list_voices",
+           "engine_available", "build_corpus", "list_utterances"]
+
+CORPUS_VERSION = 1
+TRAIN_CHAPTER, HELDOUT_CHAPTER = 1, 2
+_FESTIVAL_VOICE_DIRS = Path("/usr/share/festival/voices")
+# Debian packages that provide each engine (for error messages and the CI install line)
+ENGINE_PACKAGES = {"flite": "flite", "espeak-ng": "espeak-ng",
+                   "festival": "festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"}
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    """One corpus voice: a TTS engine voice plus sox post-processing."""
+
+    name: str                 # unique, e.g. "flite-slt" or "flite-slt-v2"
+    engine: str               # "flite" | "festival" | "espeak-ng"
+    voice: str                # the engine's voice name ("slt", "kal_diphone", "en-us+m3")
+    quality: str              # "high" | "medium" | "low": how well listeners and ASR follow it
+    pitch_cents: int = 0      # sox pitch shift (formants move with it: a new vocal tract)
+    tempo: float = 1.0        # sox tempo factor (speaking rate, pitch kept)
+    bass_db: float = 0.0      # sox bass shelf gain at 100 Hz
+    treble_db: float = 0.0    # sox treble shelf gain at 3 kHz
+    engine_args: tuple[str, ...] = ()  # extra engine flags (espeak-ng pitch / speed)
+
+    def params(self) -> dict:
+        """The synthesis parameters as a JSON-able dict (for the manifest)."""
+        d = dataclasses.asdict(self)
+        d["engine_args"] = list(self.engine_args)
+        return d
+
+
+_BASES = [  # (engine, voice, quality, short name, female?)
+    ("flite", "slt", "high", "slt", True),
+    ("flite", "rms", "high", "rms", False),
+    ("festival", "cmu_us_slt_arctic_hts", "high", "sltHts", True),
+    ("flite", "awb", "medium", "awb", False),
+    ("flite", "kal16", "medium", "kal16", False),
+    ("festival", "ked_diphone", "medium", "ked", False),
+    ("festival", "kal_diphone", "medium", "kalDiphone", False),
+    ("flite", "kal", "medium", "kal", False),
+]
+# sox variants of each base: (pitch cents for a male base, tempo, bass dB, treble dB); a female
+# base gets the opposite pitch shift so most variants stay in a natural range
+_RECIPES = [(-250, 1.0, 0.0, 0.0), (250, 1.0, 0.0, 0.0), (-130, 0.92, 5.0, -2.0),
+            (160, 1.08, -2.0, 5.0)]
+_ESPEAK = [("en-us+m3", 45, 150), ("en-gb-x-rp+f2", 60, 145), ("en-us+m1", 40, 155),
+           ("en+f4", 65, 150), ("en-gb-scotland+m7", 50, 150), ("en-us-nyc+m5", 48, 150),
+           ("en-029+m2", 42, 145), ("en-gb-x-gbclan+f3", 58, 150), ("en-us+f5", 62, 155),
+           ("en-gb-x-rp+m4", 38, 145), ("en-gb+m6", 46, 150), ("en-us+f1", 70, 150)]
+
+
+def list_voices(seed: int = 0) -> list[VoiceSpec]:
+    """The full voice inventory, best quality first (bases, sox variants, espeak-ng).
+
+    The seed jitters the variants' pitch, tempo and EQ a little (deterministically); names and
+    order do not depend on it.
+    """
+    rng = random.Random(f"rtclone-voices-{seed}")
+    voices = [VoiceSpec(f"{e}-{short}", e, v, q) for e, v, q, short, _ in _BASES]
+    for k, (pitch, tempo, bass, treble) in enumerate(_RECIPES):
+        for engine, voice, quality, short, female in _BASES:
+            jitter = rng.randrange(-4, 5) * 10
+            voices.append(VoiceSpec(
+                f"{engine}-{short}-v{k + 1}", engine, voice, quality,
+                pitch_cents=(-pitch if female else pitch) + jitter,
+                tempo=round(tempo + rng.randrange(-2, 3) / 100, 2),
+                bass_db=bass + rng.randrange(-1, 2), treble_db=treble + rng.randrange(-1, 2)))
+    for voice, pitch, speed in _ESPEAK:
+        voices.append(VoiceSpec(f"espeak-{voice.replace('+', '-')}", "espeak-ng", voice, "low",
+                                engine_args=("-p", str(pitch + rng.randrange(-3, 4)),
+                                             "-s", str(speed))))
+    return voices
+
+
+def engine_available(engine: str, voice: str | None = None) -> bool:
+    """Whether ``engine`` (and, for festival, the given voice) is installed, plus sox."""
+    tool = {"flite": "flite", "festival": "text2wave", "espeak-ng": "espeak-ng"}.get(engine)
+    if tool is None or shutil.which(tool) is None or shutil.which("sox") is None:
+        return False
+    if engine == "festival" and voice is not None:
+        return any(_FESTIVAL_VOICE_DIRS.glob(f"*/{voice}"))
+    return True
+
+
+def load_sentences() -> list[str]:
+    """The shipped sentence list (rtclone/data/sentences.txt; written for this project)."""
+    text = (importlib.resources.files("rtclone") / "data" / "sentences.txt").read_text("utf-8")
+    return [s.strip() for s in text.splitlines() if s.strip() and not s.startswith("#")]
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    """What to build. Validated on construction."""
+
+    seed: int = 0                    # drives variant jitter, held-out choice and sentence picks
+    n_voices: int = 40               # the first n voices of list_voices (ignored if `voices`)
+    voices: tuple[str, ...] = ()     # explicit voice names instead of the first n_voices
+    utterances_per_voice: int = 120  # training-sentence utterances per voice (chapter 1)
+    heldout_voices: int = 4          # voices kept for evaluation only
+    heldout_sentences: int = 20      # sentences kept for evaluation (chapter 2, every voice)
+    sample_rate: int = 16000         # output rate (16 kHz inside the engine)
+    jobs: int = 1                    # parallel synthesis processes
+
+    def __post_init__(self) -> None:
+        n_sentences = len(load_sentences())
+        selected = len(self.voices) or self.n_voices
+        checks = [
+            (self.n_voices >= 1, "n_voices must be >= 1"),
+            (self.utterances_per_voice >= 1, "utterances_per_voice must be >= 1"),
+            (0 <= self.heldout_voices < selected,
+             f"heldout_voices must be in [0, {selected}) for {selected} voices"),
+            (0 <= self.heldout_sentences < n_sentences,
+             f"heldout_sentences must be in [0, {n_sentences})"),
+            (8000 <= self.sample_rate <= 48000, "sample_rate must be 8-48 kHz"),
+            (self.jobs >= 1, "jobs must be >= 1"),
+            (len(set(self.voices)) == len(self.voices), "voices has duplicates"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise OptionsError(message)
+        inventory = list_voices(self.seed)
+        if self.voices:
+            unknown = sorted(set(self.voices) - {v.name for v in inventory})
+            if unknown:
+                raise OptionsError(f"unknown corpus voices: {', '.join(unknown)}")
+        elif self.n_voices > len(inventory):
+            raise OptionsError(f"n_voices must be <= {len(inventory)} (the inventory size)")
+
+
+# ---- synthesis ----------------------------------------------------------------------------------
+def _engine_command(spec: VoiceSpec, text_file: Path, out_wav: Path) -> list[str]:
+    if spec.engine == "flite":
+        return ["flite", "-voice", spec.voice, "-f", str(text_file), "-o", str(out_wav)]
+    if spec.engine == "festival":
+        return ["text2wave", str(text_file), "-o", str(out_wav), "-eval", f"(voice_{spec.voice})"]
+    if spec.engine == "espeak-ng":
+        return ["espeak-ng", "-v", spec.voice, *spec.engine_args, "-f", str(text_file),
+                "-w", str(out_wav)]
+    raise OptionsError(f"unknown engine {spec.engine!r}")
+
+
+def _sox_command(spec: VoiceSpec, in_wav: Path, out_file: Path, sample_rate: int) -> list[str]:
+    # -R: repeatable, -D: no dither, so the same input gives the same bytes
+    cmd = ["sox", "-R", "-D", "-q", str(in_wav), "-t", "flac", "-b", "16", "-c", "1",
+           str(out_file), "remix", "-"]
+    if spec.pitch_cents:
+        cmd += ["pitch", str(spec.pitch_cents)]
+    if spec.tempo != 1.0:
+        cmd += ["tempo", "-s", str(spec.tempo)]
+    if spec.bass_db:
+        cmd += ["bass", str(spec.bass_db), "100"]
+    if spec.treble_db:
+        cmd += ["treble", str(spec.treble_db), "3000"]
+    return cmd + ["rate", "-v", str(sample_rate), "gain", "-n", "-3"]
+
+
+def _run(cmd: list[str], what: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SynthesisError(f"{what} failed ({proc.returncode}): {proc.stderr.strip()[:300]}")
+
+
+def _render(spec: VoiceSpec, text: str, out: Path, sample_rate: int) -> None:
+    """Synthesise ``text`` with ``spec`` into ``out`` (flac), atomically."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rtclone-corpus-") as tmp:
+        text_file, raw = Path(tmp) / "text.txt", Path(tmp) / "raw.wav"
+        text_file.write_text(text + "\n", encoding="utf-8")
+        _run(_engine_command(spec, text_file, raw), f"{spec.engine} ({spec.name})")
+        part = out.with_name(out.name + ".part")
+        _run(_sox_command(spec, raw, part, sample_rate), f"sox ({spec.name})")
+        os.replace(part, out)
+
+
+def _write_if_changed(path: Path, content: str) -> bool:
+    if path.exists() and path.read_text(encoding="utf-8") == content:
+        return False
+    part = path.with_name(path.name + ".part")
+    part.write_text(content, encoding="utf-8")
+    os.replace(part, path)
+    return True
+
+
+# ---- plan and build -----------------------------------------------------------------------------
+def _plan(options: CorpusOptions) -> dict:
+    """The whole corpus as data: voices, sentence split and every utterance (deterministic)."""
+    inventory = list_voices(options.seed)
+    speaker_of = {v.name: 100 + i for i, v in enumerate(inventory)}
+    chosen = ([v for v in inventory if v.name in set(options.voices)] if options.voices
+              else inventory[:options.n_voices])
+    rng = random.Random(f"rtclone-corpus-{options.seed}")
+    sentences = load_sentences()
+    heldout_sent = sorted(rng.sample(range(len(sentences)), options.heldout_sentences))
+    train_sent = [i for i in range(len(sentences)) if i not in set(heldout_sent)]
+    # hold out sox variants first, so every base engine voice stays in training
+    variants = [v.name for v in chosen if v.pitch_cents or v.tempo != 1.0]
+    others = [v.name for v in chosen if v.name not in set(variants)]
+    k = options.heldout_voices
+    heldout_names = rng.sample(variants, min(k, len(variants)))
+    heldout_names += rng.sample(others, k - len(heldout_names))
+    voices, utterances = [], []
+    for spec in chosen:
+        speaker = str(speaker_of[spec.name])
+        voice_split = "eval" if spec.name in heldout_names else "train"
+        voices.append({"speaker": speaker, "name": spec.name, "engine": spec.engine,
+                       "quality": spec.quality, "split": voice_split, "params": spec.params()})
+        vrng = random.Random(f"rtclone-corpus-{options.seed}-{spec.name}")
+        picks = vrng.sample(train_sent, min(options.utterances_per_voice, len(train_sent)))
+        for chapter, sentence_ids in ((TRAIN_CHAPTER, picks), (HELDOUT_CHAPTER, heldout_sent)):
+            for n, sid in enumerate(sentence_ids):
+                uid = f"{speaker}-{chapter}-{n:04d}"
+                utterances.append({
+                    "id": uid, "path": f"{speaker}/{chapter}/{uid}.flac", "speaker": speaker,
+                    "sentence": sid, "text": sentences[sid],
+                    "split": "train" if voice_split == "train" and chapter == TRAIN_CHAPTER
+                    else "eval"})
+    digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()
+    return {"format": "rtclone-corpus", "version": CORPUS_VERSION, "seed": options.seed,
+            "sample_rate": options.sample_rate, "options": dataclasses.asdict(options),
+            "sentences_sha256": digest,
+            "sentences": {"train": train_sent, "heldout": heldout_sent},
+            "voices": voices, "utterances": utterances}
+
+
+def build_corpus(root: Path, options: CorpusOptions, progress: bool = False) -> dict:
+    """Build (or resume building) the corpus under ``root``; returns the manifest.
+
+    Raises ``BackendUnavailableError`` when a chosen voice's engine or sox is missing and
+    ``OptionsError`` when ``root`` already holds a corpus made with other options.
+    """
+    root = Path(root)
+    manifest = json.loads(json.dumps(_plan(options)))  # tuples → lists, as read back from disk
+    for voice in manifest["voices"]:
+        if not engine_available(voice["engine"], voice["params"]["voice"]):
+            raise BackendUnavailableError(
+                f"voice {voice['name']} needs {voice['engine']} and sox: "
+                f"apt-get install sox {ENGINE_PACKAGES[voice['engine']]}")
+    manifest_path = root / "manifest.json"
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if {k: v for k, v in old.items() if k != "complete"} != manifest:
+            raise OptionsError(f"{root} holds a corpus built with other options or sentences; "
+                               "use an empty directory")
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        _write_if_changed(manifest_path, json.dumps({**manifest, "complete": False}, indent=1))
+    specs = {v.name: v for v in list_voices(options.seed)}
+    by_chapter: dict[str, list[dict]] = {}
+    for utt in manifest["utterances"]:
+        by_chapter.setdefault(utt["path"].rsplit("/", 1)[0], []).append(utt)
+    name_of = {v["speaker"]: v["name"] for v in manifest["voices"]}
+    todo = [u for u in manifest["utterances"] if not (root / u["path"]).exists()]
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), unit="utt", desc="corpus")
+
+    def render(utt: dict) -> None:
+        _render(specs[name_of[utt["speaker"]]], utt["text"], root / utt["path"],
+                options.sample_rate)
+
+    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
+        for chapter, utts in by_chapter.items():
+            pending = [u for u in utts if not (root / u["path"]).exists()]
+            for _ in pool.map(render, pending):
+                if bar is not None:
+                    bar.update(1)
+            speaker, number = chapter.split("/")
+            _write_if_changed(root / chapter / f"{speaker}-{number}.trans.txt",
+                              "".join(f"{u['id']} {u['text']}\n" for u in utts))
+    if bar is not None:
+        bar.close()
+    manifest["complete"] = True
+    _write_if_changed(manifest_path, json.dumps(manifest, indent=1))
+    return manifest
+
+
+def list_utterances(root: Path, split: str | None = None) -> list[dict]:
+    """Utterances of a built corpus (dicts with id, path (absolute), speaker, text, split).
+
+    ``split="train"`` gives only training material (no held-out voice or sentence),
+    ``split="eval"`` only evaluation material, ``None`` everything.
+    """
+    root = Path(root)
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    if split not in (None, "train", "eval"):
+        raise OptionsError(f"split must be 'train', 'eval' or None, got {split!r}")
+    return [{**u, "path": str(root / u["path"])} for u in manifest["utterances"]
+            if split is None or u["split"] == split]

@@ -1,0 +1,222 @@
+"""Building blocks of the Tacotron synthesizer (parameter names follow RTVC's ``synthesizer.pt``).
+
+Text encoder (embedding → prenet → CBHG), location-sensitive attention, the decoder step
+(prenet → attention GRU → attention → two residual LSTMs → r mel frames + stop logit) and the
+CBHG used as postnet. The decoder is written as a pure step function: its recurrent state goes
+in and out explicitly as a :class:`DecoderState`, so offline and streaming decoding share it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def dropout_always(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Dropout that is applied in training *and* inference (Tacotron's prenet; the RTVC trap).
+
+    With a ``generator`` the mask is drawn from it, so inference is reproducible per seed.
+    """
+    if p <= 0.0:
+        return x
+    if generator is None:
+        return F.dropout(x, p, training=True)
+    keep = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator)
+    return x * keep * (1.0 / (1.0 - p))
+
+
+class PreNet(nn.Module):
+    """Two ReLU layers, each followed by dropout that stays on at inference."""
+
+    def __init__(self, in_dims: int, fc1_dims: int, fc2_dims: int, dropout: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_dims, fc1_dims)
+        self.fc2 = nn.Linear(fc1_dims, fc2_dims)
+        self.p = dropout
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = dropout_always(F.relu(self.fc1(x)), self.p, generator)
+        return dropout_always(F.relu(self.fc2(x)), self.p, generator)
+
+
+class HighwayNetwork(nn.Module):
+    """y = g·relu(W1 x) + (1 − g)·x with the gate g = sigmoid(W2 x)."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.W1 = nn.Linear(size, size)
+        self.W2 = nn.Linear(size, size)
+        nn.init.zeros_(self.W2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        g = torch.sigmoid(self.W2(x))
+        return g * F.relu(self.W1(x)) + (1.0 - g) * x
+
+
+class BatchNormConv(nn.Module):
+    """Conv1d (no bias, 'same' padding k//2) → optional ReLU → BatchNorm1d."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, relu: bool = True) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(in_channels, out_channels, kernel, stride=1, padding=kernel // 2, bias=False)
+        self.bnorm = nn.BatchNorm1d(out_channels)
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C', T or T+1)
+        x = self.conv(x)
+        return self.bnorm(F.relu(x) if self.relu else x)
+
+
+class CBHG(nn.Module):
+    """Conv bank (kernels 1..K) → max-pool → 2 projections + residual → highways → bi-GRU.
+
+    Output width is ``channels`` (a bidirectional GRU of ``channels // 2`` per direction).
+    """
+
+    def __init__(self, K: int, in_channels: int, channels: int, proj_channels: tuple[int, int], num_highways: int) -> None:
+        super().__init__()
+        self.conv1d_bank = nn.ModuleList([BatchNormConv(in_channels, channels, k) for k in range(1, K + 1)])
+        self.maxpool = nn.MaxPool1d(kernel_size=2, stride=1, padding=1)
+        self.conv_project1 = BatchNormConv(K * channels, proj_channels[0], 3)
+        self.conv_project2 = BatchNormConv(proj_channels[0], proj_channels[1], 3, relu=False)
+        # a projection to the highway width when the residual has another width (the postnet)
+        self.pre_highway = nn.Linear(proj_channels[-1], channels, bias=False) if proj_channels[-1] != channels else None
+        self.highways = nn.ModuleList([HighwayNetwork(channels) for _ in range(num_highways)])
+        self.rnn = nn.GRU(channels, channels // 2, batch_first=True, bidirectional=True)
+
+    # Frames of context each output frame sees through the convolutions (left, right); the GRU
+    # sees the whole sequence.
+    @staticmethod
+    def conv_receptive_field(K: int) -> tuple[int, int]:
+        left = K // 2 + 1 + 1 + 1  # bank, max-pool (looks one back), two 3-tap projections
+        right = (K - 1) // 2 + 1 + 1
+        return left, right
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, T) -> (B, T, channels)
+        residual = x
+        T = x.size(-1)
+        bank = torch.cat([conv(x)[:, :, :T] for conv in self.conv1d_bank], dim=1)  # (B, K·C, T)
+        x = self.maxpool(bank)[:, :, :T]
+        x = self.conv_project2(self.conv_project1(x)) + residual  # (B, C_in, T)
+        x = x.transpose(1, 2)  # (B, T, C_in)
+        if self.pre_highway is not None:
+            x = self.pre_highway(x)
+        for highway in self.highways:
+            x = highway(x)
+        self.rnn.flatten_parameters()
+        x, _ = self.rnn(x)  # (B, T, channels)
+        return x
+
+
+class Encoder(nn.Module):
+    """Characters → embedding → prenet → CBHG; the speaker embedding is concatenated per step."""
+
+    def __init__(self, num_chars: int, embed_dims: int, encoder_dims: int, K: int, num_highways: int, dropout: float) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(num_chars, embed_dims)
+        self.pre_net = PreNet(embed_dims, encoder_dims, encoder_dims, dropout)
+        self.cbhg = CBHG(K, encoder_dims, encoder_dims, (encoder_dims, encoder_dims), num_highways)
+
+    def forward(self, chars: torch.Tensor, speaker: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        x = self.pre_net(self.embedding(chars), generator)  # (B, T_text, encoder_dims)
+        x = self.cbhg(x.transpose(1, 2))  # (B, T_text, encoder_dims)
+        spk = speaker.unsqueeze(1).expand(-1, x.size(1), -1)  # (B, T_text, spk)
+        return torch.cat([x, spk], dim=2)  # (B, T_text, encoder_dims + spk)
+
+
+class LSA(nn.Module):
+    """Location-sensitive attention: scores from the query, the keys and the cumulative weights."""
+
+    def __init__(self, attn_dims: int, kernel_size: int = 31, filters: int = 32) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, filters, kernel_size, padding=kernel_size // 2, bias=True)
+        self.L = nn.Linear(filters, attn_dims, bias=False)
+        self.W = nn.Linear(attn_dims, attn_dims, bias=True)
+        self.v = nn.Linear(attn_dims, 1, bias=False)
+
+    def forward(self, keys: torch.Tensor, query: torch.Tensor, cumulative: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """keys (B, T_text, A), query (B, A), cumulative (B, T_text), mask (B, T_text) bool → (B, T_text)."""
+        loc = self.L(self.conv(cumulative.unsqueeze(1)).transpose(1, 2))  # (B, T_text, A)
+        u = self.v(torch.tanh(self.W(query).unsqueeze(1) + keys + loc)).squeeze(-1)  # (B, T_text)
+        if mask is not None:
+            u = u.masked_fill(~mask, float("-inf"))
+        return torch.softmax(u, dim=1)
+
+
+@dataclass
+class DecoderState:
+    """The decoder's recurrent state between steps (all tensors batch-first)."""
+
+    attn_hidden: torch.Tensor  # (B, decoder_dims)
+    rnn1: tuple[torch.Tensor, torch.Tensor]  # (h, c), each (B, lstm_dims)
+    rnn2: tuple[torch.Tensor, torch.Tensor]
+    context: torch.Tensor  # (B, encoder_dims + spk)
+    cumulative: torch.Tensor  # (B, T_text) sum of past attention weights
+    prev_frame: torch.Tensor  # (B, n_mels) the last frame of the previous step (go frame: zeros)
+
+
+class Decoder(nn.Module):
+    """One Tacotron decoder step: r mel frames (of ``max_r`` projected) and a stop logit."""
+
+    def __init__(self, n_mels: int, encoder_dims: int, decoder_dims: int, prenet_dims: int, lstm_dims: int,
+                 dropout: float, speaker_dims: int, max_r: int, attn_filters: int = 32, attn_kernel: int = 31) -> None:
+        super().__init__()
+        self.register_buffer("r", torch.tensor(1, dtype=torch.int))
+        self.n_mels = n_mels
+        self.max_r = max_r
+        ctx = encoder_dims + speaker_dims
+        self.prenet = PreNet(n_mels, prenet_dims, prenet_dims, dropout)
+        self.attn_net = LSA(decoder_dims, attn_kernel, attn_filters)
+        self.attn_rnn = nn.GRUCell(ctx + prenet_dims, decoder_dims)
+        self.rnn_input = nn.Linear(ctx + decoder_dims, lstm_dims)
+        self.res_rnn1 = nn.LSTMCell(lstm_dims, lstm_dims)
+        self.res_rnn2 = nn.LSTMCell(lstm_dims, lstm_dims)
+        self.mel_proj = nn.Linear(lstm_dims, n_mels * max_r, bias=False)
+        self.stop_proj = nn.Linear(lstm_dims + ctx, 1)
+
+    def init_state(self, memory: torch.Tensor) -> DecoderState:
+        """Zero state for a memory (encoder output) of shape (B, T_text, ctx)."""
+        B, T, C = memory.shape
+        z = memory.new_zeros
+        lstm = self.res_rnn1.hidden_size
+        return DecoderState(
+            attn_hidden=z(B, self.attn_rnn.hidden_size),
+            rnn1=(z(B, lstm), z(B, lstm)),
+            rnn2=(z(B, lstm), z(B, lstm)),
+            context=z(B, C),
+            cumulative=z(B, T),
+            prev_frame=z(B, self.n_mels),
+        )
+
+    def mel_weight(self, r: int) -> torch.Tensor:
+        """The rows of ``mel_proj`` that produce the first r of max_r frames: (n_mels·r, lstm)."""
+        w = self.mel_proj.weight.view(self.n_mels, self.max_r, -1)[:, :r]
+        return w.reshape(self.n_mels * r, -1)
+
+    def step(self, state: DecoderState, memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None,
+             r: int, generator: torch.Generator | None = None, mel_weight: torch.Tensor | None = None,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, DecoderState]:
+        """Advance one step.
+
+        memory (B, T_text, ctx) encoder output with speaker; keys (B, T_text, A) its projection;
+        returns mels (B, n_mels, r), stop logit (B,), attention (B, T_text) and the new state.
+        """
+        B = memory.size(0)
+        pre = self.prenet(state.prev_frame, generator)  # (B, prenet_dims)
+        attn_hidden = self.attn_rnn(torch.cat([state.context, pre], dim=1), state.attn_hidden)
+        scores = self.attn_net(keys, attn_hidden, state.cumulative, mask)  # (B, T_text)
+        context = torch.bmm(scores.unsqueeze(1), memory).squeeze(1)  # (B, ctx)
+        x = self.rnn_input(torch.cat([context, attn_hidden], dim=1))  # (B, lstm)
+        h1, c1 = self.res_rnn1(x, state.rnn1)
+        x = x + h1
+        h2, c2 = self.res_rnn2(x, state.rnn2)
+        x = x + h2
+        if mel_weight is None:
+            mel_weight = self.mel_weight(r)
+        mels = F.linear(x, mel_weight).view(B, self.n_mels, r)  # (B, n_mels, r)
+        stop = self.stop_proj(torch.cat([x, context], dim=1)).squeeze(1)  # (B,)
+        new = DecoderState(attn_hidden, (h1, c1), (h2, c2), context, state.cumulative + scores, mels[:, :, -1])
+        return mels, stop, scores, new

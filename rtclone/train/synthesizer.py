@@ -1,0 +1,466 @@
+"""Synthesizer training: data preparation, teacher-forced training (DDP-ready), GTA mel export.
+
+Prepared data directory (written by :func:`prepare_synthesizer_data`)::
+
+    metadata.json   {"format": "rtclone-synth-data", "version": 1, "items": [{"id", "speaker", "text",
+                     "frames", "samples"}, ...]}
+    mels/<id>.npy   (80, T) float32 synthesizer mel of the VAD-trimmed utterance
+    embeds/<id>.npy (256,) float32 the utterance's own speaker embedding (as in the SV2TTS thesis)
+    audio/<id>.npy  (samples,) float32 16 kHz trimmed audio (for vocoder training on GTA mels)
+
+Training writes ``out_dir/synthesizer.pt`` (rtclone format, loadable by
+``rtclone.checkpoints.load_model``), ``out_dir/optimizer.pt`` (optimizer state, for resume),
+``out_dir/alignments/step-XXXXXX.png`` at each evaluation and ``out_dir/log.jsonl``.
+Several processes: launch with ``torchrun --nproc_per_node N -m rtclone.train.synthesizer ...``
+(gloo on CPU, nccl on GPU); rank 0 does the I/O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import AudioError, InputShapeError, OptionsError, TextError
+from ..synthesizer import SynthesizerDims, Tacotron
+
+DATA_FORMAT, DATA_VERSION = "rtclone-synth-data", 1
+MEL_PAD = -4.0  # padding value of target mels: silence in the symmetric [-4, 4] scale
+
+
+# ---- data preparation ---------------------------------------------------------------------------
+def synthesizer_items(src: str | Path) -> list[Any]:
+    """(audio, transcript, speaker) items of a corpus root.
+
+    VCTK (``txt/<spk>/*.txt`` beside ``wav48*/<spk>/*``) and LibriTTS (``<stem>.normalized.txt``)
+    are recognised here; every other layout (LibriSpeech, the built-in corpus
+    ``root/speaker/chapter/*.flac + *.trans.txt``, flat ``<stem>.txt``) is read by
+    :func:`rtclone.train.data.transcribed_items`.
+    """
+    from .data import AUDIO_EXTENSIONS, Utterance, transcribed_items
+
+    src = Path(src)
+    if not src.is_dir():
+        raise InputShapeError(f"dataset root is not a directory: {src}")
+    wav_roots = sorted(p for p in src.glob("wav48*") if p.is_dir())
+    if (src / "txt").is_dir() and wav_roots:  # VCTK
+        items = []
+        for audio in sorted(a for a in wav_roots[0].rglob("*") if a.suffix.lower() in AUDIO_EXTENSIONS):
+            if audio.stem.endswith("_mic2"):  # VCTK 0.92 has two microphones: keep mic1
+                continue
+            txt = src / "txt" / audio.parent.name / f"{audio.stem.removesuffix('_mic1')}.txt"
+            if txt.is_file():
+                items.append(Utterance(audio, " ".join(txt.read_text(encoding="utf-8").split()), audio.parent.name))
+        if items:
+            return items
+    libritts = sorted(src.rglob("*.normalized.txt"))
+    if libritts:
+        items = []
+        for txt in libritts:
+            audio = txt.with_name(txt.name.removesuffix(".normalized.txt") + ".wav")
+            if audio.is_file():
+                items.append(Utterance(audio, " ".join(txt.read_text(encoding="utf-8").split()), txt.relative_to(src).parts[0]))
+        if items:
+            return items
+    return transcribed_items(src)
+
+
+def _safe_id(speaker: str, stem: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{speaker}-{stem}")
+
+
+def prepare_synthesizer_data(src: str | Path, out: str | Path, encoder: torch.nn.Module | None = None, *,
+                             max_frames: int = 900, progress: bool = False) -> dict[str, Any]:
+    """Prepare a corpus for synthesizer training (see the module docstring for the layout).
+
+    Each utterance is VAD-trimmed (:func:`rtclone.audio.preprocess_wav`), turned into a synth mel
+    and embedded with ``encoder`` (default: :func:`rtclone.checkpoints.load_encoder`). Items whose
+    audio is unusable, whose text has nothing speakable, or longer than ``max_frames`` are
+    skipped. Existing outputs are reused. Returns ``{"items": n, "skipped": n, "out": path}``.
+    """
+    from tqdm import tqdm
+
+    from ..audio import preprocess_wav, synth_mel
+    from ..checkpoints import load_encoder
+    from ..encoder import embed_utterance
+    from ..text import text_to_ids
+
+    out = Path(out)
+    if encoder is None:
+        encoder = load_encoder()
+    for sub in ("mels", "embeds", "audio"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    kept, skipped = [], 0
+    for item in tqdm(synthesizer_items(src), desc="prepare", unit="utt", disable=not progress):
+        uid = _safe_id(item.speaker, item.audio.stem)
+        paths = {k: out / k / f"{uid}.npy" for k in ("mels", "embeds", "audio")}
+        try:
+            text_to_ids(item.text)
+            if all(p.is_file() for p in paths.values()):
+                mel, wav = np.load(paths["mels"], mmap_mode="r"), np.load(paths["audio"], mmap_mode="r")
+            else:
+                wav = preprocess_wav(item.audio)
+                mel = synth_mel(wav)  # (80, T)
+                if mel.shape[1] > max_frames:
+                    skipped += 1
+                    continue
+                emb = embed_utterance(encoder, wav)  # (256,)
+                for key, arr in (("mels", mel), ("embeds", emb), ("audio", wav)):
+                    np.save(paths[key], np.asarray(arr, dtype=np.float32), allow_pickle=False)
+        except (AudioError, TextError):
+            skipped += 1
+            continue
+        kept.append({"id": uid, "speaker": item.speaker, "text": item.text, "frames": int(mel.shape[1]),
+                     "samples": int(wav.shape[0])})
+    if not kept:
+        raise InputShapeError(f"{src}: no usable utterances ({skipped} skipped)")
+    meta = {"format": DATA_FORMAT, "version": DATA_VERSION, "items": kept}
+    tmp = out / "metadata.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=1))
+    tmp.replace(out / "metadata.json")
+    return {"items": len(kept), "skipped": skipped, "out": str(out)}
+
+
+def read_metadata(prepared_dir: str | Path) -> list[dict[str, Any]]:
+    """The items of a prepared directory (raises InputShapeError on a missing/foreign file)."""
+    path = Path(prepared_dir) / "metadata.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputShapeError(f"{path}: not a prepared synthesizer directory ({exc})") from exc
+    if meta.get("format") != DATA_FORMAT or not isinstance(meta.get("version"), int) or meta["version"] > DATA_VERSION:
+        raise InputShapeError(f"{path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r}")
+    return list(meta["items"])
+
+
+# ---- batching -----------------------------------------------------------------------------------
+class SynthDataset:
+    """Prepared items as (chars, mel (80, T), embedding) in memory-mapped arrays."""
+
+    def __init__(self, prepared_dir: str | Path) -> None:
+        from ..text import text_to_ids
+
+        self.root = Path(prepared_dir)
+        self.items = read_metadata(self.root)
+        self.chars = [np.asarray(text_to_ids(it["text"]), dtype=np.int64) for it in self.items]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        uid = self.items[i]["id"]
+        mel = np.load(self.root / "mels" / f"{uid}.npy", mmap_mode="r")
+        emb = np.load(self.root / "embeds" / f"{uid}.npy")
+        return self.chars[i], mel, emb
+
+
+def bucket_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Length bucketing: shuffle, sort within windows of 8 batches by length, cut, shuffle batches."""
+    order = rng.permutation(len(lengths))
+    window = batch_size * 8
+    batches = []
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w:w + window], key=lambda i: lengths[i])
+        batches += [list(chunk[b:b + batch_size]) for b in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(ds: SynthDataset, idx: Sequence[int], r: int) -> dict[str, torch.Tensor]:
+    """Pad a batch: chars (B, T_text) 0-padded, mels (B, 80, T) with T a multiple of r (padded
+    with silence), stop targets (B, T) = 1 from each item's last frame, lengths."""
+    rows = [ds.load(i) for i in idx]
+    t_text = max(len(c) for c, _, _ in rows)
+    t_mel = max(m.shape[1] for _, m, _ in rows)
+    t_mel = -(-t_mel // r) * r
+    B = len(rows)
+    chars = torch.zeros(B, t_text, dtype=torch.long)
+    mels = torch.full((B, rows[0][1].shape[0], t_mel), MEL_PAD)
+    stop = torch.zeros(B, t_mel)
+    for b, (c, m, _) in enumerate(rows):
+        chars[b, :len(c)] = torch.from_numpy(c)
+        mels[b, :, :m.shape[1]] = torch.from_numpy(np.array(m))
+        stop[b, m.shape[1] - 1:] = 1.0
+    embeds = torch.from_numpy(np.stack([e for _, _, e in rows]).astype(np.float32))
+    text_lens = torch.tensor([len(c) for c, _, _ in rows])
+    mel_lens = torch.tensor([m.shape[1] for _, m, _ in rows])
+    return {"chars": chars, "mels": mels, "stop": stop, "embeds": embeds, "text_lens": text_lens, "mel_lens": mel_lens}
+
+
+# ---- losses and alignment metrics ----------------------------------------------------------------
+def guided_attention_loss(attn: torch.Tensor, text_lens: torch.Tensor, step_lens: torch.Tensor, g: float = 0.2) -> torch.Tensor:
+    """Penalty on attention far from the diagonal (Tachibana et al. 2017): attn (B, steps, T_text)."""
+    B, S, N = attn.shape
+    s = torch.arange(S, device=attn.device).view(1, S, 1) / step_lens.view(B, 1, 1).clamp(min=1)
+    n = torch.arange(N, device=attn.device).view(1, 1, N) / text_lens.view(B, 1, 1).clamp(min=1)
+    w = 1.0 - torch.exp(-((n - s) ** 2) / (2 * g * g))
+    valid = (torch.arange(S, device=attn.device).view(1, S, 1) < step_lens.view(B, 1, 1)) & \
+            (torch.arange(N, device=attn.device).view(1, 1, N) < text_lens.view(B, 1, 1))
+    return (attn * w * valid).sum() / valid.sum().clamp(min=1)
+
+
+def alignment_scores(attn: np.ndarray) -> dict[str, float]:
+    """How sharp and diagonal an alignment (steps, T_text) is.
+
+    ``focus``: mean over decoder steps of the largest attention weight (1 = one symbol at a time);
+    ``diagonal``: Pearson correlation of the attention peak with the decoder step (1 = monotonic line).
+    """
+    attn = np.asarray(attn, dtype=np.float64)
+    peaks = attn.argmax(axis=1).astype(np.float64)
+    steps = np.arange(len(peaks), dtype=np.float64)
+    diag = float(np.corrcoef(steps, peaks)[0, 1]) if peaks.std() > 0 and len(peaks) > 1 else 0.0
+    return {"focus": float(attn.max(axis=1).mean()), "diagonal": diag}
+
+
+def save_alignment_png(attn: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Plot an alignment (steps, T_text) to a PNG (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.imshow(np.asarray(attn).T, aspect="auto", origin="lower", interpolation="none")
+    ax.set_xlabel("decoder step")
+    ax.set_ylabel("input symbol")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def r_at(step: int, r_schedule: Sequence[tuple[int, int]]) -> int:
+    """Reduction factor at a step from ``[(start_step, r), ...]`` (the last started entry wins)."""
+    r = r_schedule[0][1]
+    for start, value in sorted(r_schedule):
+        if step >= start:
+            r = value
+    return r
+
+
+def taco_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], guided_attention: float,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+    """Tacotron loss of a batch (RTVC's: L1+MSE on the decoder mel, MSE on the postnet mel, stop BCE),
+    plus ``guided_attention`` × the guided-attention penalty. Returns (loss, parts, attention)."""
+    mels, stop = batch["mels"], batch["stop"]
+    mel_out, post_out, attn, stop_logits = model(batch["chars"], mels, batch["embeds"], generator)
+    parts = {
+        "mel": F.mse_loss(mel_out, mels) + F.l1_loss(mel_out, mels),
+        "post": F.mse_loss(post_out, mels),
+        "stop": F.binary_cross_entropy_with_logits(stop_logits, stop),
+    }
+    if guided_attention > 0:
+        r = mels.size(2) // attn.size(1)
+        step_lens = torch.div(batch["mel_lens"] + r - 1, r, rounding_mode="floor")
+        parts["guided"] = guided_attention * guided_attention_loss(attn, batch["text_lens"], step_lens)
+    loss = sum(parts.values())
+    return loss, {k: float(v.detach()) for k, v in parts.items()}, attn
+
+
+# ---- training -----------------------------------------------------------------------------------
+def _distributed() -> tuple[int, int, bool]:
+    """(rank, world size, initialised here) — initialises torch.distributed under torchrun."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, False
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), False
+    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size(), True
+
+
+def _check_schedule(r_schedule: Sequence[tuple[int, int]], max_r: int) -> list[tuple[int, int]]:
+    sched = sorted((int(s), int(r)) for s, r in r_schedule)
+    if not sched or sched[0][0] != 0 or any(not 1 <= r <= max_r for _, r in sched):
+        raise OptionsError(f"r_schedule must be [(start_step, r), ...] starting at step 0 with 1 <= r <= {max_r}, got {r_schedule!r}")
+    return sched
+
+
+def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: SynthesizerDims | None = None,
+                      steps: int = 100_000, batch_size: int = 16, r_schedule: Sequence[tuple[int, int]] = ((0, 2),),
+                      lr: float = 1e-3, guided_attention: float = 0.0, seed: int = 0, resume: bool = True,
+                      progress: bool = False, checkpoint_every: int = 1000, grad_clip: float = 1.0) -> dict[str, Any]:
+    """Train (or resume training) a Tacotron on a prepared directory until ``steps`` total steps.
+
+    Teacher forcing; length-bucketed batches; reduction factor from ``r_schedule``
+    ([(start_step, r), ...]); Adam at ``lr``; gradient-norm clipping at ``grad_clip``; optional
+    guided-attention loss of weight ``guided_attention``. Every ``checkpoint_every`` steps and at
+    the end, rank 0 saves ``out_dir/synthesizer.pt`` + ``optimizer.pt`` and an alignment PNG.
+    With ``resume`` an existing checkpoint in ``out_dir`` is continued (its dims win over ``dims``).
+    Under torchrun the model is wrapped in DistributedDataParallel and batches are sharded.
+    Returns ``{"step", "losses" (this run, per step), "checkpoint", "alignment" (last eval scores),
+    "world_size"}``.
+    """
+    from tqdm import tqdm
+
+    from .. import checkpoints
+
+    if not (isinstance(steps, int) and steps >= 1 and isinstance(batch_size, int) and batch_size >= 1
+            and checkpoint_every >= 1 and lr > 0 and guided_attention >= 0 and grad_clip > 0):
+        raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0, grad_clip > 0")
+    rank, world, own_pg = _distributed()
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    out_dir = Path(out_dir)
+    ckpt_path, opt_path = out_dir / "synthesizer.pt", out_dir / "optimizer.pt"
+    torch.manual_seed(seed)
+    if resume and ckpt_path.is_file():
+        model = checkpoints.build_model(checkpoints.read_checkpoint(ckpt_path, "synthesizer"))
+    else:
+        model = Tacotron(dims or SynthesizerDims.small())
+    model.to(device).train()
+    sched = _check_schedule(r_schedule, model.dims.max_r)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    if resume and ckpt_path.is_file() and opt_path.is_file():
+        optimizer.load_state_dict(torch.load(opt_path, map_location=device, weights_only=True)["optimizer"])
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    net: torch.nn.Module = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    ds = SynthDataset(prepared_dir)
+    lengths = [it["frames"] for it in ds.items]
+    step = int(model.step)
+    losses: list[float] = []
+    scores: dict[str, float] = {}
+    bar = tqdm(total=steps, initial=step, desc="synthesizer", unit="step", disable=not progress or rank != 0)
+    epoch = 0
+    while step < steps:
+        batches = bucket_batches(lengths, batch_size, np.random.default_rng([seed, epoch]))
+        usable = len(batches) - len(batches) % world
+        if usable == 0:
+            raise OptionsError(f"{len(ds)} items give {len(batches)} batches of {batch_size}: fewer than {world} processes")
+        for idx in batches[:usable][rank::world]:
+            if step >= steps:
+                break
+            model.set_r(r_at(step, sched))
+            batch = {k: v.to(device) for k, v in collate(ds, idx, model.r).items()}
+            loss, parts, attn = taco_loss(net, batch, guided_attention)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+            model.step += 1
+            step += 1
+            losses.append(float(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", r=model.r)
+            if step % checkpoint_every == 0 or step == steps:
+                steps_i = -(-int(batch["mel_lens"][0]) // model.r)
+                a = attn[0, :steps_i, :int(batch["text_lens"][0])].detach().cpu().numpy()
+                scores = alignment_scores(a)
+                if rank == 0:
+                    _save(model, optimizer, out_dir, step, a, scores, parts)
+        epoch += 1
+    bar.close()
+    if own_pg:
+        import torch.distributed as dist
+
+        dist.barrier()
+        dist.destroy_process_group()
+    return {"step": step, "losses": losses, "checkpoint": str(ckpt_path), "alignment": scores, "world_size": world}
+
+
+def _save(model: Tacotron, optimizer: torch.optim.Optimizer, out_dir: Path, step: int, attn: np.ndarray,
+          scores: dict[str, float], parts: dict[str, float]) -> None:
+    from .. import checkpoints
+
+    checkpoints.save_model(model, out_dir / "synthesizer.pt", "synthesizer", meta={"step": step, "r": model.r})
+    tmp = out_dir / "optimizer.pt.tmp"
+    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp)
+    tmp.replace(out_dir / "optimizer.pt")
+    save_alignment_png(attn, out_dir / "alignments" / f"step-{step:06d}.png",
+                       f"step {step}  focus {scores['focus']:.2f}  diagonal {scores['diagonal']:.2f}")
+    with open(out_dir / "log.jsonl", "a") as f:
+        f.write(json.dumps({"step": step, "r": model.r, **parts, **scores}) + "\n")
+
+
+# ---- ground-truth-aligned mels -------------------------------------------------------------------
+@torch.inference_mode()
+def export_gta(model_ckpt: str | Path, prepared_dir: str | Path, out_dir: str | Path, *, batch_size: int = 8,
+               seed: int = 0, progress: bool = False) -> dict[str, Any]:
+    """Teacher-forced (GTA) postnet mels of every prepared item, for vocoder training.
+
+    Writes ``out_dir/gta/<id>.npy`` (80, T) float32 (T = the target mel's length, so it pairs with
+    ``prepared_dir/audio/<id>.npy``) and ``out_dir/metadata.json`` ({"format": "rtclone-gta",
+    "version": 1, "items": [{"id", "mel", "audio", "frames"}]}, paths relative to out_dir or absolute).
+    Prenet dropout is seeded with ``seed``. Returns ``{"items": n, "out": path}``.
+    """
+    from tqdm import tqdm
+
+    from .. import checkpoints
+
+    model = checkpoints.load_model(model_ckpt, "synthesizer")
+    ds = SynthDataset(prepared_dir)
+    out_dir = Path(out_dir)
+    (out_dir / "gta").mkdir(parents=True, exist_ok=True)
+    gen = torch.Generator().manual_seed(seed)
+    order = sorted(range(len(ds)), key=lambda i: ds.items[i]["frames"])
+    rows = []
+    for b in tqdm(range(0, len(order), batch_size), desc="gta", unit="batch", disable=not progress):
+        idx = order[b:b + batch_size]
+        batch = collate(ds, idx, model.r)
+        mel_out, _, _, _ = model(batch["chars"], batch["mels"], batch["embeds"], gen)
+        for j, i in enumerate(idx):
+            n = int(batch["mel_lens"][j])
+            gta = model.postnet_mel(mel_out[j:j + 1, :, :n])[0]  # (80, n): postnet on the item alone
+            uid = ds.items[i]["id"]
+            np.save(out_dir / "gta" / f"{uid}.npy", gta.numpy().astype(np.float32), allow_pickle=False)
+            rows.append({"id": uid, "mel": f"gta/{uid}.npy", "audio": str((ds.root / "audio" / f"{uid}.npy").resolve()),
+                         "frames": n})
+    (out_dir / "metadata.json").write_text(json.dumps({"format": "rtclone-gta", "version": 1, "items": rows}, indent=1))
+    return {"items": len(rows), "out": str(out_dir)}
+
+
+# ---- torchrun entry point ------------------------------------------------------------------------
+def _parse_schedule(text: str) -> list[tuple[int, int]]:
+    """"0:7,2000:4,4000:2" → [(0, 7), (2000, 4), (4000, 2)]."""
+    try:
+        return [(int(a), int(b)) for a, b in (part.split(":") for part in text.split(","))]
+    except ValueError as exc:
+        raise OptionsError(f"bad r schedule {text!r} (expected start:r,start:r,...)") from exc
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``torchrun --nproc_per_node N -m rtclone.train.synthesizer PREPARED OUT [...]``."""
+    p = argparse.ArgumentParser(prog="python -m rtclone.train.synthesizer", description=main.__doc__)
+    p.add_argument("prepared")
+    p.add_argument("out")
+    p.add_argument("--dims", choices=("small", "rtvc", "tiny"), default="small")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--r-schedule", default="0:2")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--guided-attention", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--progress", action="store_true")
+    a = p.parse_args(argv)
+    dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[a.dims]()
+    res = train_synthesizer(a.prepared, a.out, dims=dims, steps=a.steps, batch_size=a.batch_size,
+                            r_schedule=_parse_schedule(a.r_schedule), lr=a.lr, guided_attention=a.guided_attention,
+                            seed=a.seed, resume=not a.no_resume, progress=a.progress, checkpoint_every=a.checkpoint_every)
+    if int(os.environ.get("RANK", "0")) == 0:
+        res["final_loss"] = res["losses"][-1] if res["losses"] else None
+        del res["losses"]
+        print(json.dumps(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,244 @@
+"""WaveRNN training: random segments of (wav, mel) pairs, RAW cross-entropy or MoL loss, gradual pruning.
+
+Data are pairs ``(wav, mel)``: ``wav`` a float array at 16 kHz or an audio path; ``mel`` a synthesizer
+mel (80, T), a ``.npy`` path (ground truth or GTA, e.g. from the synthesizer's teacher-forced pass)
+or ``None`` (ground truth, computed with ``audio.synth_mel``). Like RTVC, the target is the
+pre-emphasised wav, quantised to mu-law labels (RAW) or 16-bit linear values (MoL); sample
+``t * hop`` lines up with mel frame ``t``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import audio
+from ..checkpoints import read_checkpoint, build_model, save_model
+from ..errors import AudioError, InputShapeError, OptionsError
+from ..sparse import PruneSchedule, apply_masks, measure_sparsity, prune_masks
+from ..vocoder import MOL_BITS, MOL_CLASSES, VocoderDims, WaveRNN
+from ..vocoder_gen import check_mel
+
+CHECKPOINT_NAME = "vocoder.pt"
+OPTIMIZER_NAME = "vocoder_optimizer.pt"
+
+
+@dataclass
+class _Utterance:
+    mel: np.ndarray  # (80, T) synthesizer-scale mel
+    target: np.ndarray  # (T * hop,) int64 labels (RAW) or int64 16-bit labels (MoL)
+
+
+def mol_loss(params: torch.Tensor, y: torch.Tensor, num_classes: int = 2**MOL_BITS, log_scale_min: float = -7.0) -> torch.Tensor:
+    """Mean negative log-likelihood of ``y`` (B, T) in [-1, 1] under a discretised mixture of logistics.
+
+    params (B, T, 30): 10 mixture logits, 10 means, 10 log scales (clamped at ``log_scale_min``).
+    The value ``y`` stands for the bin [y - 1/(n-1), y + 1/(n-1)] of ``n = num_classes`` levels; the
+    end bins extend to -inf / +inf. Where a bin's mass underflows, the density at its centre times
+    the bin width is used instead.
+    """
+    nmix = MOL_CLASSES // 3
+    if params.shape[-1] != MOL_CLASSES or params.shape[:-1] != y.shape:
+        raise InputShapeError(f"mol_loss: params {tuple(params.shape)} do not match targets {tuple(y.shape)}")
+    logit_probs = params[..., :nmix]
+    means = params[..., nmix : 2 * nmix]
+    log_scales = params[..., 2 * nmix :].clamp(min=log_scale_min)
+    y = y.unsqueeze(-1)  # (B, T, 1)
+    inv_s = torch.exp(-log_scales)
+    half_bin = 1.0 / (num_classes - 1)
+    upper = inv_s * (y - means + half_bin)
+    lower = inv_s * (y - means - half_bin)
+    centre = inv_s * (y - means)
+    log_cdf_upper = upper - F.softplus(upper)  # log sigmoid(upper): lowest bin
+    log_sf_lower = -F.softplus(lower)  # log (1 - sigmoid(lower)): highest bin
+    mass = torch.sigmoid(upper) - torch.sigmoid(lower)
+    log_pdf_centre = centre - log_scales - 2.0 * F.softplus(centre)
+    log_mid = torch.where(
+        mass > 1e-5, torch.log(mass.clamp(min=1e-12)), log_pdf_centre - math.log((num_classes - 1) / 2.0)
+    )
+    log_p = torch.where(y < -0.999, log_cdf_upper, torch.where(y > 0.999, log_sf_lower, log_mid))
+    log_p = log_p + torch.log_softmax(logit_probs, -1)
+    return -torch.logsumexp(log_p, -1).mean()
+
+
+def _as_wav(item: Any) -> np.ndarray:
+    if isinstance(item, (str, Path)):
+        return audio.load_audio(item)
+    wav = np.asarray(item, dtype=np.float32)
+    if wav.ndim != 1 or wav.size == 0 or not np.isfinite(wav).all():
+        raise AudioError(f"training wav must be finite mono audio, got shape {wav.shape}")
+    return wav
+
+
+def prepare_utterance(wav: Any, mel: Any, dims: VocoderDims) -> _Utterance:
+    """One (wav, mel) pair -> mel (80, T) and quantised pre-emphasised target of T * hop samples."""
+    wav = _as_wav(wav)
+    if mel is None:
+        mel = audio.synth_mel(wav)
+    elif isinstance(mel, (str, Path)):
+        mel = np.load(mel, allow_pickle=False)
+    mel = check_mel(mel, dims.feat_dims).numpy()
+    n = mel.shape[1] * dims.hop_length
+    sig = np.clip(audio.pre_emphasis(wav), -1.0, 1.0)
+    sig = np.pad(sig, (0, max(0, n - len(sig))))[:n]
+    if dims.mode == "MOL":
+        target = np.round(audio.float_to_label(sig, MOL_BITS)).astype(np.int64)
+    elif dims.mu_law:
+        target = audio.mulaw_encode(sig, dims.bits)
+    else:
+        target = np.round(audio.float_to_label(sig, dims.bits)).astype(np.int64)
+    return _Utterance(mel, target)
+
+
+def sample_batch(
+    utts: list[_Utterance], dims: VocoderDims, batch_size: int, seq_len: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Random segments: x (B, S) inputs in [-1, 1], mels (B, 80, seq_len + 2 pad), y (B, S) targets (S = seq_len * hop)."""
+    hop, pad = dims.hop_length, dims.pad
+    win = seq_len + 2 * pad
+    lengths = np.array([u.mel.shape[1] - win + 1 for u in utts], dtype=np.float64)
+    pick = rng.choice(len(utts), size=batch_size, p=lengths / lengths.sum())
+    mels, labels = [], []
+    for i in pick:
+        u = utts[i]
+        off = int(rng.integers(0, u.mel.shape[1] - win + 1))
+        mels.append(u.mel[:, off : off + win])
+        start = (off + pad) * hop
+        labels.append(u.target[start : start + seq_len * hop + 1])
+    lab = torch.from_numpy(np.stack(labels))  # (B, S + 1)
+    bits = MOL_BITS if dims.mode == "MOL" else dims.bits
+    x = audio.label_to_float(lab[:, :-1], bits)
+    y = audio.label_to_float(lab[:, 1:], bits) if dims.mode == "MOL" else lab[:, 1:]
+    return x, torch.from_numpy(np.stack(mels)), y
+
+
+def vocoder_loss(model: WaveRNN, x: torch.Tensor, mels: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy over labels (RAW) or the discretised MoL NLL (MOL) of a teacher-forced pass."""
+    out = model(x, mels)  # (B, S, n_classes)
+    if model.dims.mode == "RAW":
+        return F.cross_entropy(out.transpose(1, 2), y)
+    return mol_loss(out, y)
+
+
+def _write_sample(model: WaveRNN, utt: _Utterance, path: Path, seconds: float) -> Path:
+    frames = max(2, min(utt.mel.shape[1], int(seconds * model.dims.sample_rate / model.dims.hop_length) + 1))
+    model.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        wav = model.generate(utt.mel[:, :frames], backend="auto", seed=0)
+    model.train()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    audio.save_wav(path, wav, model.dims.sample_rate)
+    return path
+
+
+def train_vocoder(
+    data: Iterable[tuple[Any, Any]],
+    out_dir: str | Path,
+    *,
+    dims: VocoderDims | None = None,
+    steps: int = 1000,
+    batch_size: int = 16,
+    seq_len: int = 5,
+    lr: float = 1e-4,
+    prune: PruneSchedule | None = None,
+    seed: int = 0,
+    resume: bool = True,
+    progress: bool = True,
+    checkpoint_every: int = 1000,
+    sample_every: int | None = None,
+    sample_seconds: float = 1.0,
+    grad_clip: float = 4.0,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) a WaveRNN on (wav, mel) pairs; checkpoints go to ``out_dir``.
+
+    ``steps`` is the total step count (a resumed run continues up to it); ``seq_len`` is in hops
+    (RTVC: 5). Saves ``vocoder.pt`` (rtclone format, ``meta`` with step and loss) plus the optimizer
+    state for resuming every ``checkpoint_every`` steps and at the end, and a generated
+    ``samples/step_N.wav`` from the first utterance every ``sample_every`` steps. Returns the final
+    step, the per-step losses of this run, the sparsity and the paths written.
+    """
+    for name, v in (("steps", steps), ("batch_size", batch_size), ("seq_len", seq_len), ("checkpoint_every", checkpoint_every)):
+        if not isinstance(v, int) or v < 1:
+            raise OptionsError(f"{name} must be a positive integer, got {v!r}")
+    if sample_every is not None and (not isinstance(sample_every, int) or sample_every < 1):
+        raise OptionsError(f"sample_every must be None or a positive integer, got {sample_every!r}")
+    out_dir = Path(out_dir)
+    ckpt_path, opt_path = out_dir / CHECKPOINT_NAME, out_dir / OPTIMIZER_NAME
+    torch.manual_seed(seed)
+    if resume and ckpt_path.is_file():
+        model = build_model(read_checkpoint(ckpt_path, expect_kind="vocoder"))
+        if dims is not None and dims != model.dims:
+            raise OptionsError(f"{ckpt_path} holds dims {model.dims}, asked for {dims}")
+    else:
+        model = WaveRNN(dims or VocoderDims())
+    d = model.dims
+    model.train()
+    utts = [prepare_utterance(w, m, d) for w, m in data]
+    utts = [u for u in utts if u.mel.shape[1] >= seq_len + 2 * d.pad]
+    if not utts:
+        raise InputShapeError(f"no utterance has the {seq_len + 2 * d.pad} mel frames a training segment needs")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    if resume and opt_path.is_file() and ckpt_path.is_file():
+        opt.load_state_dict(torch.load(opt_path, map_location="cpu", weights_only=True)["optimizer"])
+    step = int(model.step.item())
+    masks = prune_masks(model, prune.sparsity(step), prune.block, prune.names) if prune and step > prune.start else {}
+    losses: list[float] = []
+    samples: list[str] = []
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=steps, initial=min(step, steps), desc="vocoder", unit="step")
+
+    def save(loss: float | None) -> None:
+        save_model(model, ckpt_path, "vocoder", meta={"step": step, "loss": loss, "lr": lr, "seed": seed})
+        tmp = opt_path.with_name(opt_path.name + ".tmp")
+        torch.save({"optimizer": opt.state_dict(), "step": step}, tmp)
+        tmp.replace(opt_path)
+
+    while step < steps:
+        rng = np.random.default_rng([seed, step])  # batches depend on (seed, step) only: resumable
+        x, mels, y = sample_batch(utts, d, batch_size, seq_len, rng)
+        loss = vocoder_loss(model, x, mels, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        opt.step()
+        step += 1
+        model.step += 1
+        if prune is not None and prune.due(step):
+            masks = prune_masks(model, prune.sparsity(step), prune.block, prune.names)
+        if masks:
+            apply_masks(model, masks)
+        losses.append(loss.item())
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if log is not None:
+            log(f"step {step} loss {losses[-1]:.5f}")
+        if step % checkpoint_every == 0 or step == steps:
+            save(losses[-1])
+        if sample_every is not None and (step % sample_every == 0 or step == steps):
+            samples.append(str(_write_sample(model, utts[0], out_dir / "samples" / f"step_{step}.wav", sample_seconds)))
+    if bar is not None:
+        bar.close()
+    if not losses and not ckpt_path.is_file():
+        save(None)
+    return {
+        "step": step,
+        "losses": losses,
+        "checkpoint": str(ckpt_path),
+        "optimizer": str(opt_path),
+        "samples": samples,
+        "sparsity": measure_sparsity(model, prune.block) if prune else None,
+    }

@@ -1,0 +1,182 @@
+"""Built-in corpus: inventory, sentences, a tiny build (layout, determinism, resume, splits)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rtclone.corpus import (CorpusOptions, build_corpus, engine_available, list_utterances,
+                            list_voices, load_sentences)
+from rtclone.errors import OptionsError
+from rtclone.text import ARPABET, clean_text, to_arpabet
+
+TINY_VOICES = ("flite-slt", "flite-rms-v1", "espeak-en-us-m3")
+
+
+def test_inventory_has_40_distinct_voices():
+    voices = list_voices(seed=0)
+    assert len(voices) >= 40
+    assert len({v.name for v in voices}) == len(voices)
+    # distinct as voices, not just by name: no two share engine, voice and all sox/engine params
+    params = {tuple(v for k, v in dataclasses.asdict(s).items() if k != "name") for s in voices}
+    assert len(params) == len(voices)
+    assert {v.engine for v in voices} == {"flite", "festival", "espeak-ng"}
+    assert all(v.quality in ("high", "medium", "low") for v in voices)
+    assert all(v.quality == "low" for v in voices if v.engine == "espeak-ng")
+    ranks = [("high", "medium", "low").index(v.quality) for v in voices if not v.pitch_cents
+             and v.tempo == 1.0]  # base voices come best first
+    assert ranks == sorted(ranks)
+    assert list_voices(seed=0) == voices  # deterministic
+    other = list_voices(seed=1)
+    assert [v.name for v in other] == [v.name for v in voices] and other != voices
+
+
+def test_sentence_list():
+    sentences = load_sentences()
+    assert len(sentences) >= 300 and len(set(sentences)) == len(sentences)
+    for s in sentences:
+        assert not re.search(r"\d", s), s  # engines and our cleaners must agree on the words
+        assert 3 <= len(clean_text(s).split()) <= 20, s
+    # every CMUdict phoneme occurs somewhere in the list
+    phones = set(" ".join(re.findall(r"\{([^}]*)\}", to_arpabet(" ".join(sentences)))).split())
+    assert phones == set(ARPABET)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"n_voices": 0}, {"n_voices": 10_000}, {"utterances_per_voice": 0},
+    {"heldout_voices": 40, "n_voices": 40}, {"heldout_voices": -1}, {"heldout_sentences": 10_000},
+    {"sample_rate": 4000}, {"jobs": 0}, {"voices": ("no-such-voice",)},
+    {"voices": ("flite-slt", "flite-slt")},
+])
+def test_options_are_validated(kwargs):
+    with pytest.raises(OptionsError):
+        CorpusOptions(**kwargs)
+
+
+def _tiny_options(**kw) -> CorpusOptions:
+    base = dict(seed=3, voices=TINY_VOICES, utterances_per_voice=2, heldout_voices=1,
+                heldout_sentences=1)
+    return CorpusOptions(**{**base, **kw})
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, str]]:
+    return {str(p.relative_to(root)): (p.stat().st_mtime_ns, hashlib.md5(p.read_bytes()).hexdigest())
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    for engine in ("flite", "espeak-ng"):
+        if not engine_available(engine):
+            pytest.skip(f"{engine} or sox is not installed")
+    root = tmp_path_factory.mktemp("corpus") / "a"
+    return root, build_corpus(root, _tiny_options())
+
+
+def test_tiny_build_layout(tiny):
+    root, manifest = tiny
+    assert manifest["complete"] and manifest["seed"] == 3 and manifest["version"] >= 1
+    assert [v["name"] for v in manifest["voices"]] == list(TINY_VOICES)
+    utts = manifest["utterances"]
+    assert len(utts) == 3 * (2 + 1)
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.flac"))
+    assert files == sorted(u["path"] for u in utts)
+    sentences = load_sentences()
+    for u in utts:
+        speaker, chapter, _ = u["id"].split("-")
+        assert u["path"] == f"{speaker}/{chapter}/{u['id']}.flac" and chapter in ("1", "2")
+        assert u["text"] == sentences[u["sentence"]]
+        trans = (root / speaker / chapter / f"{speaker}-{chapter}.trans.txt").read_text()
+        assert f"{u['id']} {u['text']}\n" in trans
+        wav, sr = sf.read(root / u["path"], dtype="float32")
+        assert sr == 16000 and wav.ndim == 1
+        seconds = len(wav) / sr
+        assert 0.12 * len(u["text"].split()) < seconds < 1.0 * len(u["text"].split()) + 1.0
+        assert 0.5 < np.abs(wav).max() < 0.75  # normalised to -3 dBFS peak
+    transcripts = list(root.rglob("*.trans.txt"))
+    assert len(transcripts) == 3 * 2
+    assert sum(len(t.read_text().splitlines()) for t in transcripts) == len(utts)
+
+
+def test_tiny_build_splits(tiny):
+    root, manifest = tiny
+    train_s, held_s = set(manifest["sentences"]["train"]), set(manifest["sentences"]["heldout"])
+    assert not train_s & held_s and len(held_s) == 1
+    assert train_s | held_s == set(range(len(load_sentences())))
+    held_v = {v["speaker"] for v in manifest["voices"] if v["split"] == "eval"}
+    assert len(held_v) == 1
+    train = list_utterances(root, "train")
+    evals = list_utterances(root, "eval")
+    assert len(train) + len(evals) == len(manifest["utterances"]) and len(train) == 2 * 2
+    assert {u["id"] for u in train}.isdisjoint(u["id"] for u in evals)
+    for u in train:
+        assert u["speaker"] not in held_v and u["sentence"] not in held_s
+        assert Path(u["path"]).is_file()
+    assert all(u["split"] == "eval" for u in manifest["utterances"]
+               if u["speaker"] in held_v or u["sentence"] in held_s)
+
+
+def test_tiny_build_is_deterministic_and_resumable(tiny, tmp_path):
+    root, manifest = tiny
+    before = _snapshot(root)
+    assert build_corpus(root, _tiny_options()) == manifest
+    assert _snapshot(root) == before  # second call: nothing rewritten
+    # same seed elsewhere: the same bytes
+    again = tmp_path / "b"
+    build_corpus(again, _tiny_options())
+    assert {k: v[1] for k, v in _snapshot(again).items()} == {k: v[1] for k, v in before.items()}
+    # an interrupted build: a missing file and a stale partial are redone, nothing else
+    rel = manifest["utterances"][4]["path"]
+    victim = again / rel
+    victim.unlink()
+    victim.with_name(victim.name + ".part").write_bytes(b"junk")
+    mid = _snapshot(again)
+    build_corpus(again, _tiny_options())
+    after = _snapshot(again)
+    changed = {k for k in after if after[k] != mid.get(k)}
+    assert changed == {rel}
+    assert after[rel][1] == before[rel][1]
+    # another seed in the same directory is refused rather than mixed in
+    with pytest.raises(OptionsError):
+        build_corpus(again, _tiny_options(seed=4))
+    shutil.rmtree(again)
+
+
+def test_variant_changes_the_voice(tiny):
+    """The pitch-shifted variant is really lower: median f0 of rms-v1 vs plain rms speech."""
+    root, manifest = tiny
+    spec = {v.name: v for v in list_voices(3)}["flite-rms-v1"]
+    assert spec.pitch_cents < -150
+    speaker = next(v["speaker"] for v in manifest["voices"] if v["name"] == "flite-rms-v1")
+    utt = next(u for u in manifest["utterances"] if u["id"] == f"{speaker}-2-0000")
+    shifted, _ = sf.read(root / utt["path"], dtype="float32")
+    plain_root = root.parent / "plain"
+    build_corpus(plain_root, CorpusOptions(seed=3, voices=("flite-rms",), utterances_per_voice=1,
+                                           heldout_voices=0, heldout_sentences=1))
+    plain, _ = sf.read(next(plain_root.rglob("*-2-0000.flac")), dtype="float32")  # same sentence
+
+    def median_f0(wav, sr=16000, n=1024, hop=256):  # autocorrelation f0 over the loud frames
+        frames = np.lib.stride_tricks.sliding_window_view(wav, n)[::hop] * np.hanning(n)
+        loud = frames[(frames ** 2).mean(1) > 0.2 * (frames ** 2).mean(1).max()]
+        ac = np.fft.irfft(np.abs(np.fft.rfft(loud, 2 * n)) ** 2)[:, :n]  # (frames, lags)
+        lo, hi = sr // 400, sr // 60
+        return float(np.median(sr / (lo + np.argmax(ac[:, lo:hi], axis=1))))
+
+    ratio = median_f0(shifted) / median_f0(plain)
+    assert abs(1200 * np.log2(ratio) - spec.pitch_cents) < 80  # cents, within the estimate's accuracy
+
+
+@pytest.mark.skipif(not engine_available("festival", "kal_diphone"), reason="festival not installed")
+def test_festival_voice_renders(tmp_path):
+    manifest = build_corpus(tmp_path, CorpusOptions(voices=("festival-kalDiphone",),
+                                                    utterances_per_voice=1, heldout_voices=0,
+                                                    heldout_sentences=1))
+    wav, sr = sf.read(tmp_path / manifest["utterances"][0]["path"], dtype="float32")
+    assert sr == 16000 and len(wav) / sr > 0.12 * len(manifest["utterances"][0]["text"].split())

@@ -1,0 +1,252 @@
+"""Tacotron synthesizer: RTVC layout, round trips, offline vs streaming, guards and bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rtclone import checkpoints
+from rtclone.errors import AttentionFailureError, InputShapeError, MaxLengthError, OptionsError, TextError
+from rtclone.synthesizer import (SynthesizerDims, StreamInfo, Tacotron, TacotronOptions, stream, synthesize)
+
+RTVC_FORMATS = Path(__file__).resolve().parents[2] / "shared" / "rtvc-formats.md"
+TEXT = "The quick brown fox jumps over the lazy dog."
+# Free-running decoding of a random model: no stop token, no attention checks, stop at the guard.
+FREE = TacotronOptions(stop_threshold=None, detect_attention_failure=False, on_max_length="truncate",
+                       max_decoder_steps=40)
+
+# Facts about RTVC's synthesizer.pt (rtvc-formats.md): 170 tensors, 30 880 082 values, and some shapes.
+RTVC_N_TENSORS, RTVC_N_VALUES = 170, 30_880_082
+RTVC_SOME_SHAPES = {
+    "step": (1,), "stop_threshold": (), "decoder.r": (),
+    "encoder.embedding.weight": (66, 512),
+    "encoder.cbhg.conv_project1.conv.weight": (256, 1280, 3),
+    "encoder.cbhg.rnn.weight_hh_l0_reverse": (384, 128),
+    "encoder_proj.weight": (128, 512),
+    "decoder.attn_net.conv.weight": (32, 1, 31),
+    "decoder.attn_rnn.weight_ih": (384, 768),
+    "decoder.rnn_input.weight": (1024, 640),
+    "decoder.res_rnn2.weight_hh": (4096, 1024),
+    "decoder.mel_proj.weight": (1600, 1024),
+    "decoder.stop_proj.weight": (1, 1536),
+    "postnet.conv_project2.conv.weight": (80, 512, 3),
+    "postnet.pre_highway.weight": (512, 80),
+    "postnet.rnn.weight_ih_l0": (768, 512),
+    "post_proj.weight": (80, 512),
+}
+
+
+def _emb(n: int = 1, seed: int = 0) -> np.ndarray:
+    e = np.random.default_rng(seed).standard_normal((n, 256)).astype(np.float32)
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def tiny() -> Tacotron:
+    torch.manual_seed(0)
+    return Tacotron(SynthesizerDims.tiny()).eval()
+
+
+@pytest.fixture(scope="module")
+def rtvc_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return Tacotron(SynthesizerDims()).state_dict()
+
+
+def test_rtvc_layout_embedded_facts(rtvc_state):
+    assert len(rtvc_state) == RTVC_N_TENSORS
+    assert sum(t.numel() for t in rtvc_state.values()) == RTVC_N_VALUES
+    for name, shape in RTVC_SOME_SHAPES.items():
+        assert tuple(rtvc_state[name].shape) == shape, name
+
+
+def test_rtvc_layout_matches_formats_doc(rtvc_state):
+    if not RTVC_FORMATS.is_file():
+        pytest.skip(f"{RTVC_FORMATS} not present")
+    section = RTVC_FORMATS.read_text().split("## synthesizer (model_state)")[1].split("\n## ")[0]
+    listed = {n: tuple(int(x) for x in s.split(",") if x.strip())
+              for n, s in re.findall(r"- `([^`]+)` \(([^)]*)\)", section)}
+    assert len(listed) == RTVC_N_TENSORS
+    assert {k: tuple(v.shape) for k, v in rtvc_state.items()} == listed
+
+
+def test_dims_from_rtvc_state_dict(rtvc_state):
+    assert SynthesizerDims.from_rtvc_state_dict(rtvc_state) == SynthesizerDims()
+    for dims in (SynthesizerDims.small(), SynthesizerDims.tiny()):
+        assert SynthesizerDims.from_rtvc_state_dict(Tacotron(dims).state_dict()) == dims
+
+
+def test_rtvc_checkpoint_loads_strictly_and_round_trips(tmp_path, rtvc_state):
+    # an RTVC-style training checkpoint (plain dict, model_state + optimizer_state)
+    sd = dict(rtvc_state)
+    sd["decoder.r"] = torch.tensor(2, dtype=torch.int)
+    sd["step"] = torch.tensor([295_000])
+    ckpt = checkpoints.parse_checkpoint({"model_state": sd, "optimizer_state": {}})
+    assert (ckpt.kind, ckpt.format, ckpt.dims) == ("synthesizer", "rtvc", SynthesizerDims())
+    assert ckpt.meta["step"] == 295_000
+    model = checkpoints.build_model(ckpt)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, sd[k]), k
+    # and back out to rtclone's format, then in again: same weights, same output
+    path = checkpoints.save_model(model, tmp_path / "syn.pt", "synthesizer")
+    again = checkpoints.load_model(path, "synthesizer")
+    assert again.dims == model.dims and again.r == 2
+    opts = dataclasses.replace(FREE, max_decoder_steps=5)
+    a = synthesize(model, ["Hi."], _emb(), opts)[0][0]
+    b = synthesize(again, ["Hi."], _emb(), opts)[0][0]
+    assert a.shape == (80, 10)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_forward_teacher_forcing_shapes(tiny):
+    tiny.set_r(3)
+    try:
+        chars = torch.tensor([[5, 6, 7, 1], [8, 9, 1, 0]])
+        mels = torch.randn(2, 80, 13)
+        mel, post, attn, stop = tiny(chars, mels, torch.from_numpy(_emb(2)))
+        assert mel.shape == post.shape == (2, 80, 13)
+        assert attn.shape == (2, math.ceil(13 / 3), 4) and stop.shape == (2, 13)
+        np.testing.assert_allclose(attn.sum(-1).detach().numpy(), 1.0, atol=1e-5)
+        assert float(attn[1, :, 3].detach().max()) == 0.0  # padding gets no attention
+    finally:
+        tiny.set_r(2)
+
+
+def test_same_seed_same_mel_other_seed_differs(tiny):
+    a = synthesize(tiny, [TEXT], _emb(), FREE)[0][0]
+    b = synthesize(tiny, [TEXT], _emb(), FREE)[0][0]
+    c = synthesize(tiny, [TEXT], _emb(), dataclasses.replace(FREE, seed=1))[0][0]
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - c).max() > 1e-3 * np.abs(a).max()  # prenet dropout is on at inference: the seed matters
+
+
+def test_batch_results_shapes(tiny):
+    out = synthesize(tiny, [TEXT, "Hello."], _emb(2), FREE)
+    assert [o[0].shape for o in out] == [(80, 80), (80, 80)]
+    assert out[0][1].shape == (40, len(TEXT) + 1) and out[1][1].shape == (40, len("hello.") + 1)
+    np.testing.assert_allclose(out[1][1].sum(1), 1.0, atol=1e-5)  # padding excluded from attention
+    assert [o[2] for o in out] == [39, 39]
+
+
+def test_stream_equals_offline(tiny):
+    opts = dataclasses.replace(FREE, max_decoder_steps=60, postnet_chunk=8, postnet_context=16)
+    offline = synthesize(tiny, [TEXT], _emb(), opts)[0][0]
+    info = StreamInfo()
+    chunks = list(stream(tiny, TEXT, _emb()[0], opts, info))
+    streamed = np.concatenate(chunks, axis=1)
+    assert streamed.shape == offline.shape == (80, 120)
+    # stated tolerance: with 16 frames of context the chunked bi-GRU postnet is within 1e-3
+    err = np.abs(streamed - offline).max()
+    assert err < 1e-3
+    assert [c.shape[1] for c in chunks] == [8] * 15
+    assert (info.lookahead_frames, info.frames_emitted, info.decoder_steps, info.stop_reason) == (16, 120, 60, "max_length")
+    # the context matters: without it the chunk edges differ visibly (the test can fail)
+    no_ctx = np.concatenate(list(stream(tiny, TEXT, _emb()[0], dataclasses.replace(opts, postnet_context=0))), axis=1)
+    assert np.abs(no_ctx - offline).max() > 20 * max(err, 1e-6)
+
+
+def test_stream_first_chunk_before_decoding_ends(tiny):
+    opts = dataclasses.replace(FREE, max_decoder_steps=60, postnet_chunk=4, postnet_context=6)
+    info = StreamInfo()
+    it = stream(tiny, TEXT, _emb()[0], opts, info)
+    first = next(it)
+    assert first.shape == (80, 4)
+    assert info.frames_decoded == 10  # chunk (4) + look-ahead (6): made as soon as possible
+    it.close()
+
+
+def test_stop_token_ends_decoding(tiny):
+    model = Tacotron(SynthesizerDims.tiny()).eval()
+    model.load_state_dict(tiny.state_dict())
+    with torch.no_grad():
+        model.decoder.stop_proj.weight.zero_()
+        model.decoder.stop_proj.bias.fill_(10.0)  # always "stop"
+    opts = TacotronOptions(detect_attention_failure=False, min_frames=10)
+    mel, attn, stop_step = synthesize(model, [TEXT], _emb(), opts)[0]
+    assert stop_step == 5 and mel.shape == (80, 12)  # first step with more than min_frames frames
+    info = StreamInfo()
+    streamed = np.concatenate(list(stream(model, TEXT, _emb(), opts, info)), axis=1)
+    assert streamed.shape == (80, 12) and info.stop_reason == "stop_token"
+
+
+def test_max_length_guard_raises(tiny):
+    opts = TacotronOptions(stop_threshold=None, detect_attention_failure=False, max_decoder_steps=7)
+    with pytest.raises(MaxLengthError):
+        synthesize(tiny, [TEXT], _emb(), opts)
+    with pytest.raises(MaxLengthError):
+        list(stream(tiny, TEXT, _emb(), opts))
+
+
+def test_attention_stuck_is_detected():
+    torch.manual_seed(0)
+    model = Tacotron(SynthesizerDims.tiny()).eval()
+    with torch.no_grad():
+        model.decoder.attn_net.v.weight.zero_()  # uniform attention: the peak never moves
+    opts = TacotronOptions(stop_threshold=None, max_stuck_frames=30, max_decoder_steps=100)
+    with pytest.raises(AttentionFailureError, match="stuck"):
+        synthesize(model, [TEXT], _emb(), opts)
+    with pytest.raises(AttentionFailureError, match="stuck"):
+        list(stream(model, TEXT, _emb(), opts))
+
+
+def test_attention_skip_is_detected(monkeypatch):
+    torch.manual_seed(0)
+    model = Tacotron(SynthesizerDims.tiny()).eval()
+
+    def jump_to_end(keys, query, cumulative, mask):  # all weight on the last symbol
+        w = torch.zeros(keys.shape[:2])
+        w[:, -1] = 1.0
+        return w
+
+    monkeypatch.setattr(model.decoder.attn_net, "forward", jump_to_end)
+    with pytest.raises(AttentionFailureError, match="skipped"):
+        synthesize(model, [TEXT], _emb(), TacotronOptions(stop_threshold=None, max_skip_chars=8))
+    # a generous limit lets the same run go on (the check is the option, not chance)
+    out = synthesize(model, [TEXT], _emb(), dataclasses.replace(FREE, max_skip_chars=100, detect_attention_failure=True,
+                                                                   max_stuck_frames=1000))
+    assert out[0][0].shape == (80, 80)
+
+
+@pytest.mark.parametrize("text", ["", "   ", "...", "###", "\u2603"])
+def test_bad_text(tiny, text):
+    with pytest.raises(TextError):
+        synthesize(tiny, [text], _emb(), FREE)
+    with pytest.raises(TextError):
+        stream(tiny, text, _emb(), FREE)
+
+
+def test_no_texts(tiny):
+    with pytest.raises(TextError):
+        synthesize(tiny, [], _emb(), FREE)
+
+
+@pytest.mark.parametrize("emb", [np.zeros(128, np.float32), np.zeros((1, 255), np.float32), np.zeros((2, 256), np.float32),
+                                 np.full(256, np.nan, np.float32), np.r_[np.zeros(255), np.inf].astype(np.float32)])
+def test_bad_embedding(tiny, emb):
+    with pytest.raises(InputShapeError):
+        synthesize(tiny, ["Hello."], emb, FREE)
+    with pytest.raises(InputShapeError):
+        stream(tiny, "Hello.", emb, FREE)
+
+
+@pytest.mark.parametrize("kw", [dict(max_decoder_steps=0), dict(max_decoder_steps=-5), dict(max_decoder_steps=10**9),
+                                dict(max_frames_per_char=0.0), dict(max_frames_per_char=1e9), dict(stop_threshold=1.5),
+                                dict(on_max_length="ignore"), dict(seed=-1), dict(postnet_chunk=0), dict(max_stuck_frames=0),
+                                dict(max_decoder_steps=2.5)])
+def test_bad_options(kw):
+    with pytest.raises(OptionsError):
+        TacotronOptions(**kw)
+
+
+def test_reduction_factor_bounds(tiny):
+    with pytest.raises(OptionsError):
+        tiny.set_r(0)
+    with pytest.raises(OptionsError):
+        tiny.set_r(tiny.dims.max_r + 1)
+    assert tiny.r == 2
