@@ -87,11 +87,17 @@ def steps_and_batch(seconds: float) -> tuple[int, int, int]:
     return total, (total if B == 1 else FOLD_TARGET + 2 * FOLD_OVERLAP), B
 
 
-def step_cost(make_run, B: int, steps: int, reps: int) -> dict:
-    """Seconds per loop step for B streams (median/min/max over reps)."""
+CLOCK = {"name": "cpu"}  # set from --clock in main()
+
+
+def step_cost(make_run, B: int, steps: int, reps: int, threads: int = 1) -> dict:
+    """Seconds per loop step for B streams: wall median/min/max, cpu, and "est" (the figure used:
+    CPU time / threads with --clock cpu, else the wall median)."""
     run = make_run(B, steps)
     m = measure(run, reps=reps, warmup=1)
-    return {k: (v / steps if k != "reps" else v) for k, v in m.items()} | {"steps_timed": steps, "B": B}
+    out = {k: (v / steps if k != "reps" else v) for k, v in m.items()} | {"steps_timed": steps, "B": B}
+    out["est"] = out["cpu"] / max(1, min(threads, B)) if CLOCK["name"] == "cpu" else out["median"]
+    return out
 
 
 def main() -> None:
@@ -99,7 +105,10 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer sparsities/lengths/repeats (< 1 min)")
     ap.add_argument("--threads", type=int, default=1, help="native threads across folds (batched mode)")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                    help="cpu: process CPU time (what an idle core would take; default on a shared machine); wall: wall time")
     args = ap.parse_args()
+    CLOCK["name"] = args.clock
     torch.set_num_threads(1)
     if not available():
         raise SystemExit("native kernel unavailable: build rtclone with a C compiler")
@@ -108,12 +117,12 @@ def main() -> None:
     extra = [] if args.quick else CROSSOVER_EXTRA
     lengths = [0.5, 2.0, 16.0] if args.quick else LENGTHS
     reps = 3 if args.quick else 5
-    native_steps = 600 if args.quick else 2000
-    torch_steps = 20 if args.quick else 60
+    native_steps = 400 if args.quick else 2000
+    torch_steps = 12 if args.quick else 60
     batches = sorted({1} | {steps_and_batch(s)[2] for s in lengths})
     t_start = time.time()
     load0 = os.getloadavg()
-    print(f"machine: {machine_info()}  load avg {load0[0]:.1f}  threads(batched)={args.threads}")
+    print(f"machine: {machine_info()}  load avg {load0[0]:.1f}  threads(batched)={args.threads}  clock={args.clock}")
     print(f"lengths {lengths} s → fold batches {batches}; per-step cost measured, lengths extrapolated")
 
     g = torch.Generator().manual_seed(0)
@@ -143,23 +152,23 @@ def main() -> None:
     for sp in sorted(set(sparsities) | set(extra)):
         sd = random_state_dict(sp, seed=0)
         forced_sparse = NativeWaveRNN(sd, dense_threshold=1.01)  # BSR path even when dense
-        sparse_only[str(sp)] = step_cost(lambda B, n: (lambda: forced_sparse.generate(cond[:B, :n], uni[:B, :n])), 1, native_steps, reps)["median"]
+        sparse_only[str(sp)] = step_cost(lambda B, n: (lambda: forced_sparse.generate(cond[:B, :n], uni[:B, :n])), 1, native_steps, reps)["est"]
         if sp not in sparsities:
             continue
         model = NativeWaveRNN(sd, threads=args.threads)
         n = native_steps if sp >= 0.8 else native_steps // 4
         native[str(sp)] = {
-            str(B): step_cost(lambda B, n: (lambda: model.generate(cond[:B, :n], uni[:B, :n])), B, max(50, n // max(1, B // 4)), reps)
+            str(B): step_cost(lambda B, n: (lambda: model.generate(cond[:B, :n], uni[:B, :n])), B, max(50, n // max(1, B // 4)), reps, args.threads)
             for B in batches
         }
-        print(f"native {sp:.3f}: {1 / native[str(sp)]['1']['median']:.0f} samples/s single stream")
+        print(f"native {sp:.3f}: {1 / native[str(sp)]['1']['est']:.0f} samples/s single stream")
 
     # ---- derive the table -------------------------------------------------------------------
     def gen_time(cost_by_b: dict, seconds: float, batched: bool) -> float:
         total, steps, B = steps_and_batch(seconds)
         if not batched:
-            return total * cost_by_b["1"]["median"]
-        return steps * cost_by_b[str(B)]["median"]
+            return total * cost_by_b["1"]["est"]
+        return steps * cost_by_b[str(B)]["est"]
 
     def threshold(times: dict[float, float]) -> float | None:
         """Shortest tested length from which every longer one is real time; 0 if all are; None if none."""
@@ -181,17 +190,17 @@ def main() -> None:
             times = {s: gen_time(cost, s, batched) for s in lengths}
             rows.append({"loop": "native", "sparsity": float(sp), "batched": batched, "times_s": times, "rt_threshold_s": threshold(times)})
 
-    dense_cost = costs["native-dense"]["1"]["median"]
+    dense_cost = costs["native-dense"]["1"]["est"]
     crossover = next((float(sp) for sp, c in sorted(sparse_only.items(), key=lambda kv: float(kv[0])) if c < dense_cost), None)
     per_core = {
-        "rtvc-torch single": 1 / costs["rtvc-torch"]["1"]["median"],
-        "torch-ref single": 1 / costs["torch-ref"]["1"]["median"],
+        "rtvc-torch single": 1 / costs["rtvc-torch"]["1"]["est"],
+        "torch-ref single": 1 / costs["torch-ref"]["1"]["est"],
         "native-dense fp32 single": 1 / dense_cost,
-        "native-dense fp16 single": 1 / costs["native-dense-fp16"]["1"]["median"],
+        "native-dense fp16 single": 1 / costs["native-dense-fp16"]["1"]["est"],
     }
     for sp, cost in native.items():
-        per_core[f"native {float(sp) * 100:g}% single"] = 1 / cost["1"]["median"]
-        per_core[f"native {float(sp) * 100:g}% B={maxB}"] = maxB / cost[str(maxB)]["median"] / min(args.threads, maxB)
+        per_core[f"native {float(sp) * 100:g}% single"] = 1 / cost["1"]["est"]
+        per_core[f"native {float(sp) * 100:g}% B={maxB}"] = maxB / cost[str(maxB)]["est"] / min(args.threads, maxB)
 
     print("\nGeneration time (s), extrapolated from per-step cost; RT threshold = shortest length from which faster than real time")
     head = f"{'loop':<11}{'sparsity':>10}{'mode':>9} " + "".join(f"{s:>8g}s" for s in lengths) + "  threshold"
@@ -218,7 +227,9 @@ def main() -> None:
         "machine": machine_info(),
         "load_avg_start_end": [load0[0], load1[0]],
         "threads_batched": args.threads,
-        "method": "per-step cost per B measured (median of repeats); lengths extrapolated as steps x cost(B); "
+        "clock": args.clock,
+        "method": "per-step cost per B measured (median of repeats; 'est' = CPU time / threads with clock=cpu, "
+        "else wall median); lengths extrapolated as steps x cost(B); "
         "folding: target 8000, overlap 800 (B folds of 9600 steps; 1 fold of T steps when T <= 9600); "
         "torch loops do not skip zeros, measured once with dense weights; sample loop only",
         "step_cost_s": costs | {f"native {k}": v for k, v in native.items()},

@@ -74,7 +74,7 @@ def measure(name: str, dims: SynthesizerDims, frames: int, repeats: int, r: int)
         "offline_frames_per_s": _summary(offline_fps),
         "stream_frames_per_s": _summary(stream_fps),
         "first_chunk_ms": _summary(first_ms),
-        "first_chunk_frames": opts.postnet_chunk, "lookahead_frames": info.lookahead_frames,
+        "first_chunk_frames": opts.first_chunk, "chunk_frames": opts.postnet_chunk, "lookahead_frames": info.lookahead_frames,
     }
     res["x_real_time"] = res["stream_frames_per_s"]["median"] / FRAMES_PER_SECOND_OF_AUDIO
     return res

@@ -147,6 +147,29 @@ def cmd_prune(args: argparse.Namespace) -> dict[str, Any]:
     return {"message": f"wrote {args.output}", **report}
 
 
+def cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
+    from .serve.server import serve_main
+
+    status = serve_main(host=args.host, port=args.port, models=args.models, voices_dir=args.voices_dir, token=args.token,
+                        max_streams=args.max_streams, max_queue=args.max_queue)  # fmt: skip
+    return {"message": "server stopped", "status": status}
+
+
+def cmd_say(args: argparse.Namespace) -> dict[str, Any]:
+    from .client import say_main
+
+    options = json.loads(args.options) if args.options else None
+    return say_main(args.server, args.text, voice=args.voice, ref=args.ref, output=args.output, play=args.play,
+                    as_json=args.json, token=args.token, options=options)  # fmt: skip
+
+
+def cmd_mic(args: argparse.Namespace) -> dict[str, Any]:
+    from .mic import mic_main
+
+    return mic_main(args.server, text=args.text, source=args.source, name=args.name, min_voiced_s=args.min_voiced,
+                    output=args.output, play=not args.no_play, token=args.token, as_json=args.json)  # fmt: skip
+
+
 # ---- parser ----------------------------------------------------------------------------------
 def _add(sub, name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help, description=help)
@@ -173,6 +196,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "info", cmd_info, "kind, format and dims of a checkpoint (rtclone, RTVC or resemblyzer)")
     p.add_argument("checkpoint")
+
+    p = _add(sub, "serve", cmd_serve, "the WebSocket streaming server (also: python server.py)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--models", help="directory of exported or rtclone checkpoints (default: the shipped models)")
+    p.add_argument("--voices-dir", help="voice registry directory (default: ~/.local/share/rtclone/voices)")
+    p.add_argument("--token", help="require this bearer token (also $RTCLONE_TOKEN)")
+    p.add_argument("--max-streams", type=int, default=4)
+    p.add_argument("--max-queue", type=int, default=8)
+
+    p = _add(sub, "say", cmd_say, "speak text in a voice through a running server (streams; prints TTFA and RTF)")
+    p.add_argument("--server", default="ws://127.0.0.1:8765")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--voice", help="an enrolled voice id")
+    g.add_argument("--ref", help="reference audio file sent inline")
+    p.add_argument("--text", help="text to speak (default: each line of stdin)")
+    p.add_argument("-o", "--output", help="write the audio to this wav file")
+    p.add_argument("--play", action="store_true", help="play as chunks arrive (needs the 'mic' extra)")
+    p.add_argument("--token")
+    p.add_argument("--options", help="synthesis options as a JSON object, e.g. '{\"seed\": 3}'")
+
+    p = _add(sub, "mic", cmd_mic, "live microphone cloning: enrol from the mic, then speak typed text in that voice")
+    p.add_argument("--server", default="ws://127.0.0.1:8765")
+    p.add_argument("--text", help="text to speak (default: each line typed on stdin)")
+    p.add_argument("--source", help="read this wav file instead of the microphone")
+    p.add_argument("--name", default="microphone")
+    p.add_argument("--min-voiced", type=float, default=5.0, help="seconds of voiced speech to enrol")
+    p.add_argument("-o", "--output")
+    p.add_argument("--no-play", action="store_true")
+    p.add_argument("--token")
 
     p = _add(sub, "prune", cmd_prune, "one-shot block-sparse magnitude pruning of a vocoder checkpoint")
     p.add_argument("input")

@@ -38,7 +38,7 @@ from pathlib import Path
 from rtclone.errors import BackendUnavailableError, OptionsError, SynthesisError
 
 __all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "list_voices",
-           "engine_available", "build_corpus", "list_utterances"]
+           "engine_available", "build_corpus", "corpus_summary", "list_utterances"]
 
 CORPUS_VERSION = 1
 TRAIN_CHAPTER, HELDOUT_CHAPTER = 1, 2
@@ -60,7 +60,7 @@ class VoiceSpec:
     tempo: float = 1.0        # sox tempo factor (speaking rate, pitch kept)
     bass_db: float = 0.0      # sox bass shelf gain at 100 Hz
     treble_db: float = 0.0    # sox treble shelf gain at 3 kHz
-    engine_args: tuple[str, ...] = ()  # extra engine flags (espeak-ng pitch / speed)
+    engine_args: tuple[str, ...] = ()  # extra engine flags (espeak-ng pitch/speed, flite f0)
 
     def params(self) -> dict:
         """The synthesis parameters as a JSON-able dict (for the manifest)."""
@@ -69,47 +69,60 @@ class VoiceSpec:
         return d
 
 
-_BASES = [  # (engine, voice, quality, short name, female?)
-    ("flite", "slt", "high", "slt", True),
-    ("flite", "rms", "high", "rms", False),
-    ("festival", "cmu_us_slt_arctic_hts", "high", "sltHts", True),
-    ("flite", "awb", "medium", "awb", False),
-    ("flite", "kal16", "medium", "kal16", False),
-    ("festival", "ked_diphone", "medium", "ked", False),
-    ("festival", "kal_diphone", "medium", "kalDiphone", False),
-    ("flite", "kal", "medium", "kal", False),
+# (engine, voice, quality, short name, female?, f0 in Hz if the engine can move it (flite's
+# int_f0_target_mean) else None). Quality from pocketsphinx WER on 8 of our sentences:
+# kal16 6 %, rms 9 %, sltHts 16 %, slt 23 % (high); awb 19 %, ked 16 %, kalDiphone 19 %
+# (medium); kal 41 % (8 kHz diphones: nothing above 4 kHz); espeak-ng 60-100 % (low).
+_BASES = [
+    ("flite", "slt", "high", "slt", True, 176),
+    ("flite", "rms", "high", "rms", False, None),
+    ("flite", "kal16", "high", "kal16", False, 95),
+    ("festival", "cmu_us_slt_arctic_hts", "high", "sltHts", True, None),
+    ("flite", "awb", "medium", "awb", False, 133),
+    ("festival", "ked_diphone", "medium", "ked", False, None),
+    ("festival", "kal_diphone", "medium", "kalDiphone", False, None),
+    ("flite", "kal", "low", "kal", False, None),
 ]
-# sox variants of each base: (pitch cents for a male base, tempo, bass dB, treble dB); a female
-# base gets the opposite pitch shift so most variants stay in a natural range
-_RECIPES = [(-250, 1.0, 0.0, 0.0), (250, 1.0, 0.0, 0.0), (-130, 0.92, 5.0, -2.0),
-            (160, 1.08, -2.0, 5.0)]
+# sox variants of each base: (pitch cents for a male base, for a female base, tempo, bass dB,
+# treble dB, engine f0 factor). Shifts go mostly toward the middle (male up, female down):
+# shifting a voice further out (slt +120 cents, rms -230) more than triples pocketsphinx's WER,
+# shifting it inward (slt -280, rms +280) keeps it near the base's. sox's pitch moves the
+# formants too, so a shift is a new vocal tract; the engine f0 factor moves only the pitch.
+_RECIPES = [(150, -150, 1.0, 0.0, 0.0, 1.0), (280, -280, 1.0, 0.0, 0.0, 1.0),
+            (-90, -90, 0.92, 5.0, -2.0, 0.85), (200, -200, 1.08, -2.0, 5.0, 1.0),
+            (60, -60, 0.96, 2.0, 2.0, 1.2)]
 _ESPEAK = [("en-us+m3", 45, 150), ("en-gb-x-rp+f2", 60, 145), ("en-us+m1", 40, 155),
            ("en+f4", 65, 150), ("en-gb-scotland+m7", 50, 150), ("en-us-nyc+m5", 48, 150),
            ("en-029+m2", 42, 145), ("en-gb-x-gbclan+f3", 58, 150), ("en-us+f5", 62, 155),
            ("en-gb-x-rp+m4", 38, 145), ("en-gb+m6", 46, 150), ("en-us+f1", 70, 150)]
+_QUALITY_RANK = {"high": 0, "medium": 1, "low": 2}
 
 
 def list_voices(seed: int = 0) -> list[VoiceSpec]:
-    """The full voice inventory, best quality first (bases, sox variants, espeak-ng).
+    """The full voice inventory, best quality first (within a quality: bases, then variants).
 
     The seed jitters the variants' pitch, tempo and EQ a little (deterministically); names and
-    order do not depend on it.
+    order do not depend on it. ``CorpusOptions(n_voices=n)`` takes the first n.
     """
     rng = random.Random(f"rtclone-voices-{seed}")
-    voices = [VoiceSpec(f"{e}-{short}", e, v, q) for e, v, q, short, _ in _BASES]
-    for k, (pitch, tempo, bass, treble) in enumerate(_RECIPES):
-        for engine, voice, quality, short, female in _BASES:
+    voices = [VoiceSpec(f"{e}-{short}", e, v, q) for e, v, q, short, _, _ in _BASES]
+    for k, (male_cents, female_cents, tempo, bass, treble, f0_factor) in enumerate(_RECIPES):
+        for engine, voice, quality, short, female, f0 in _BASES:
             jitter = rng.randrange(-4, 5) * 10
+            args = ()
+            if f0 is not None and f0_factor != 1.0:
+                args = ("--setf", f"int_f0_target_mean={round(f0 * f0_factor)}")
             voices.append(VoiceSpec(
                 f"{engine}-{short}-v{k + 1}", engine, voice, quality,
-                pitch_cents=(-pitch if female else pitch) + jitter,
+                pitch_cents=(female_cents if female else male_cents) + jitter,
                 tempo=round(tempo + rng.randrange(-2, 3) / 100, 2),
-                bass_db=bass + rng.randrange(-1, 2), treble_db=treble + rng.randrange(-1, 2)))
+                bass_db=bass + rng.randrange(-1, 2), treble_db=treble + rng.randrange(-1, 2),
+                engine_args=args))
     for voice, pitch, speed in _ESPEAK:
         voices.append(VoiceSpec(f"espeak-{voice.replace('+', '-')}", "espeak-ng", voice, "low",
                                 engine_args=("-p", str(pitch + rng.randrange(-3, 4)),
                                              "-s", str(speed))))
-    return voices
+    return sorted(voices, key=lambda v: _QUALITY_RANK[v.quality])  # stable: keeps the order
 
 
 def engine_available(engine: str, voice: str | None = None) -> bool:
@@ -170,7 +183,8 @@ class CorpusOptions:
 # ---- synthesis ----------------------------------------------------------------------------------
 def _engine_command(spec: VoiceSpec, text_file: Path, out_wav: Path) -> list[str]:
     if spec.engine == "flite":
-        return ["flite", "-voice", spec.voice, "-f", str(text_file), "-o", str(out_wav)]
+        return ["flite", "-voice", spec.voice, *spec.engine_args, "-f", str(text_file),
+                "-o", str(out_wav)]
     if spec.engine == "festival":
         return ["text2wave", str(text_file), "-o", str(out_wav), "-eval", f"(voice_{spec.voice})"]
     if spec.engine == "espeak-ng":
@@ -256,7 +270,8 @@ def _plan(options: CorpusOptions) -> dict:
                     else "eval"})
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()
     return {"format": "rtclone-corpus", "version": CORPUS_VERSION, "seed": options.seed,
-            "sample_rate": options.sample_rate, "options": dataclasses.asdict(options),
+            "sample_rate": options.sample_rate,  # jobs may change between resumed runs:
+            "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "jobs"},
             "sentences_sha256": digest,
             "sentences": {"train": train_sent, "heldout": heldout_sent},
             "voices": voices, "utterances": utterances}
@@ -313,6 +328,18 @@ def build_corpus(root: Path, options: CorpusOptions, progress: bool = False) -> 
     manifest["complete"] = True
     _write_if_changed(manifest_path, json.dumps(manifest, indent=1))
     return manifest
+
+
+def corpus_summary(manifest: dict) -> dict:
+    """Counts for printing (``rtclone corpus build --json``): voices, utterances, sentences."""
+    voices, utts = manifest["voices"], manifest["utterances"]
+    return {"version": manifest["version"], "seed": manifest["seed"],
+            "complete": manifest.get("complete", False),
+            "voices": len(voices), "heldout_voices": sum(v["split"] == "eval" for v in voices),
+            "engines": sorted({v["engine"] for v in voices}),
+            "utterances": len(utts), "train_utterances": sum(u["split"] == "train" for u in utts),
+            "train_sentences": len(manifest["sentences"]["train"]),
+            "heldout_sentences": len(manifest["sentences"]["heldout"])}
 
 
 def list_utterances(root: Path, split: str | None = None) -> list[dict]:

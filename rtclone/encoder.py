@@ -28,11 +28,14 @@ from .errors import AudioError, AudioTooShortError, InputShapeError, OptionsErro
 HOP_LENGTH = 160  # samples per encoder mel frame (10 ms at 16 kHz)
 
 # Cosine similarity at or above which `verify` says "same speaker". Calibrated with
-# `rtclone.eval.eval_encoder` (the threshold at the equal error rate, all same/different pairs)
-# using resemblyzer's pretrained weights on a set of synthetic voices made at run time:
-# flite kal, kal16, awb, rms, slt and espeak-ng en-us, en+f3, en+m3, en-gb+f4 (6 sentences each, 2-5 s),
-# which gave an EER of 0.017 at a threshold of 0.78 (see `tests/test_eval.py::test_calibrated_threshold`).
-# Synthetic voices are cleaner than microphone speech: recalibrate on your own data with
+# `rtclone.eval.eval_encoder` (the threshold at the equal error rate over all same/different
+# utterance pairs) using resemblyzer's pretrained weights on synthetic voices made at run time:
+# flite kal, kal16, awb, rms, slt and espeak-ng en-us, en+f3, en+m3, en-gb+f4, six Harvard
+# sentences each (54 utterances of 2-3 s; 135 same and 1296 different pairs). That set gave an
+# EER of 0.076 at a cosine of 0.772 (mean same-speaker cosine 0.85, different 0.55); the near
+# twins kal/kal16 and the espeak-ng variants make up most of the errors (without them: EER 0.001
+# at 0.758). `tests/test_eval.py::test_calibrated_threshold` re-runs this calibration.
+# Synthetic voices are not microphone speech: recalibrate on your own data with
 # `rtclone eval encoder DIR` and pass the reported threshold to `rtclone verify --threshold`.
 DEFAULT_VERIFY_THRESHOLD = 0.77
 

@@ -128,9 +128,10 @@ class PostnetChunker:
     state is approximated from ``left``/``right`` frames (the error decays with the context).
     """
 
-    def __init__(self, model: Tacotron, chunk: int, left: int, right: int) -> None:
+    def __init__(self, model: Tacotron, chunk: int, left: int, right: int, first_chunk: int | None = None) -> None:
         self.model = model
         self.chunk, self.left, self.right = chunk, left, right
+        self.first_chunk = chunk if first_chunk is None else first_chunk
         self._frames: list[torch.Tensor] = []  # pieces of (n_mels, t)
         self._n = 0
         self.emitted = 0
@@ -149,12 +150,15 @@ class PostnetChunker:
         self._frames.append(frames)
         self._n += frames.size(1)
         ready = []
-        while self._n - self.emitted >= self.chunk + self.right:
-            ready.append(self._run(self.emitted + self.chunk))
+        while self._n - self.emitted >= self._size() + self.right:
+            ready.append(self._run(self.emitted + self._size()))
         return ready
 
     def flush(self) -> list[torch.Tensor]:
         ready = []
         while self.emitted < self._n:
-            ready.append(self._run(min(self._n, self.emitted + self.chunk)))
+            ready.append(self._run(min(self._n, self.emitted + self._size())))
         return ready
+
+    def _size(self) -> int:
+        return self.first_chunk if self.emitted == 0 else self.chunk

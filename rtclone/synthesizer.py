@@ -29,7 +29,7 @@ from .tacotron_layers import CBHG, Decoder, Encoder
 from .text import text_to_ids
 
 __all__ = ["SynthesizerDims", "Tacotron", "TacotronOptions", "StreamInfo", "synthesize", "stream",
-           "encode_texts", "check_embeddings", "postnet_lookahead"]
+           "encode_texts", "check_embeddings", "postnet_context", "postnet_lookahead"]
 
 
 @dataclass(frozen=True)
@@ -193,15 +193,16 @@ class TacotronOptions:
     detect_attention_failure: bool = True  # raise AttentionFailureError on stuck/skipping attention
     max_stuck_frames: int = 120  # the attention peak stays on one symbol this long → stuck
     max_skip_chars: int = 8  # the attention peak jumps ahead by more symbols than this in one step → skip
-    postnet_chunk: int = 8  # streaming: postnet frames per yielded chunk (rounded up to r)
-    postnet_context: int = 16  # streaming: decoder frames of left and right context per postnet chunk
+    first_chunk: int = 4  # streaming: frames in the first yielded chunk (small: audio starts early)
+    postnet_chunk: int = 16  # streaming: frames per later chunk (larger: less postnet overhead)
+    postnet_context: int = 12  # streaming: decoder frames of left and right context per postnet chunk
 
     def __post_init__(self) -> None:
         if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed < 2**63):
             raise OptionsError(f"seed must be None or an integer in [0, 2**63), got {self.seed!r}")
         for name, lo, hi in (("max_decoder_steps", 1, 100_000), ("min_guard_frames", 1, 1_000_000),
                              ("min_frames", 0, 100_000), ("max_stuck_frames", 1, 1_000_000),
-                             ("max_skip_chars", 1, 100_000), ("postnet_chunk", 1, 10_000), ("postnet_context", 0, 10_000)):
+                             ("max_skip_chars", 1, 100_000), ("first_chunk", 1, 10_000), ("postnet_chunk", 1, 10_000), ("postnet_context", 0, 10_000)):
             v = getattr(self, name)
             if not _is_int(v) or not lo <= v <= hi:
                 raise OptionsError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
@@ -247,14 +248,24 @@ def check_embeddings(embeddings: np.ndarray | torch.Tensor, batch: int, size: in
     return e
 
 
+def postnet_context(model: Tacotron, options: TacotronOptions) -> tuple[int, int]:
+    """(left, right) decoder frames of context per streamed postnet chunk: ``options.postnet_context``,
+    but never less than the postnet convolutions' receptive field (so they match offline exactly)."""
+    left, right = CBHG.conv_receptive_field(model.dims.postnet_K)
+    return max(left, options.postnet_context), max(right, options.postnet_context)
+
+
 def postnet_lookahead(model: Tacotron, options: TacotronOptions) -> int:
     """Decoded frames needed past the end of a streamed chunk before it can be emitted."""
-    return options.postnet_context
+    return postnet_context(model, options)[1]
 
 
-def _chunk_frames(model: Tacotron, options: TacotronOptions) -> int:
-    r = model.r
-    return -(-options.postnet_chunk // r) * r
+def _chunker(model: Tacotron, options: TacotronOptions) -> PostnetChunker:
+    def up(n: int) -> int:  # whole decoder steps
+        return -(-n // model.r) * model.r
+
+    left, right = postnet_context(model, options)
+    return PostnetChunker(model, up(options.postnet_chunk), left, right, first_chunk=up(options.first_chunk))
 
 
 @torch.inference_mode()
@@ -314,7 +325,7 @@ def _stream(model: Tacotron, chars: torch.Tensor, spk: torch.Tensor, options: Ta
         with torch.inference_mode():  # never held across a yield (it is thread-wide state)
             run = Decoding(model, chars, spk, options)
             steps = iter(run)
-        chunker = PostnetChunker(model, _chunk_frames(model, options), options.postnet_context, options.postnet_context)
+        chunker = _chunker(model, options)
         info.r, info.lookahead_frames = run.r, postnet_lookahead(model, options)
         while True:
             with torch.inference_mode():

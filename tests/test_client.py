@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 
 from fakes import FakeEngine, fake_audio, run, voice_like
-from rtclone.client import Client, JitterBuffer, Player, enrol, remote_error, say, say_main, wav_bytes
+from rtclone.client import Client, JitterBuffer, Player, enrol, remote_error, say, say_main
 from rtclone.errors import (
     AudioDecodeError, BusyError, ServerError, SilentAudioError, TextError, VoiceNotFoundError,
 )  # fmt: skip
@@ -85,7 +85,8 @@ def test_jitter_buffer_waits_then_plays_gaplessly():
     out = np.concatenate([jb.read(50), jb.read(50)])
     np.testing.assert_array_equal(out, np.arange(100, dtype=np.float32))
     tail = jb.read(50)  # 20 left, then nothing: an underrun
-    np.testing.assert_array_equal(tail[:20], np.arange(100, 120)) and not tail[20:].any()
+    np.testing.assert_array_equal(tail[:20], np.arange(100, 120))
+    assert not tail[20:].any()
     assert jb.underruns == 1 and not jb.drained.is_set()
     jb.push(np.ones(10, np.float32))
     jb.end()

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rtclone.corpus import (CorpusOptions, build_corpus, engine_available, list_utterances,
-                            list_voices, load_sentences)
+from rtclone.corpus import (CorpusOptions, build_corpus, corpus_summary, engine_available,
+                            list_utterances, list_voices, load_sentences)
 from rtclone.errors import OptionsError
 from rtclone.text import ARPABET, clean_text, to_arpabet
 
-TINY_VOICES = ("flite-slt", "flite-rms-v1", "espeak-en-us-m3")
+TINY_VOICES = ("flite-slt", "flite-rms-v2", "espeak-en-us-m3")
 
 
 def test_inventory_has_40_distinct_voices():
@@ -112,6 +112,9 @@ def test_tiny_build_splits(tiny):
     assert train_s | held_s == set(range(len(load_sentences())))
     held_v = {v["speaker"] for v in manifest["voices"] if v["split"] == "eval"}
     assert len(held_v) == 1
+    summary = corpus_summary(manifest)
+    assert (summary["voices"], summary["heldout_voices"], summary["utterances"]) == (3, 1, 9)
+    assert summary["train_utterances"] == 4 and summary["heldout_sentences"] == 1
     train = list_utterances(root, "train")
     evals = list_utterances(root, "eval")
     assert len(train) + len(evals) == len(manifest["utterances"]) and len(train) == 2 * 2
@@ -128,9 +131,9 @@ def test_tiny_build_is_deterministic_and_resumable(tiny, tmp_path):
     before = _snapshot(root)
     assert build_corpus(root, _tiny_options()) == manifest
     assert _snapshot(root) == before  # second call: nothing rewritten
-    # same seed elsewhere: the same bytes
+    # same seed elsewhere (and in two threads): the same bytes
     again = tmp_path / "b"
-    build_corpus(again, _tiny_options())
+    build_corpus(again, _tiny_options(jobs=2))
     assert {k: v[1] for k, v in _snapshot(again).items()} == {k: v[1] for k, v in before.items()}
     # an interrupted build: a missing file and a stale partial are redone, nothing else
     rel = manifest["utterances"][4]["path"]
@@ -150,11 +153,11 @@ def test_tiny_build_is_deterministic_and_resumable(tiny, tmp_path):
 
 
 def test_variant_changes_the_voice(tiny):
-    """The pitch-shifted variant is really lower: median f0 of rms-v1 vs plain rms speech."""
+    """The pitch-shifted variant is really higher: median f0 of rms-v2 vs plain rms speech."""
     root, manifest = tiny
-    spec = {v.name: v for v in list_voices(3)}["flite-rms-v1"]
-    assert spec.pitch_cents < -150
-    speaker = next(v["speaker"] for v in manifest["voices"] if v["name"] == "flite-rms-v1")
+    spec = {v.name: v for v in list_voices(3)}["flite-rms-v2"]
+    assert spec.pitch_cents > 200
+    speaker = next(v["speaker"] for v in manifest["voices"] if v["name"] == "flite-rms-v2")
     utt = next(u for u in manifest["utterances"] if u["id"] == f"{speaker}-2-0000")
     shifted, _ = sf.read(root / utt["path"], dtype="float32")
     plain_root = root.parent / "plain"

@@ -23,6 +23,15 @@ from rtclone.encoder import (
 )
 from rtclone.errors import AudioError, AudioTooShortError, InputShapeError, OptionsError, SilentAudioError
 
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 SENTENCE = "Please call Stella. Ask her to bring these things with her from the store."
 OTHER = "Six spoons of fresh snow peas, five thick slabs of blue cheese, and maybe a snack."
 VOICES = [("kal", "flite"), ("awb", "flite"), ("rms", "flite"), ("slt", "flite"), ("en-us", "espeak-ng")]
@@ -193,3 +202,27 @@ def test_bad_waveforms_get_typed_errors():
         embed_speaker(model, [])
     with pytest.raises(InputShapeError):
         speaker_similarity(np.zeros(4), np.ones(4))
+
+
+def test_embed_file_bad_and_unusual_files(pretrained, tmp_path):
+    import soundfile as sf
+
+    from rtclone.errors import AudioDecodeError
+
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt garbage")
+    with pytest.raises(AudioDecodeError):
+        embed_file(pretrained, corrupt)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(32000, np.float32), 16000)
+    with pytest.raises(SilentAudioError):
+        embed_file(pretrained, silent)
+    # Stereo at 44.1 kHz is folded and resampled: same speaker as the 16 kHz mono original.
+    import librosa
+
+    mono = make_speech(SENTENCE, "rms")
+    stereo = tmp_path / "stereo.wav"
+    up = librosa.resample(mono, orig_sr=16000, target_sr=44100)
+    sf.write(stereo, np.stack([up, up], axis=1), 44100)
+    cos = float(embed_file(pretrained, stereo) @ embed_utterance(pretrained, preprocess_wav(mono)))
+    assert cos > 0.99

@@ -274,3 +274,15 @@ def test_bench_vocoder_record():
     assert folded["batch"] == 2 and folded["steps"] == 9600
     with pytest.raises(OptionsError):
         bench_vocoder(0.96, 1.0, "cuda")
+
+
+@needs_native
+@pytest.mark.parametrize("block", [(8, 4), (32, 1)])
+def test_other_block_shapes_match_reference(block):
+    sd = random_state_dict(0.6, block=block, seed=9, **SMALL)
+    B, T = 2, 200
+    cond, u = _cond(B, T, SMALL_COND, seed=9), draw_uniforms(B, T, seed=9)
+    samples, state = NativeWaveRNN(sd, block=block, precompute="never").generate(cond, u)
+    ref, ref_state = reference_generate(sd, cond, u)
+    assert torch.equal(samples, ref)
+    assert _max_state_err(state, ref_state) < 1e-5

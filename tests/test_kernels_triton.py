@@ -35,7 +35,8 @@ def _skip_reason() -> str | None:
         return f"TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET')!r} and no CUDA device"
     from triton.runtime.interpreter import InterpretedFunction
 
-    for mod, fn in (("bsr_gemv", "_bsr_matmul_kernel"), ("sampling", "_sample_kernel"), ("wavernn_step", "_wavernn_kernel")):
+    kernels = (("bsr_gemv", "_bsr_matmul_kernel"), ("sampling", "_sample_kernel"), ("wavernn_step", "_wavernn_kernel"))
+    for mod, fn in kernels:
         loaded = sys.modules.get(f"rtclone.kernels.triton.{mod}")
         if loaded is not None and not isinstance(getattr(loaded, fn), InterpretedFunction):
             return f"rtclone.kernels.triton.{mod} was imported before TRITON_INTERPRET=1 was set (run this file alone)"
@@ -66,7 +67,8 @@ def _sparse(rows: int, cols: int, block: tuple[int, int], density: float, seed: 
 def test_import_without_triton_reports_unavailable():
     code = (
         "import sys; sys.modules['triton'] = None\n"
-        "import importlib.util as u; u.find_spec = (lambda f: lambda n, *a: None if n == 'triton' else f(n, *a))(u.find_spec)\n"
+        "import importlib.util as u\n"
+        "u.find_spec = (lambda f: lambda n, *a: None if n == 'triton' else f(n, *a))(u.find_spec)\n"
         "import rtclone.kernels.triton as t\n"
         "from rtclone.errors import BackendUnavailableError\n"
         "assert not t.available() and 'triton' in t.unavailable_reason()\n"
@@ -110,6 +112,22 @@ def test_bsr_matmul_vector_fp16_input_and_empty_matrix():
     assert torch.equal(tk.bsr_matmul(empty, torch.randn(3, 24)), torch.zeros(3, 32))
 
 
+@pytest.mark.parametrize("block", [(16, 1), (16, 4), (32, 2)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_bsr_matmul_dot_path_matches_reference(block, dtype):
+    dense = _sparse(64, 48, block, 0.3, seed=block[1] + 7)
+    w = pack(dense, block, dtype)
+    g = torch.Generator().manual_seed(2)
+    bias = torch.randn(64, generator=g)
+    for batch in (16, 40):
+        x = torch.randn(batch, 48, generator=g)
+        xr = x.half().float() if dtype == torch.float16 else x  # fp16 values take fp16 inputs in tl.dot
+        y = tk.bsr_matmul(w, x, bias, use_dot=True)
+        torch.testing.assert_close(y, tk.bsr_matmul_reference(w, xr, bias), rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputShapeError):
+        tk.bsr_matmul(w, torch.randn(8, 48), use_dot=True)  # tl.dot needs M = B >= 16
+
+
 def test_bsr_matmul_rejects_bad_inputs():
     w = pack(_sparse(32, 24, (16, 1), 0.5, seed=4), (16, 1))
     with pytest.raises(InputShapeError):
@@ -122,7 +140,8 @@ def test_bsr_matmul_rejects_bad_inputs():
 
 # ---- sampling ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "mode,n_out,mol_select", [("RAW", 512, "spec"), ("RAW", 16, "spec"), ("MOL", 30, "spec"), ("MOL", 30, "inverse-cdf")]
+    "mode,n_out,mol_select",
+    [("RAW", 512, "spec"), ("RAW", 16, "spec"), ("MOL", 30, "spec"), ("MOL", 30, "inverse-cdf")],
 )
 def test_sample_with_uniforms_equals_reference(mode, n_out, mol_select):
     g = torch.Generator().manual_seed(n_out)
@@ -296,6 +315,67 @@ def test_wavernn_rejects_bad_arguments():
     assert samples.shape == (2, 0) and torch.equal(h1, torch.zeros(2, 32)) and torch.equal(x, torch.zeros(2))
 
 
+# ---- compiled (not interpreted) for an NVIDIA target, without a GPU ----------------------------------
+_COMPILE = """
+import os, sys
+os.environ.pop("TRITON_INTERPRET", None)
+os.environ.setdefault("TRITON_DEFAULT_FP_FUSION", "1")
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from rtclone.kernels.triton import bsr_gemv, sampling, wavernn_step
+
+def build(fn, sig, consts):
+    sig = {n: "constexpr" if n in consts else sig[n] for n in fn.arg_names}
+    k = triton.compile(ASTSource(fn, sig, consts), target=GPUTarget("cuda", 80, 32))
+    assert k.asm["cubin"], fn.__name__
+    print(fn.__name__)
+
+f32, i32 = "*fp32", "i32"
+which = sys.argv[1]
+if which == "small":
+    sig = dict(vals_ptr="*fp16", col_ptr="*i32", rowptr_ptr="*i32", max_slots=i32, x_ptr=f32, x_stride=i32, n_in=i32,
+               bias_ptr=f32, y_ptr=f32, y_stride=i32, n_rows=i32, B=i32)
+    build(bsr_gemv._bsr_matmul_kernel, sig, dict(HAS_BIAS=True, BH=16, BW=1, BLOCK_B=4, ROWS=16, SLOTS=16))
+    sig = dict(vals_ptr="*fp16", col_ptr="*i32", rowptr_ptr="*i32", x_ptr=f32, x_stride=i32, bias_ptr=f32,
+               y_ptr=f32, y_stride=i32, B=i32)
+    build(bsr_gemv._bsr_matmul_dot_kernel, sig, dict(HAS_BIAS=True, FP16=True, BH=16, BW=1, BLOCK_B=16, SLOTS=16))
+    sig = dict(logits_ptr=f32, stride=i32, B=i32, n_out=i32, u_ptr=f32, seed="i64", offset=i32, label_ptr="*i32",
+               x_ptr=f32)
+    build(sampling._sample_kernel, sig, dict(MOL=True, ICDF=True, PHILOX=True, BLOCK_B=16, NP=32))
+else:
+    sig = {}
+    for m in "IABCDEFG":
+        sig.update({f"w{m}": "*fp16", f"c{m}": "*i32", f"p{m}": "*i32", f"m{m}": i32, f"b{m}": f32})
+    for n in ("cond", "u_ptr", "out_ptr", "x_buf", "h1_buf", "h2_buf", "i_buf", "x1_buf", "x2_buf", "f1_buf",
+              "f2_buf", "logit_buf"):
+        sig[n] = f32
+    for n in ("cond_sb", "cond_st", "B", "T", "R", "FC", "FEAT", "AUX", "N_OUT"):
+        sig[n] = i32
+    sig["seed"] = "i64"
+    build(wavernn_step._wavernn_kernel, sig, dict(MOL=True, PHILOX=True, BH=8, BW=4, BLOCK_B=2, ROWS=16, SLOTS=16, NP=32))
+"""
+
+
+def _compile_for_sm80(which: str) -> None:
+    out = subprocess.run([sys.executable, "-c", _COMPILE, which], capture_output=True, text=True, timeout=600)
+    if "ptxas" in out.stderr and out.returncode:
+        pytest.skip(f"no usable ptxas: {out.stderr[-300:]}")
+    assert out.returncode == 0, out.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_gemv_and_sampling_kernels_compile_for_sm80():
+    """The interpreter skips triton's compiler; this catches what only the compiler rejects."""
+    _compile_for_sm80("small")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("RTCLONE_TRITON_COMPILE_ALL") != "1", reason="~40 s; set RTCLONE_TRITON_COMPILE_ALL=1")
+def test_wavernn_kernel_compiles_for_sm80():
+    _compile_for_sm80("wavernn")
+
+
 # ---- GPU only ------------------------------------------------------------------------------------
 @pytest.mark.requires_cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
@@ -305,7 +385,9 @@ def test_bsr_matmul_on_gpu_rtvc_size(block):
     w = pack(dense, block)
     w = type(w)(w.shape, w.block, w.values.cuda(), w.col_idx.cuda(), w.row_ptr.cuda())
     x = torch.randn(64, 512, device="cuda")
-    torch.testing.assert_close(tk.bsr_matmul(w, x), x @ dense.cuda().T, rtol=1e-4, atol=1e-4)
+    exact = x @ dense.cuda().T
+    torch.testing.assert_close(tk.bsr_matmul(w, x, use_dot=False), exact, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(tk.bsr_matmul(w, x, use_dot=True), exact, rtol=1e-2, atol=1e-2)  # TF32 inputs
 
 
 @pytest.mark.requires_cuda

@@ -457,3 +457,83 @@ def test_sigterm_lets_running_streams_finish(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_serve_reports_an_engine_that_fails_to_load(tmp_path):
+    from rtclone.serve.server import serve
+
+    def factory():
+        raise CheckpointError("no models in /nowhere")
+
+    with pytest.raises(CheckpointError, match="/nowhere"):
+        run(serve(None, port=0, voices_dir=tmp_path, engine_factory=factory), timeout=10)
+
+
+def test_a_queued_stream_that_waits_too_long_gets_busy(tmp_path):
+    engine = FakeEngine(chunk_delay_s=0.05)
+    limits = ServerLimits(max_streams=1, max_queue=4, queue_timeout_s=0.15)
+
+    async def main():
+        async with running_server(engine, voices_dir=tmp_path, limits=limits) as srv:
+            a, b = await Raw.open(srv.port), await Raw.open(srv.port)
+            vid = (await enrol(a, voice_like()))["voice_id"]
+            await a.send(type="synth", id="a", voice_id=vid, text="x" * 40)  # 0.8 s of audio, ~0.4 s of work
+            await a.until("start")
+            t0 = time.perf_counter()
+            await b.send(type="synth", id="b", voice_id=vid, text="hi")
+            busy, _, seen = await b.until("error")
+            assert busy["code"] == "busy" and [m["type"] for m in seen] == ["queued", "error"]
+            assert 0.15 <= time.perf_counter() - t0 < 0.4
+            await a.until("done")
+            assert srv.metrics.streams_queued == 0 and srv.slots.waiting == 0
+            await b.send(type="synth", id="b2", voice_id=vid, text="hi")  # the slot is free again
+            assert (await b.until("done"))[0]["samples"] == len(fake_audio("hi", np.zeros(256)))
+            for r in (a, b):
+                await r.close()
+
+    run(main())
+
+
+def test_an_idle_incremental_stream_does_not_hold_a_slot(tmp_path):
+    engine = FakeEngine()
+
+    async def main():
+        async with running_server(engine, voices_dir=tmp_path, limits=ServerLimits(max_streams=1)) as srv:
+            a, b = await Raw.open(srv.port), await Raw.open(srv.port)
+            vid = (await enrol(a, voice_like()))["voice_id"]
+            await a.send(type="synth", id="typing", voice_id=vid, incremental=True)  # no text yet
+            await b.send(type="synth", id="b", voice_id=vid, text="meanwhile")
+            done_b, _, seen_b = await b.until("done")
+            assert [m["type"] for m in seen_b] == ["start", "done"] and done_b["queued_s"] < 0.05
+            await a.send(type="text", id="typing", text="Now I type")
+            await a.send(type="end", id="typing")
+            done_a, audio, seen_a = await a.until("done")
+            assert [m["type"] for m in seen_a] == ["start", "done"] and engine.texts == ["meanwhile", "Now I type"]
+            assert len(audio) == done_a["samples"] == len(fake_audio("Now I type", np.zeros(256)))
+            for r in (a, b):
+                await r.close()
+
+    run(main())
+
+
+def test_an_unexpected_engine_exception_is_internal_and_not_leaked(tmp_path, caplog):
+    engine = FakeEngine()
+
+    def broken_embed(audio, sr):
+        raise RuntimeError("secret stack detail")
+
+    async def main():
+        async with running_server(engine, voices_dir=tmp_path) as srv:
+            raw = await Raw.open(srv.port)
+            engine.embed = broken_embed
+            data = wav_bytes(voice_like())
+            await raw.send(type="enrol", id="e1", size=len(data))
+            await raw.ws.send(data)
+            err, _, _ = await raw.until("error")
+            assert err == {"v": 1, "type": "error", "id": "e1", "code": "internal", "message": "internal server error"}
+            await raw.send(type="ping", id="p")
+            assert (await raw.until("pong"))[0]["id"] == "p"
+            await raw.close()
+
+    run(main())
+    assert "secret stack detail" in caplog.text  # in the server log only

@@ -42,6 +42,15 @@ RTVC_SOME_SHAPES = {
 }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: the CI budget is per core, and oversubscribed OpenMP threads crawl."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _emb(n: int = 1, seed: int = 0) -> np.ndarray:
     e = np.random.default_rng(seed).standard_normal((n, 256)).astype(np.float32)
     return e / np.linalg.norm(e, axis=1, keepdims=True)
@@ -135,7 +144,7 @@ def test_batch_results_shapes(tiny):
 
 
 def test_stream_equals_offline(tiny):
-    opts = dataclasses.replace(FREE, max_decoder_steps=60, postnet_chunk=8, postnet_context=16)
+    opts = dataclasses.replace(FREE, max_decoder_steps=60, first_chunk=8, postnet_chunk=8, postnet_context=16)
     offline = synthesize(tiny, [TEXT], _emb(), opts)[0][0]
     info = StreamInfo()
     chunks = list(stream(tiny, TEXT, _emb()[0], opts, info))
@@ -152,13 +161,22 @@ def test_stream_equals_offline(tiny):
 
 
 def test_stream_first_chunk_before_decoding_ends(tiny):
-    opts = dataclasses.replace(FREE, max_decoder_steps=60, postnet_chunk=4, postnet_context=6)
+    opts = dataclasses.replace(FREE, max_decoder_steps=60, first_chunk=4, postnet_chunk=10, postnet_context=6)
     info = StreamInfo()
     it = stream(tiny, TEXT, _emb()[0], opts, info)
     first = next(it)
     assert first.shape == (80, 4)
     assert info.frames_decoded == 10  # chunk (4) + look-ahead (6): made as soon as possible
+    assert next(it).shape == (80, 10) and info.frames_decoded == 20  # later chunks are postnet_chunk long
     it.close()
+
+
+def test_stream_default_chunking_equals_offline(tiny):
+    opts = dataclasses.replace(FREE, max_decoder_steps=25)  # defaults: first 4, then 16, context 12
+    chunks = list(stream(tiny, TEXT, _emb()[0], opts))
+    assert [c.shape[1] for c in chunks] == [4, 16, 16, 14]
+    offline = synthesize(tiny, [TEXT], _emb(), opts)[0][0]
+    np.testing.assert_allclose(np.concatenate(chunks, axis=1), offline, atol=1e-3)
 
 
 def test_stop_token_ends_decoding(tiny):

@@ -79,7 +79,7 @@ def test_numbers_match_inflect():
     engine = inflect.engine()
     rng = np.random.default_rng(0)
     values = [0, 7, 13, 20, 40, 99, 100, 101, 110, 1000, 1001, 10**6, 10**9 + 1]
-    values += [int(v) for v in rng.integers(0, 10**12, 12)] + [int(v) for v in rng.integers(0, 130, 12)]
+    values += [int(v) for v in rng.integers(0, 10**12, 100)] + list(range(0, 130))
     for n in values:
         ref = engine.number_to_words(n, andword="", comma="")
         assert cardinal(n) == ref, n

@@ -9,7 +9,6 @@ import socket
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from websockets.asyncio.client import connect
 

@@ -95,16 +95,20 @@ def machine_info() -> dict:
 
 
 def measure(run: Callable[[], object], reps: int = 3, warmup: int = 1) -> dict:
-    """Wall seconds of ``run()``: median, min, max over ``reps`` timed calls after ``warmup``."""
+    """Seconds of ``run()`` over ``reps`` timed calls after ``warmup``: wall median/min/max, and the
+    median process CPU time ("cpu", summed over threads): on a shared machine the CPU time is what
+    the work costs on an idle core, while wall time includes waiting for other processes."""
     for _ in range(warmup):
         run()
-    times = []
+    times, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         run()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     times.sort()
-    return {"median": times[len(times) // 2], "min": times[0], "max": times[-1], "reps": reps}
+    cpu.sort()
+    return {"median": times[len(times) // 2], "min": times[0], "max": times[-1], "cpu": cpu[len(cpu) // 2], "reps": reps}
 
 
 def bench_vocoder(

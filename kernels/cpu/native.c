@@ -105,6 +105,7 @@ static void exp_shift_scalar(const float *x, float shift, float *e, int n, int f
 /* ------------------------------------------------------------------------------------------ */
 /* AVX2 + FMA + F16C path                                                                      */
 /* ------------------------------------------------------------------------------------------ */
+#define GMAX_V 4
 #if RT_X86
 #define AVX2_FN __attribute__((target("avx2,fma,f16c")))
 
@@ -196,6 +197,58 @@ AVX2_FN static void matvec_avx2(const Mat *m, const float *v, const float *b0, c
     else mv16x1_body(m, v, b0, b1, y, 0, 0);
 }
 
+/* 16x1 blocks for G lockstep streams: each weight block is loaded once for all G inputs. */
+AVX2_FN static inline __attribute__((always_inline)) void mv16x1_multi_body(const Mat *m, const float *const *v,
+                                                                               const float *b0, const float *const *b1,
+                                                                               float *const *y, const int G,
+                                                                               const int dense, const int f16) {
+    const int nbr = m->rows / 16;
+    const int32_t *rp = m->row_ptr, *ci = m->col_idx;
+    const void *vals = m->vals;
+    for (int r = 0; r < nbr; r++) {
+        __m256 a0[GMAX_V], a1[GMAX_V];
+        const __m256 bb0 = _mm256_loadu_ps(b0 + 16 * r), bb1 = _mm256_loadu_ps(b0 + 16 * r + 8);
+        for (int g = 0; g < G; g++) {
+            a0[g] = b1[g] ? _mm256_add_ps(bb0, _mm256_loadu_ps(b1[g] + 16 * r)) : bb0;
+            a1[g] = b1[g] ? _mm256_add_ps(bb1, _mm256_loadu_ps(b1[g] + 16 * r + 8)) : bb1;
+        }
+        const int k0 = rp[r], end = rp[r + 1];
+        for (int k = k0; k < end; k++) {
+            const int c = dense ? k - k0 : ci[k];
+            const __m256 w0 = load_vals(vals, (long)k * 16, f16), w1 = load_vals(vals, (long)k * 16 + 8, f16);
+            for (int g = 0; g < G; g++) {
+                const __m256 xv = _mm256_broadcast_ss(v[g] + c);
+                a0[g] = _mm256_fmadd_ps(w0, xv, a0[g]);
+                a1[g] = _mm256_fmadd_ps(w1, xv, a1[g]);
+            }
+        }
+        for (int g = 0; g < G; g++) {
+            _mm256_storeu_ps(y[g] + 16 * r, a0[g]);
+            _mm256_storeu_ps(y[g] + 16 * r + 8, a1[g]);
+        }
+    }
+}
+
+#define MULTI_CASES(G)                                                              \
+    case G:                                                                         \
+        if (dense && m->f16) mv16x1_multi_body(m, v, b0, b1, y, G, 1, 1);           \
+        else if (dense) mv16x1_multi_body(m, v, b0, b1, y, G, 1, 0);                \
+        else if (m->f16) mv16x1_multi_body(m, v, b0, b1, y, G, 0, 1);              \
+        else mv16x1_multi_body(m, v, b0, b1, y, G, 0, 0);                           \
+        break;
+
+AVX2_FN static void matvec_multi_avx2(const Mat *m, const float *const *v, const float *b0, const float *const *b1,
+                                      float *const *y, int G) {
+    const int dense = m->col_idx == NULL;
+    switch (G) {
+        MULTI_CASES(2)
+        MULTI_CASES(3)
+        MULTI_CASES(4)
+        default:
+            for (int g = 0; g < G; g++) matvec_avx2(m, v[g], b0, b1[g], y[g]);
+    }
+}
+
 AVX2_FN static void gru_avx2(const float *gi, const float *gh, float *h, int R) {
     int j = 0;
     for (; j + 8 <= R; j += 8) {
@@ -265,17 +318,32 @@ static float sample_raw(const Model *M, const float *out, float *e, float u) {
     float mx = out[0];
     for (int k = 1; k < n; k++) mx = out[k] > mx ? out[k] : mx;
     exp_shift(M, out, mx, e, n);
-    double total = 0.0;
-    for (int k = 0; k < n; k++) total += e[k];
+    double t4[4] = {0.0, 0.0, 0.0, 0.0};
+    int k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (int q = 0; q < 4; q++) t4[q] += e[k + q];
+    double total = (t4[0] + t4[1]) + (t4[2] + t4[3]);
+    for (; k < n; k++) total += e[k];
     const double thr = (double)u * total;
+    /* first k whose cumulative sum exceeds thr: skip whole groups of 8, then step inside one */
     double c = 0.0;
     int label = n - 1;
-    for (int k = 0; k < n; k++) {
-        c += e[k];
-        if (c > thr) {
-            label = k;
-            break;
+    for (k = 0; k < n; k += 8) {
+        const int end = k + 8 < n ? k + 8 : n;
+        double gsum = 0.0;
+        for (int j = k; j < end; j++) gsum += e[j];
+        if (c + gsum <= thr) {
+            c += gsum;
+            continue;
         }
+        for (int j = k; j < end; j++) {
+            c += e[j];
+            if (c > thr) {
+                label = j;
+                break;
+            }
+        }
+        break;
     }
     return (float)(2 * label) / (float)(n - 1) - 1.0f;
 }
@@ -313,49 +381,88 @@ typedef struct {
 
 static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 
-static int run_stream(const Model *M, const StreamArgs *a) {
+/* G streams (1..GMAX) advance in lockstep so that each weight block loaded serves all of them. */
+#define GMAX 4
+
+typedef struct {
+    float *vI, *iv, *gi, *gh, *gi2, *gh2, *v2, *v3, *v4, *f2, *out, *e;
+} Scratch;
+
+static inline void matvec_g(const Model *M, int which, float *const *v, const float *const *add, float *const *y, int G) {
+#if RT_X86
+    if (G > 1 && M->use_avx2 && M->m[which].bh == 16 && M->m[which].bw == 1) {
+        matvec_multi_avx2(&M->m[which], (const float *const *)v, M->bias[which], add, y, G);
+        return;
+    }
+#endif
+    for (int g = 0; g < G; g++) matvec(M, which, v[g], add[g], y[g]);
+}
+
+static int run_group(const Model *M, const StreamArgs *a, int G) {
     const int R = M->R, F = M->F, n_out = M->n_out, feat = M->feat, aux = M->aux;
     const size_t nI = pad16(1 + feat + aux), n3 = pad16(3 * (size_t)R), nRa = pad16(R + aux), nFa = pad16(F + aux);
     const size_t nO = pad16(M->m[M_FC3].rows > n_out ? M->m[M_FC3].rows : n_out); /* rows may be padded */
-    const size_t total = nI + pad16(R) + 4 * n3 + 2 * nRa + nFa + pad16(F) + 2 * nO + 16;
-    float *buf = (float *)aligned_alloc(64, total * sizeof(float) + 64);
+    const size_t per = nI + pad16(R) + 4 * n3 + 2 * nRa + nFa + pad16(F) + 2 * nO + 16;
+    float *buf = (float *)aligned_alloc(64, (per * G) * sizeof(float) + 64);
     if (!buf) return -1;
-    memset(buf, 0, total * sizeof(float));
-    float *vI = buf, *iv = vI + nI, *gi = iv + pad16(R), *gh = gi + n3, *gi2 = gh + n3, *gh2 = gi2 + n3;
-    float *v2 = gh2 + n3, *v3 = v2 + nRa, *v4 = v3 + nRa, *f2 = v4 + nFa, *out = f2 + pad16(F), *e = out + nO;
-    const int Iin = M->m[M_I].cols, in2 = M->m[M_IH2].cols, in3 = M->m[M_FC1].cols, in4 = M->m[M_FC2].cols;
-    float x = a->x[0];
-    float *h1 = a->h1, *h2 = a->h2;
-    for (int t = 0; t < a->T; t++) {
-        const float *ct = a->cond + (long)t * a->cond_w;
-        const float *u = a->unif + 2L * t;
-        /* I: [x, m_t, a1] (conditioning columns skipped when precomputed) */
-        vI[0] = x;
-        if (Iin > 1) memcpy(vI + 1, ct, (size_t)(Iin - 1) * sizeof(float));
-        matvec(M, M_I, vI, a->add[0] ? a->add[0] + (long)t * R : NULL, iv);
-        /* GRU 1 */
-        matvec(M, M_IH1, iv, NULL, gi);
-        matvec(M, M_HH1, h1, NULL, gh);
-        gru(M, gi, gh, h1);
-        for (int j = 0; j < R; j++) v2[j] = iv[j] + h1[j]; /* x1 */
-        if (in2 > R) memcpy(v2 + R, ct + feat + aux, (size_t)aux * sizeof(float));
-        /* GRU 2 on [x1, a2] */
-        matvec(M, M_IH2, v2, a->add[1] ? a->add[1] + (long)t * 3 * R : NULL, gi2);
-        matvec(M, M_HH2, h2, NULL, gh2);
-        gru(M, gi2, gh2, h2);
-        for (int j = 0; j < R; j++) v3[j] = v2[j] + h2[j]; /* x2 */
-        if (in3 > R) memcpy(v3 + R, ct + feat + 2 * aux, (size_t)aux * sizeof(float));
-        /* FC1 on [x2, a3], FC2 on [f1, a4], FC3 */
-        matvec(M, M_FC1, v3, a->add[2] ? a->add[2] + (long)t * F : NULL, v4);
-        for (int j = 0; j < F; j++) v4[j] = v4[j] > 0.0f ? v4[j] : 0.0f;
-        if (in4 > F) memcpy(v4 + F, ct + feat + 3 * aux, (size_t)aux * sizeof(float));
-        matvec(M, M_FC2, v4, a->add[3] ? a->add[3] + (long)t * F : NULL, f2);
-        for (int j = 0; j < F; j++) f2[j] = f2[j] > 0.0f ? f2[j] : 0.0f;
-        matvec(M, M_FC3, f2, NULL, out);
-        x = M->mode_mol ? sample_mol(out, u[0], u[1]) : sample_raw(M, out, e, u[0]);
-        a->out[t] = x;
+    memset(buf, 0, per * G * sizeof(float));
+    Scratch S[GMAX];
+    float *vI[GMAX], *iv[GMAX], *gi[GMAX], *gh[GMAX], *gi2[GMAX], *gh2[GMAX], *v2[GMAX], *v3[GMAX], *v4[GMAX],
+        *f2[GMAX], *out[GMAX], *h1[GMAX], *h2[GMAX];
+    const float *add[4][GMAX];
+    const float *nulls[GMAX] = {NULL, NULL, NULL, NULL};
+    float x[GMAX];
+    for (int g = 0; g < G; g++) {
+        float *b = buf + per * g;
+        vI[g] = b, iv[g] = vI[g] + nI, gi[g] = iv[g] + pad16(R), gh[g] = gi[g] + n3, gi2[g] = gh[g] + n3;
+        gh2[g] = gi2[g] + n3, v2[g] = gh2[g] + n3, v3[g] = v2[g] + nRa, v4[g] = v3[g] + nRa, f2[g] = v4[g] + nFa;
+        out[g] = f2[g] + pad16(F), S[g].e = out[g] + nO;
+        h1[g] = a[g].h1, h2[g] = a[g].h2, x[g] = a[g].x[0];
     }
-    a->x[0] = x;
+    const int Iin = M->m[M_I].cols, in2 = M->m[M_IH2].cols, in3 = M->m[M_FC1].cols, in4 = M->m[M_FC2].cols;
+    const long rows[4] = {R, 3L * R, F, F};
+    const int T = a[0].T;
+    for (int t = 0; t < T; t++) {
+        for (int g = 0; g < G; g++) {
+            const float *ct = a[g].cond + (long)t * a[g].cond_w;
+            for (int k = 0; k < 4; k++) add[k][g] = a[g].add[k] ? a[g].add[k] + t * rows[k] : NULL;
+            vI[g][0] = x[g]; /* I: [x, m_t, a1] (conditioning columns skipped when precomputed) */
+            if (Iin > 1) memcpy(vI[g] + 1, ct, (size_t)(Iin - 1) * sizeof(float));
+        }
+        matvec_g(M, M_I, vI, add[0], iv, G);
+        matvec_g(M, M_IH1, iv, nulls, gi, G);
+        matvec_g(M, M_HH1, h1, nulls, gh, G);
+        for (int g = 0; g < G; g++) {
+            const float *ct = a[g].cond + (long)t * a[g].cond_w;
+            gru(M, gi[g], gh[g], h1[g]);
+            for (int j = 0; j < R; j++) v2[g][j] = iv[g][j] + h1[g][j]; /* x1 */
+            if (in2 > R) memcpy(v2[g] + R, ct + feat + aux, (size_t)aux * sizeof(float));
+        }
+        matvec_g(M, M_IH2, v2, add[1], gi2, G); /* GRU 2 on [x1, a2] */
+        matvec_g(M, M_HH2, h2, nulls, gh2, G);
+        for (int g = 0; g < G; g++) {
+            const float *ct = a[g].cond + (long)t * a[g].cond_w;
+            gru(M, gi2[g], gh2[g], h2[g]);
+            for (int j = 0; j < R; j++) v3[g][j] = v2[g][j] + h2[g][j]; /* x2 */
+            if (in3 > R) memcpy(v3[g] + R, ct + feat + 2 * aux, (size_t)aux * sizeof(float));
+        }
+        matvec_g(M, M_FC1, v3, add[2], v4, G); /* FC1 on [x2, a3] */
+        for (int g = 0; g < G; g++) {
+            const float *ct = a[g].cond + (long)t * a[g].cond_w;
+            for (int j = 0; j < F; j++) v4[g][j] = v4[g][j] > 0.0f ? v4[g][j] : 0.0f;
+            if (in4 > F) memcpy(v4[g] + F, ct + feat + 3 * aux, (size_t)aux * sizeof(float));
+        }
+        matvec_g(M, M_FC2, v4, add[3], f2, G); /* FC2 on [f1, a4] */
+        for (int g = 0; g < G; g++)
+            for (int j = 0; j < F; j++) f2[g][j] = f2[g][j] > 0.0f ? f2[g][j] : 0.0f;
+        matvec_g(M, M_FC3, f2, nulls, out, G);
+        for (int g = 0; g < G; g++) {
+            const float *u = a[g].unif + 2L * t;
+            x[g] = M->mode_mol ? sample_mol(out[g], u[0], u[1]) : sample_raw(M, out[g], S[g].e, u[0]);
+            a[g].out[t] = x[g];
+        }
+    }
+    for (int g = 0; g < G; g++) a[g].x[0] = x[g];
     free(buf);
     return 0;
 }
@@ -437,19 +544,32 @@ static PyObject *py_run(PyObject *self, PyObject *args) {
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS;
     const int nt = threads < 1 ? 1 : (threads > B ? B : threads);
+    /* streams are dealt to threads in contiguous shares, each share cut into lockstep groups */
+    const int share = (B + nt - 1) / nt;
+    const int G = share < GMAX ? share : GMAX;
+    const int groups_per_share = (share + G - 1) / G;
+    const int n_groups = nt * groups_per_share;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1) reduction(| : failed)
-    for (int b = 0; b < B; b++) {
-        StreamArgs a;
-        a.T = T;
-        a.cond = (const float *)(uintptr_t)cond + b * cond_sb;
-        a.cond_w = cond_w;
-        a.unif = (const float *)(uintptr_t)unif + b * unif_sb;
-        a.out = (float *)(uintptr_t)out + b * out_sb;
-        a.x = (float *)(uintptr_t)xs + b;
-        a.h1 = (float *)(uintptr_t)h1 + (long)b * M->R;
-        a.h2 = (float *)(uintptr_t)h2 + (long)b * M->R;
-        for (int k = 0; k < 4; k++) a.add[k] = add[k] ? add[k] + (long)b * T_add * rows[k] : NULL;
-        failed |= run_stream(M, &a) != 0;
+    for (int q = 0; q < n_groups; q++) {
+        const int s0 = (q / groups_per_share) * share + (q % groups_per_share) * G;
+        int s1 = s0 + G, lim = (q / groups_per_share + 1) * share;
+        if (s1 > lim) s1 = lim;
+        if (s1 > B) s1 = B;
+        if (s0 >= s1) continue;
+        StreamArgs a[GMAX];
+        for (int b = s0; b < s1; b++) {
+            StreamArgs *sa = &a[b - s0];
+            sa->T = T;
+            sa->cond = (const float *)(uintptr_t)cond + b * cond_sb;
+            sa->cond_w = cond_w;
+            sa->unif = (const float *)(uintptr_t)unif + b * unif_sb;
+            sa->out = (float *)(uintptr_t)out + b * out_sb;
+            sa->x = (float *)(uintptr_t)xs + b;
+            sa->h1 = (float *)(uintptr_t)h1 + (long)b * M->R;
+            sa->h2 = (float *)(uintptr_t)h2 + (long)b * M->R;
+            for (int k = 0; k < 4; k++) sa->add[k] = add[k] ? add[k] + (long)b * T_add * rows[k] : NULL;
+        }
+        failed |= run_group(M, a, s1 - s0) != 0;
     }
     Py_END_ALLOW_THREADS;
     if (failed) return PyErr_NoMemory();

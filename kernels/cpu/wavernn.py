@@ -141,7 +141,7 @@ class NativeWaveRNN:
         self.mats: list[_PackedMatrix] = []
         self.cond_weights: list[tuple[tuple[int, int], torch.Tensor] | None] = []  # per addend slot
         for stage in stages:
-            w = state_dict[stage.key].detach().float().contiguous()
+            w = state_dict[stage.key].detach().to("cpu", torch.float32).contiguous()
             if value_dtype == torch.float16:  # the precomputed part sees the same rounded weights
                 w = w.half().float()
             c0, c1 = stage.cond_slice
@@ -156,7 +156,7 @@ class NativeWaveRNN:
             self.mats.append(_prepare_matrix(mw, blk, value_dtype, dense_threshold))
         self._biases = [
             torch.cat([b, b.new_zeros(m.rows - b.shape[0])]).contiguous()
-            for b, m in zip((state_dict[k].detach().float() for k in BIAS_KEYS), self.mats)
+            for b, m in zip((state_dict[k].detach().to("cpu", torch.float32) for k in BIAS_KEYS), self.mats)
         ]
         self._model = native.make_model(
             tuple(m.descriptor() for m in self.mats),
@@ -179,14 +179,14 @@ class NativeWaveRNN:
         d = self.dims
         check_inputs(d, cond, uniforms, state)
         B, T, W = cond.shape
-        cond = cond.detach().float().contiguous()
-        uniforms = uniforms.detach().float().contiguous()
+        cond = cond.detach().to("cpu", torch.float32).contiguous()
+        uniforms = uniforms.detach().to("cpu", torch.float32).contiguous()
         if state is None:
             x, h1, h2 = torch.zeros(B), torch.zeros(B, d.rnn_dims), torch.zeros(B, d.rnn_dims)
         else:
-            x, h1, h2 = (s.detach().float().clone().contiguous() for s in state)
+            x, h1, h2 = (s.detach().to("cpu", torch.float32).clone().contiguous() for s in state)
         out = torch.empty(B, T)
-        pre = [cw for cw in self.cond_weights]
+        pre = self.cond_weights
         width = sum(cw[1].shape[1] for cw in pre if cw is not None)
         chunk = T if width == 0 else max(64, _ADDEND_BUDGET // (4 * B * width))
         for t0 in range(0, T, chunk):

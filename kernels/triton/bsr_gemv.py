@@ -22,7 +22,7 @@ import triton.language as tl
 from rtclone.errors import InputShapeError
 from rtclone.sparse import BlockSparseMatrix
 
-from . import require_backend
+from . import interpreting, require_backend
 
 
 @triton.jit
@@ -84,6 +84,40 @@ def _bsr_matmul_kernel(
     tl.store(y_ptr + offs_b[:, None] * y_stride + rows[None, :], acc, mask=mask_b[:, None] & row_ok[None, :])
 
 
+@triton.jit
+def _bsr_matmul_dot_kernel(
+    vals_ptr, col_ptr, rowptr_ptr, x_ptr, x_stride, bias_ptr, y_ptr, y_stride, B,
+    HAS_BIAS: tl.constexpr, FP16: tl.constexpr, BH: tl.constexpr, BW: tl.constexpr,
+    BLOCK_B: tl.constexpr, SLOTS: tl.constexpr,
+):
+    # One program = one block-row (BH rows share their column indices), BLOCK_B inputs: the slots
+    # form a dense (BLOCK_B, SLOTS) x (SLOTS, BH) product for tl.dot, whatever the block width.
+    r = tl.program_id(0)
+    offs_b = (tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)).to(tl.int64)
+    mask_b = offs_b < B
+    start = tl.load(rowptr_ptr + r).to(tl.int64)
+    count = tl.load(rowptr_ptr + r + 1).to(tl.int64) - start
+    i = tl.arange(0, BH)
+    acc = tl.zeros((BLOCK_B, BH), dtype=tl.float32)
+    for k0 in range(0, count * BW, SLOTS):
+        q = tl.arange(0, SLOTS).to(tl.int64) + k0
+        m = q // BW
+        j = q % BW
+        ok = m < count
+        blk = start + m
+        col = tl.load(col_ptr + blk, mask=ok, other=0).to(tl.int64) * BW + j  # (SLOTS,)
+        w = tl.load(vals_ptr + blk[None, :] * (BH * BW) + i[:, None] * BW + j[None, :], mask=ok[None, :], other=0.0)
+        xv = tl.load(x_ptr + offs_b[:, None] * x_stride + col[None, :], mask=mask_b[:, None] & ok[None, :], other=0.0)
+        if FP16:
+            acc = tl.dot(xv.to(tl.float16), tl.trans(w.to(tl.float16)), acc)
+        else:
+            acc = tl.dot(xv.to(tl.float32), tl.trans(w.to(tl.float32)), acc)
+    rows = r * BH + i
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + rows)[None, :]
+    tl.store(y_ptr + offs_b[:, None] * y_stride + rows[None, :], acc, mask=mask_b[:, None])
+
+
 def max_slots(w: BlockSparseMatrix) -> int:
     """``bw`` × the largest number of kept blocks in one block-row (the kernel's loop length)."""
     counts = w.row_ptr[1:] - w.row_ptr[:-1]
@@ -110,12 +144,25 @@ def _pow2(n: int, lo: int, hi: int) -> int:
     return max(lo, min(hi, triton.next_power_of_2(max(n, 1))))
 
 
-def bsr_matmul(w: BlockSparseMatrix, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def dot_path_ok(w: BlockSparseMatrix, batch: int) -> bool:
+    """Whether the ``tl.dot`` path applies: bh a power of two in 16…128 (tl.dot's N) and B ≥ 16 (M)."""
+    bh = w.block[0]
+    return batch >= 16 and 16 <= bh <= 128 and bh & (bh - 1) == 0
+
+
+def bsr_matmul(
+    w: BlockSparseMatrix, x: torch.Tensor, bias: torch.Tensor | None = None, *, use_dot: bool | None = None
+) -> torch.Tensor:
     """``x @ W.T + bias`` with ``W`` block-sparse: ``x`` (B, cols) or (cols,) → float32 (B, rows) or (rows,).
 
     ``B`` up to a few hundred (tuned for 1…64). Values may be float32 or float16; the input may be
-    float32 or float16; accumulation is float32. The result matches :func:`bsr_matmul_reference`
-    to float32 summation-order tolerance (about 1e-5 relative).
+    float32 or float16; accumulation is float32. The gather path matches
+    :func:`bsr_matmul_reference` to float32 summation-order tolerance (about 1e-5 relative).
+
+    ``use_dot`` selects the ``tl.dot`` (tensor-core) path, one block-row per program, available
+    when :func:`dot_path_ok` (16 ≤ bh ≤ 128, B ≥ 16; any bw, 16×1 included); ``None`` picks it on
+    a GPU when it applies. Its inputs are rounded like the hardware's: TF32 for float32 values
+    (about 1e-3 relative on a GPU), float16 inputs for float16 values.
     """
     check_matrix(w, "bsr_matmul")
     rows, cols = w.shape
@@ -132,12 +179,30 @@ def bsr_matmul(w: BlockSparseMatrix, x: torch.Tensor, bias: torch.Tensor | None 
     x2 = x2.contiguous()
     batch = x2.shape[0]
     y = torch.empty(batch, rows, dtype=torch.float32, device=x2.device)  # (B, rows)
-    slots = max_slots(w)
-    block_b = _pow2(batch, 1, 16)
-    tile_rows = _pow2(rows, 16, 64)
-    tile_slots = _pow2(slots, 8, 64)
-    grid = (triton.cdiv(rows, tile_rows), triton.cdiv(batch, block_b))
+    if batch == 0 or rows == 0:
+        return y[0] if squeeze else y
     bh, bw = w.block
+    if use_dot is None:
+        use_dot = not interpreting() and dot_path_ok(w, batch)
+    if use_dot:
+        if not dot_path_ok(w, batch):
+            raise InputShapeError(f"bsr_matmul: the tl.dot path needs 16 <= bh <= 128 (power of 2) and B >= 16, "
+                                  f"got block {w.block}, B={batch}")
+        block_b = _pow2(batch, 16, 64)
+        _bsr_matmul_dot_kernel[(rows // bh, triton.cdiv(batch, block_b))](
+            w.values, w.col_idx, w.row_ptr, x2, x2.stride(0), bias if bias is not None else y, y, y.stride(0), batch,
+            HAS_BIAS=bias is not None, FP16=w.values.dtype == torch.float16, BH=bh, BW=bw,
+            BLOCK_B=block_b, SLOTS=_pow2(max_slots(w), 16, 64),
+        )
+        return y[0] if squeeze else y
+    slots = max_slots(w)
+    # The (BLOCK_B, ROWS, SLOTS) product tile: ~8K elements on a GPU (registers); the interpreter
+    # runs programs one by one at a fixed cost each, so it gets bigger tiles and fewer programs.
+    big = interpreting()
+    block_b = _pow2(batch, 1, 16 if big else 8)
+    tile_rows = _pow2(rows, 16, 64 if big else 32)
+    tile_slots = _pow2(slots, 8, 64 if big else 32)
+    grid = (triton.cdiv(rows, tile_rows), triton.cdiv(batch, block_b))
     _bsr_matmul_kernel[grid](
         w.values, w.col_idx, w.row_ptr, slots,
         x2, x2.stride(0), cols, bias if bias is not None else y, y, y.stride(0), rows, batch,

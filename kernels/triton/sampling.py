@@ -123,9 +123,10 @@ def check_mode(mode: str, n_out: int) -> str:
     return m
 
 
-def _check_seed(seed: int, offset: int) -> None:
-    if not 0 <= seed < 2**63 or not 0 <= offset < 2**31:
-        raise OptionsError(f"seed must be in [0, 2**63) and offset in [0, 2**31), got {seed}, {offset}")
+def _check_seed(seed: int, offset: int, count: int) -> None:
+    """Philox counters ``offset … offset + count - 1`` are int32 in the kernels."""
+    if not 0 <= seed < 2**63 or not 0 <= offset or offset + count > 2**31:
+        raise OptionsError(f"need 0 <= seed < 2**63 and 0 <= offset <= 2**31 - {count}, got {seed}, {offset}")
 
 
 def sample(
@@ -143,7 +144,9 @@ def sample(
     up to float rounding at a CDF boundary) or a Philox ``seed`` (+ ``offset``, the counter of
     row 0's first draw). RAW labels are class indices, MoL labels are mixture components; ``x`` is
     the next model input (RAW: ``2*label/(n-1) - 1``, MoL: the clamped logistic draw).
-    ``mol_select`` is "spec" or "inverse-cdf" (see the module docstring).
+    ``mol_select`` is "spec" or "inverse-cdf" (see the module docstring). Tolerances against the
+    reference: labels identical (a flip needs a uniform within float rounding of a CDF step),
+    RAW ``x`` identical, MoL ``x`` within 2e-6 (exp/log rounding).
     """
     if logits.dim() != 2:
         raise InputShapeError(f"sample: logits must be (B, n_out), got {tuple(logits.shape)}")
@@ -157,12 +160,14 @@ def sample(
             raise InputShapeError(f"sample: uniforms must be float32 ({batch}, 2), got {tuple(uniforms.shape)}")
         uniforms = uniforms.contiguous()
     else:
-        _check_seed(seed, offset)
+        _check_seed(seed, offset, 2 * batch)
     require_backend(logits, *([uniforms] if uniforms is not None else []))
     if logits.stride(1) != 1:  # rows may be strided (even expanded with stride 0); columns contiguous
         logits = logits.contiguous()
     labels = torch.empty(batch, dtype=torch.int32, device=logits.device)  # (B,)
     x = torch.empty(batch, dtype=torch.float32, device=logits.device)  # (B,)
+    if batch == 0:
+        return labels, x
     # GPU: ~8K elements per program; the interpreter runs programs one by one, so use big tiles.
     tile = 1 << 17 if interpreting() else 8192
     block_b = max(1, min(256, triton.next_power_of_2(batch), tile // triton.next_power_of_2(n_out)))
@@ -174,16 +179,20 @@ def sample(
     return labels, x
 
 
-def philox_uniforms(seed: int, shape: tuple[int, ...], offset: int = 0, device: str | torch.device = "cpu") -> torch.Tensor:
+def philox_uniforms(
+    seed: int, shape: tuple[int, ...], offset: int = 0, device: str | torch.device = "cpu"
+) -> torch.Tensor:
     """The float32 uniforms ``tl.rand(seed, offset + i)`` for ``i`` over ``shape`` in row-major order.
 
     ``philox_uniforms(seed, (B, 2), offset)`` are exactly the numbers ``sample(..., seed=seed,
     offset=offset)`` draws; ``philox_uniforms(seed, (B, T, 2))`` those of ``TritonWaveRNN.generate``.
     """
-    _check_seed(seed, offset)
     u = torch.empty(shape, dtype=torch.float32, device=device)
+    _check_seed(seed, offset, u.numel())
     require_backend(u)
     n = u.numel()
+    if n == 0:
+        return u
     block = 1024
     _philox_kernel[(triton.cdiv(n, block),)](u, seed, offset, n, BLOCK=block)
     return u

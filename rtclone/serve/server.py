@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hmac
 import http
+import importlib
 import logging
 import os
 import signal
@@ -119,7 +120,8 @@ class StreamSlots:
             try:
                 if on_queued is not None:
                     await on_queued(self.waiting)
-                await asyncio.wait_for(self._sem.acquire(), self.limits.queue_timeout_s)
+                async with asyncio.timeout(self.limits.queue_timeout_s):  # cancel-safe, unlike wait_for
+                    await self._sem.acquire()
             except TimeoutError:
                 raise BusyError(f"no stream slot became free within {self.limits.queue_timeout_s:g} s") from None
             finally:
@@ -341,6 +343,8 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
             loop.add_signal_handler(sig, stop.set)
+    # The audio front-end (decoding, PCM16) is imported lazily elsewhere; load it before the first request.
+    await asyncio.to_thread(importlib.import_module, "rtclone.audio")
     server = await RtcloneServer(engine, voices_dir=voices_dir, limits=limits, token=token).start(host, port)
     log.info("rtclone server listening on ws://%s:%d (voices in %s)", host, server.port, server.registry.folder)
     try:

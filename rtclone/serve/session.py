@@ -104,7 +104,7 @@ class Session:
                     msg = parse_message(frame)
                     request_id = msg.get("id")
                     await self.on_message(msg)
-            except RtcloneError as exc:
+            except Exception as exc:  # noqa: BLE001 - typed errors go back as such, others as "internal"
                 await self.send_error(exc, request_id)
 
     async def close(self) -> None:
@@ -155,7 +155,7 @@ class Session:
         self.upload = None
         try:
             await self._finish_upload(up, b"".join(up.parts))
-        except RtcloneError as exc:
+        except Exception as exc:  # noqa: BLE001 - reported with the upload's id
             if up.kind == "reference":
                 self.server.metrics.streams["error"] += 1
             await self.send_error(exc, up.msg.get("id"))
@@ -283,10 +283,12 @@ class Session:
             await self._send_stream(stream, message("queued", id=rid, position=position))
 
         try:
+            first = await stream.segments.get()  # an incremental stream takes a slot once it has text
             t_wait = time.perf_counter()
+            t_from = t_wait if stream.incremental else stream.t_request  # TTFA counts from here
             async with server.slots.slot(on_queued):
                 queued_s = time.perf_counter() - t_wait
-                await self._produce(stream, queued_s)
+                await self._produce(stream, queued_s, first, t_from)
         except asyncio.CancelledError:
             return  # cancel_stream / close already answered and counted it
         except Exception as exc:  # noqa: BLE001 - every failure becomes a typed error message
@@ -297,10 +299,11 @@ class Session:
             if self.stream is stream:
                 self.stream = None
 
-    async def _produce(self, stream: _Stream, queued_s: float) -> None:
+    async def _produce(self, stream: _Stream, queued_s: float, first: Any, t_from: float) -> None:
         server, metrics, engine = self.server, self.server.metrics, self.server.require_engine()
         rid, sr = stream.request_id, engine.sample_rate
         from ..audio import pcm16_bytes  # lazy: rtclone.audio imports torch
+
         await self._send_stream(stream, message(
             "start", id=rid, sample_rate=sr, format=AUDIO_FORMAT, channels=1, voice_id=stream.voice_id,
         ))  # fmt: skip
@@ -308,7 +311,7 @@ class Session:
         compute_s, chunks, segments, ttfa, next_progress = 0.0, 0, 0, None, self.limits.progress_every_s
         try:
             while True:
-                text = await stream.segments.get()
+                text, first = (first, None) if first is not None else (await stream.segments.get(), None)
                 if text is _END:
                     break
                 segments += 1
@@ -323,7 +326,7 @@ class Session:
                         if chunk is None:
                             break
                         if ttfa is None:
-                            ttfa = time.perf_counter() - stream.t_request
+                            ttfa = time.perf_counter() - t_from
                             metrics.ttfa.observe(ttfa)
                         await self._send_stream(stream, pcm16_bytes(chunk))
                         stream.samples += len(chunk)

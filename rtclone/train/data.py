@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -154,8 +154,9 @@ def load_speaker_mels(files: dict[str, list[Path]], store: MelStore, progress: b
 class GE2EBatchSampler:
     """Random GE2E batches: S speakers × U utterances, one random ``partial_frames`` crop each.
 
-    Iterating yields (S * U, partial_frames, n_mels) float32 arrays ordered speaker-major (the
-    first U rows are speaker 0). Seeded: the same seed gives the same batches.
+    ``sample(step)`` returns a (S * U, partial_frames, n_mels) float32 array ordered speaker-major
+    (the first U rows are speaker 0). Batch ``step`` depends only on (seed, step), so a resumed
+    training run sees exactly the batches an uninterrupted one would.
     """
 
     def __init__(self, mels: dict[str, list[np.ndarray]], speakers_per_batch: int, utterances_per_speaker: int,
@@ -167,12 +168,13 @@ class GE2EBatchSampler:
             raise OptionsError(f"{len(self.mels)} speakers have >= {utterances_per_speaker} utterances of "
                                f">= {partial_frames} frames; {speakers_per_batch} are needed per batch")
         self.speakers = sorted(self.mels)
-        self.S, self.U, self.P = speakers_per_batch, utterances_per_speaker, partial_frames
-        self.rng = np.random.default_rng(seed)
+        self.n_mels = int(self.mels[self.speakers[0]][0].shape[1])
+        self.S, self.U, self.P, self.seed = speakers_per_batch, utterances_per_speaker, partial_frames, seed
 
-    def sample(self) -> np.ndarray:
-        """One batch: (S * U, P, n_mels) float32."""
-        rng, out = self.rng, []
+    def sample(self, step: int) -> np.ndarray:
+        """Batch number ``step``: (S * U, P, n_mels) float32."""
+        rng = np.random.default_rng([self.seed, step])
+        out = []
         for si in rng.choice(len(self.speakers), self.S, replace=False):
             utts = self.mels[self.speakers[si]]
             for ui in rng.choice(len(utts), self.U, replace=False):
@@ -180,7 +182,3 @@ class GE2EBatchSampler:
                 start = int(rng.integers(0, m.shape[0] - self.P + 1))
                 out.append(m[start : start + self.P])
         return np.stack(out).astype(np.float32, copy=False)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        while True:
-            yield self.sample()

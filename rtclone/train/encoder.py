@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..checkpoints import read_checkpoint, build_model, save_model
 from ..encoder import EncoderDims, SpeakerEncoder
-from ..errors import CheckpointError, OptionsError
+from ..errors import OptionsError
 from ..eval import equal_error_rate
 from .data import GE2EBatchSampler, MelStore, load_speaker_mels, speaker_files
 
@@ -103,20 +103,24 @@ def _resume(out_dir: Path, dims: EncoderDims | None, lr: float) -> tuple[Speaker
     optim_path = out_dir / OPTIM_NAME
     if optim_path.is_file():
         state = torch.load(optim_path, map_location="cpu", weights_only=True)
-        if int(state.get("step", -1)) != step:
-            raise CheckpointError(f"{optim_path} is at step {state.get('step')}, the model at step {step}")
-        optimizer.load_state_dict(state["optimizer"])
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        if int(state.get("step", -1)) == step:
+            optimizer.load_state_dict(state["optimizer"])
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+        else:  # an interrupted save: the weights are good, the Adam moments start afresh
+            warnings.warn(f"{optim_path} is at step {state.get('step')}, the model at step {step}: "
+                          "resuming with a fresh optimizer state", RuntimeWarning, stacklevel=3)
     return model, optimizer, step
 
 
-def _save(model: SpeakerEncoder, optimizer: torch.optim.Optimizer, out_dir: Path, step: int, loss: float, eer: float) -> Path:
+def _save(model: SpeakerEncoder, optimizer: torch.optim.Optimizer, out_dir: Path, step: int, loss: float, eer: float,
+          partial_frames: int) -> Path:
     optim_path = out_dir / OPTIM_NAME
     tmp = optim_path.with_name(optim_path.name + ".tmp")
     torch.save({"step": step, "optimizer": optimizer.state_dict()}, tmp)
     tmp.replace(optim_path)
-    return save_model(model, out_dir / CHECKPOINT_NAME, "encoder", meta={"step": step, "loss": loss, "eer": eer, "trainer": "ge2e"})
+    return save_model(model, out_dir / CHECKPOINT_NAME, "encoder", meta={"step": step, "loss": loss, "eer": eer, "trainer": "ge2e",
+                                                                        "partial_frames": partial_frames})
 
 
 def train_encoder(data_dir: str | Path, out_dir: str | Path, *, steps: int = 10_000, speakers_per_batch: int = 64,
@@ -154,32 +158,30 @@ def train_encoder(data_dir: str | Path, out_dir: str | Path, *, steps: int = 10_
     model.to(device)
     ckpt_path = out_dir / CHECKPOINT_NAME
     if start >= steps:
-        return ckpt_path if ckpt_path.is_file() else _save(model, optimizer, out_dir, start, float("nan"), float("nan"))
+        return ckpt_path if ckpt_path.is_file() else _save(model, optimizer, out_dir, start, float("nan"), float("nan"), partial_frames)
 
     store = MelStore(out_dir / "mel_cache")
     mels = load_speaker_mels(speaker_files(data_dir), store, progress=progress)
-    # Seeded by (seed, start) so a resumed run draws fresh but reproducible batches.
-    sampler = GE2EBatchSampler(mels, speakers_per_batch, utterances_per_speaker, partial_frames,
-                               seed=int(np.random.SeedSequence([seed, start]).generate_state(1)[0]))
-    if sampler.mels[sampler.speakers[0]][0].shape[1] != model.dims.n_mels:
-        raise OptionsError(f"the data has {sampler.mels[sampler.speakers[0]][0].shape[1]} mel channels, the model {model.dims.n_mels}")
+    sampler = GE2EBatchSampler(mels, speakers_per_batch, utterances_per_speaker, partial_frames, seed=seed)
+    if sampler.n_mels != model.dims.n_mels:
+        raise OptionsError(f"the data has {sampler.n_mels} mel channels, the model {model.dims.n_mels}")
 
     S, U = speakers_per_batch, utterances_per_speaker
     loss = eer = float("nan")
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="ge2e", unit="step", disable=not progress)
     with open(out_dir / LOG_NAME, "a", encoding="utf-8") as log:
         for step in bar:
-            batch = torch.from_numpy(sampler.sample()).to(device)  # (S * U, P, n_mels)
+            batch = torch.from_numpy(sampler.sample(step)).to(device)  # (S * U, P, n_mels)
             t0 = time.perf_counter()
             loss, eer = train_step(model, optimizer, batch, S, U)
-            log.write(json.dumps({"step": step + 1, "loss": loss, "eer": eer, "w": float(model.similarity_weight),
-                                  "b": float(model.similarity_bias), "seconds": time.perf_counter() - t0}) + "\n")
+            log.write(json.dumps({"step": step + 1, "loss": loss, "eer": eer, "w": float(model.similarity_weight.detach()),
+                                  "b": float(model.similarity_bias.detach()), "seconds": time.perf_counter() - t0}) + "\n")
             bar.set_postfix(loss=f"{loss:.3f}", eer=f"{eer:.3f}")
             if (step + 1) % checkpoint_every == 0 and step + 1 < steps:
                 log.flush()
-                _save(model, optimizer, out_dir, step + 1, loss, eer)
+                _save(model, optimizer, out_dir, step + 1, loss, eer, partial_frames)
     model.eval()
-    return _save(model, optimizer, out_dir, steps, loss, eer)
+    return _save(model, optimizer, out_dir, steps, loss, eer, partial_frames)
 
 
 def read_log(out_dir: str | Path) -> list[dict[str, float]]:

@@ -15,6 +15,7 @@ let ws = null;
 let playCtx = null; // 16 kHz context for playback
 let player = null;
 let current = null; // id of the stream whose audio we play
+let started = false; // its "start" has arrived (earlier binary frames belong to a replaced stream)
 let sentAt = 0;
 let requestNo = 0;
 const waiters = {}; // request id -> {resolve, reject}
@@ -62,7 +63,7 @@ function connect() {
 }
 
 function onAudio(buf) {
-  if (current === null) return; // audio of a stream we cancelled
+  if (current === null || !started) return; // audio of a stream we cancelled or replaced
   const pcm = new Int16Array(buf);
   const f32 = new Float32Array(pcm.length);
   for (let i = 0; i < pcm.length; i++) f32[i] = pcm[i] / 32767;
@@ -81,7 +82,7 @@ function onMessage(ev, onWelcome) {
     case "enrolled": state.voiceId = msg.voice_id; state.enrolled = msg; settle(msg, true); break;
     case "deleted": settle(msg, true); break;
     case "queued": setStatus("queued (position " + msg.position + ")"); break;
-    case "start": if (msg.id === current) setStatus("streaming"); break;
+    case "start": if (msg.id === current) { started = true; setStatus("streaming"); } break;
     case "progress":
       if (msg.id === current) $("#stats").textContent = msg.audio_s.toFixed(2) + " s of audio so far"; break;
     case "done":
@@ -178,6 +179,7 @@ async function speak(text, voiceId) {
   await ensurePlayer();
   player.port.postMessage("reset"); // barge-in: drop what is still queued
   current = nextId();
+  started = false;
   Object.assign(state, { received: 0, chunks: 0, ttfa: null, done: null });
   sentAt = performance.now();
   send({ type: "synth", id: current, voice_id: voiceId, text });

@@ -1,0 +1,135 @@
+"""Speaker-encoder speed: rtclone vs resemblyzer's VoiceEncoder, measured in the same run.
+
+Times embedding a 5 s and a 30 s reference (already preprocessed, 16 kHz) including feature
+extraction (mel) — ``rtclone.encoder.embed_utterance`` vs ``resemblyzer.VoiceEncoder.embed_utterance``
+on the same weights and the same audio — and, separately, the whole path from a raw 16 kHz
+array (volume normalisation + VAD trim + mel + LSTM). Runs are interleaved (ours, theirs, ours,
+...) so load from other processes hits both alike. Prints median and IQR, the machine, the
+cosine between the two embeddings and the speedup; writes JSON.
+
+    python benchmarks/encoder.py [--runs 15] [--threads 1] [--json benchmarks/results/encoder.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+TEXT = ("Please call Stella. Ask her to bring these things with her from the store: six spoons of fresh "
+        "snow peas, five thick slabs of blue cheese, and maybe a snack for her brother Bob. ")
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def reference_speech(seconds: float, voice: str = "slt") -> np.ndarray:
+    """Raw 16 kHz speech of at least ``seconds`` after preprocessing (flite; noise if flite is missing)."""
+    from rtclone.audio import load_audio, preprocess_wav
+
+    if shutil.which("flite") is None:
+        rng = np.random.default_rng(0)
+        return (0.1 * rng.standard_normal(int(seconds * 16000 * 1.3))).astype(np.float32)
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "ref.wav"
+        text = TEXT
+        while True:
+            subprocess.run(["flite", "-voice", voice, "-t", text, "-o", str(out)], check=True, capture_output=True)
+            raw = load_audio(out)
+            if preprocess_wav(raw).size >= seconds * 16000:
+                return raw
+            text += TEXT
+
+
+def stats(times: list[float]) -> dict[str, float]:
+    q1, med, q3 = np.percentile(np.asarray(times) * 1000.0, [25, 50, 75])
+    return {"median_ms": float(med), "iqr_ms": float(q3 - q1), "q1_ms": float(q1), "q3_ms": float(q3),
+            "min_ms": float(min(times) * 1000.0), "runs": len(times)}
+
+
+def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 2) -> dict[str, list[float]]:
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=15, help="timed runs per case (>= 10)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for both encoders (the machine is shared)")
+    ap.add_argument("--seconds", type=float, nargs="+", default=[5.0, 30.0], help="reference durations")
+    ap.add_argument("--json", default="benchmarks/results/encoder.json", help="where to write the JSON results")
+    args = ap.parse_args()
+    if args.runs < 10:
+        ap.error("--runs must be >= 10")
+    torch.set_num_threads(args.threads)
+
+    import resemblyzer
+
+    from rtclone.audio import preprocess_wav
+    from rtclone.checkpoints import load_encoder
+    from rtclone.encoder import embed_utterance
+
+    ours = load_encoder()
+    theirs = resemblyzer.VoiceEncoder("cpu", verbose=False)
+    raw_full = reference_speech(max(args.seconds))
+    full = preprocess_wav(raw_full)
+
+    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+               "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]}
+    print(f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} with {machine['torch_threads']} "
+          f"thread(s), load average {machine['load_avg_1m']:.2f}")
+    results = []
+    for seconds in args.seconds:
+        n = int(seconds * 16000)
+        wav = full[:n]  # preprocessed speech, exactly `seconds` long
+        raw = raw_full[: int(n * raw_full.size / full.size) + 1]  # raw audio that trims to about that much
+        cos = float(embed_utterance(ours, wav) @ theirs.embed_utterance(wav))
+        t = interleaved({
+            "rtclone": lambda: embed_utterance(ours, wav),
+            "resemblyzer": lambda: theirs.embed_utterance(wav),
+            "rtclone_from_raw": lambda: embed_utterance(ours, preprocess_wav(raw)),
+            "resemblyzer_from_raw": lambda: theirs.embed_utterance(resemblyzer.preprocess_wav(raw)),
+        }, args.runs)
+        s = {k: stats(v) for k, v in t.items()}
+        row = {"seconds": seconds, "cosine": cos, **s,
+               "speedup": s["resemblyzer"]["median_ms"] / s["rtclone"]["median_ms"],
+               "speedup_from_raw": s["resemblyzer_from_raw"]["median_ms"] / s["rtclone_from_raw"]["median_ms"]}
+        results.append(row)
+        print(f"{seconds:5.1f} s reference (cosine ours vs resemblyzer {cos:.6f}):")
+        for k in t:
+            print(f"    {k:22s} median {s[k]['median_ms']:8.2f} ms   IQR {s[k]['iqr_ms']:6.2f} ms   ({args.runs} runs)")
+        print(f"    speedup (embed incl. mel) {row['speedup']:.2f}x   (from raw incl. VAD) {row['speedup_from_raw']:.2f}x")
+
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "encoder", "machine": machine, "runs": args.runs, "results": results}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

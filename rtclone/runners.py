@@ -1,0 +1,447 @@
+"""Runners that serve the models from exported artifacts only (no model classes, no checkpoints).
+
+A model directory written by :func:`rtclone.export.export_models` holds one artifact per
+component and a ``manifest.json``::
+
+    {"format": "rtclone-artifacts", "artifact_version": 1, "backend": "onnx"|"torchscript",
+     "rtclone_version": ..., "sample_rate": 16000, "opset": 17,
+     "components": {"encoder": {"file": "encoder.onnx", "kind": "encoder", "dims": {...},
+                                "inputs": [...], "outputs": [...], "sha256": ...}, ...}}
+
+Each artifact carries the same metadata inside it (ONNX ``metadata_props`` / TorchScript
+``_extra_files["rtclone.json"]``). Loading checks the manifest, the files and their hashes, the
+artifact version and the dims; any mismatch is an :class:`~rtclone.errors.ArtifactError` that
+names the file.
+
+:class:`OnnxRunner` (onnxruntime; the CUDA execution provider when ``onnxruntime-gpu`` and a GPU
+are present) and :class:`TorchScriptRunner` share one interface on numpy arrays: embed mels,
+text encode, decoder step, postnet, vocoder conditioning and vocoder step. The vocoder's sample
+loop stays on the native kernels (``rtclone.kernels.cpu``): the runner returns the conditioning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from .errors import ArtifactError, BackendUnavailableError, InputShapeError
+
+ARTIFACT_VERSION = 1  # bump when names, shapes or semantics of any artifact change
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "rtclone-artifacts"
+METADATA_KEY = "rtclone"  # ONNX metadata_props key; TorchScript extra file "rtclone.json"
+TS_EXTRA_FILE = "rtclone.json"
+BACKENDS = ("onnx", "torchscript")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".ts"}
+
+# The decoder's recurrent and attention state, in the order of the decoder-step inputs; the step
+# returns each as "<name>_out".
+DECODER_STATE = ("prev_frame", "attn_hidden", "rnn1_h", "rnn1_c", "rnn2_h", "rnn2_c", "context", "cumulative")
+
+# component -> (kind of the source model, input names, output names)
+COMPONENTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "encoder": ("encoder", ("mels",), ("embeddings",)),
+    "text_encoder": ("synthesizer", ("chars", "speaker", "prenet_mask1", "prenet_mask2"), ("memory", "keys")),
+    "decoder_step": ("synthesizer",
+                     DECODER_STATE + ("memory", "keys", "text_mask", "prenet_mask1", "prenet_mask2"),
+                     ("mels", "stop_logit", "attention") + tuple(f"{n}_out" for n in DECODER_STATE)),
+    "postnet": ("synthesizer", ("mels",), ("postnet_mels",)),
+    "vocoder_cond": ("vocoder", ("mel_window",), ("upsampled_mel", "aux")),
+    "vocoder_step": ("vocoder", ("prev_sample", "cond", "h1", "h2"), ("logits", "h1_out", "h2_out")),
+}
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(model_dir: str | Path) -> dict[str, Any]:
+    """The checked manifest of an artifact directory. Raises ArtifactError naming the file."""
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{path}: manifest not found (not an rtclone export directory)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ArtifactError(f"{path}: not an {MANIFEST_FORMAT} manifest")
+    if manifest.get("artifact_version") != ARTIFACT_VERSION:
+        raise ArtifactError(f"{path}: artifact version {manifest.get('artifact_version')!r}, "
+                            f"this rtclone reads version {ARTIFACT_VERSION}: re-export the models")
+    if manifest.get("backend") not in BACKENDS or not isinstance(manifest.get("components"), dict):
+        raise ArtifactError(f"{path}: bad backend {manifest.get('backend')!r} or components")
+    for name in manifest["components"]:
+        if name not in COMPONENTS:
+            raise ArtifactError(f"{path}: unknown component {name!r}")
+    return manifest
+
+
+def check_metadata(file: Path, meta: Any, component: str, entry: Mapping[str, Any],
+                   expect_dims: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Check an artifact's embedded metadata against its manifest entry and the expected dims."""
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{file}: no rtclone metadata inside the artifact")
+    if meta.get("artifact_version") != ARTIFACT_VERSION:
+        raise ArtifactError(f"{file}: artifact version {meta.get('artifact_version')!r}, expected {ARTIFACT_VERSION}")
+    kind, inputs, outputs = COMPONENTS[component]
+    if meta.get("component") != component or meta.get("kind") != kind:
+        raise ArtifactError(f"{file}: holds {meta.get('component')!r} ({meta.get('kind')!r}), expected {component!r}")
+    if tuple(meta.get("inputs", ())) != inputs or tuple(meta.get("outputs", ())) != outputs:
+        raise ArtifactError(f"{file}: input/output names {meta.get('inputs')} → {meta.get('outputs')} "
+                            f"differ from {list(inputs)} → {list(outputs)}")
+    if meta.get("dims") != entry.get("dims"):
+        raise ArtifactError(f"{file}: dims {meta.get('dims')} differ from the manifest's {entry.get('dims')}")
+    if expect_dims is not None and kind in expect_dims:
+        want = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(expect_dims[kind]).items()}
+        if meta["dims"] != want:
+            raise ArtifactError(f"{file}: dims {meta['dims']} differ from the expected {kind} dims {want}")
+    return meta
+
+
+def prenet_masks(shape: tuple[int, ...], p: float, generator: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """The two prenet keep-masks (0/1 float32) of one prenet call, drawn like the torch model.
+
+    With the torch generator the synthesizer uses (seeded with the same seed, drawn in the same
+    order: text encoder, then one pair per decoder step) the masks equal the model's own, so the
+    exported pipeline reproduces the torch mels. p <= 0 draws nothing and keeps everything.
+    """
+    if p <= 0.0:
+        ones = np.ones(shape, np.float32)
+        return ones, ones.copy()
+    import torch  # the generator is torch's (a dependency of rtclone either way)
+
+    a = torch.empty(shape, dtype=torch.float32).bernoulli_(1.0 - p, generator=generator)
+    b = torch.empty(shape, dtype=torch.float32).bernoulli_(1.0 - p, generator=generator)
+    return a.numpy(), b.numpy()
+
+
+def _f32(x: Any, name: str, ndim: int, last: int | None = None) -> np.ndarray:
+    a = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
+    if a.ndim != ndim or (last is not None and a.shape[-1] != last):
+        want = f"{ndim}-D" + (f" with last axis {last}" if last is not None else "")
+        raise InputShapeError(f"{name}: expected a {want} array, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise InputShapeError(f"{name}: NaN or infinite values")
+    return a
+
+
+class ArtifactRunner:
+    """Common interface of the runners; subclasses load artifacts and implement :meth:`run`."""
+
+    backend = ""
+
+    def __init__(self, model_dir: str | Path, expect_dims: Mapping[str, Mapping[str, Any]] | None = None,
+                 verify_hashes: bool = True) -> None:
+        self.model_dir = Path(model_dir)
+        self.manifest = read_manifest(self.model_dir)
+        if self.manifest["backend"] != self.backend:
+            raise ArtifactError(f"{self.model_dir / MANIFEST}: a {self.manifest['backend']} export, "
+                                f"not {self.backend}: use the matching runner (load_runner picks it)")
+        self.meta: dict[str, dict[str, Any]] = {}
+        self._models: dict[str, Any] = {}
+        for name, entry in self.manifest["components"].items():
+            file = self.model_dir / str(entry.get("file", ""))
+            if not file.is_file():
+                raise ArtifactError(f"{file}: artifact of component {name!r} is missing")
+            if verify_hashes and entry.get("sha256") != sha256_file(file):
+                raise ArtifactError(f"{file}: SHA-256 differs from the manifest (file changed or corrupt)")
+            try:
+                model, meta = self._load(file)
+            except ArtifactError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any loader failure means an unusable artifact
+                raise ArtifactError(f"{file}: cannot load ({type(exc).__name__}: {exc})") from exc
+            self.meta[name] = check_metadata(file, meta, name, entry, expect_dims)
+            self._check_graph(file, name, model, self.meta[name])
+            self._models[name] = model
+
+    # ---- backend hooks ----
+    def _load(self, file: Path) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def _check_graph(self, file: Path, component: str, model: Any, meta: dict[str, Any]) -> None:
+        """Backend-specific check that the graph matches its metadata (optional)."""
+
+    def run(self, component: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one component: named numpy inputs → named numpy outputs."""
+        raise NotImplementedError
+
+    # ---- the shared interface ----
+    def has(self, component: str) -> bool:
+        """Is this component in the directory?"""
+        return component in self._models
+
+    def dims(self, kind: str) -> dict[str, Any]:
+        """The dims dict of a model kind ("encoder", "synthesizer", "vocoder") as exported."""
+        for name, meta in self.meta.items():
+            if meta["kind"] == kind:
+                return dict(meta["dims"])
+        raise ArtifactError(f"{self.model_dir}: no {kind} artifacts in this directory")
+
+    def _need(self, component: str) -> None:
+        if component not in self._models:
+            raise ArtifactError(f"{self.model_dir / MANIFEST}: no {component!r} artifact in this export")
+
+    @property
+    def r(self) -> int:
+        """Frames per decoder step the decoder step was exported with."""
+        self._need("decoder_step")
+        return int(self.meta["decoder_step"]["r"])
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.manifest["sample_rate"])
+
+    def embed_mels(self, mels: np.ndarray) -> np.ndarray:
+        """Partial mels (N, T, n_mels) → unit-norm embeddings (N, embed)."""
+        self._need("encoder")
+        x = _f32(mels, "mels", 3, self.meta["encoder"]["dims"]["n_mels"])
+        return self.run("encoder", {"mels": x})["embeddings"]
+
+    def embed_utterance(self, wav: np.ndarray, options: Any = None) -> np.ndarray:
+        """The L2-normalised embedding (embed,) of one preprocessed 16 kHz utterance (as the torch path)."""
+        from .encoder import EmbedOptions, utterance_partials  # front-end functions only, no model
+
+        mels, _ = utterance_partials(wav, options if options is not None else EmbedOptions())
+        mean = self.embed_mels(mels).mean(axis=0)
+        norm = float(np.linalg.norm(mean))
+        if not np.isfinite(norm) or norm == 0.0:
+            from .errors import SilentAudioError
+
+            raise SilentAudioError("the encoder produced a zero embedding (no usable speech in the audio)")
+        return (mean / norm).astype(np.float32)
+
+    def encode_text(self, chars: np.ndarray, speaker: np.ndarray, generator: Any = None,
+                    masks: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """chars (B, T_text) int ids (0 = pad), speaker (B, spk) → memory (B, T_text, enc + spk), keys (B, T_text, A).
+
+        The prenet dropout masks are ``masks`` or drawn from ``generator`` (see :func:`prenet_masks`).
+        """
+        self._need("text_encoder")
+        d = self.meta["text_encoder"]["dims"]
+        ids = np.ascontiguousarray(np.asarray(chars, dtype=np.int64))
+        if ids.ndim != 2 or ids.size == 0 or ids.min() < 0 or ids.max() >= d["num_chars"]:
+            raise InputShapeError(f"chars must be (B, T_text) ids in [0, {d['num_chars']}), got shape {ids.shape}")
+        spk = _f32(speaker, "speaker", 2, d["speaker_embedding_size"])
+        if spk.shape[0] != ids.shape[0]:
+            raise InputShapeError(f"speaker batch {spk.shape[0]} != text batch {ids.shape[0]}")
+        if masks is None:
+            masks = prenet_masks((ids.shape[0], ids.shape[1], d["encoder_dims"]), d["dropout"], generator)
+        out = self.run("text_encoder", {"chars": ids, "speaker": spk, "prenet_mask1": masks[0], "prenet_mask2": masks[1]})
+        return out["memory"], out["keys"]
+
+    def initial_state(self, memory: np.ndarray) -> dict[str, np.ndarray]:
+        """The decoder's zero state for a memory (B, T_text, ctx)."""
+        self._need("decoder_step")
+        d = self.meta["decoder_step"]["dims"]
+        B, T, C = memory.shape
+        z = lambda *s: np.zeros(s, np.float32)  # noqa: E731
+        return {"prev_frame": z(B, d["n_mels"]), "attn_hidden": z(B, d["decoder_dims"]),
+                "rnn1_h": z(B, d["lstm_dims"]), "rnn1_c": z(B, d["lstm_dims"]),
+                "rnn2_h": z(B, d["lstm_dims"]), "rnn2_c": z(B, d["lstm_dims"]),
+                "context": z(B, C), "cumulative": z(B, T)}
+
+    def decoder_step(self, state: Mapping[str, np.ndarray], memory: np.ndarray, keys: np.ndarray,
+                     text_mask: np.ndarray | None = None, generator: Any = None,
+                     masks: tuple[np.ndarray, np.ndarray] | None = None,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """One decoder step: → mels (B, n_mels, r), stop logit (B,), attention (B, T_text), new state.
+
+        ``text_mask`` (B, T_text) bool marks real symbols (default: all); prenet masks as in
+        :meth:`encode_text`.
+        """
+        self._need("decoder_step")
+        d = self.meta["decoder_step"]["dims"]
+        B, T = memory.shape[0], memory.shape[1]
+        if text_mask is None:
+            text_mask = np.ones((B, T), dtype=bool)
+        if masks is None:
+            masks = prenet_masks((B, d["prenet_dims"]), d["dropout"], generator)
+        feeds = {n: np.ascontiguousarray(state[n], dtype=np.float32) for n in DECODER_STATE}
+        feeds.update(memory=np.ascontiguousarray(memory, dtype=np.float32), keys=np.ascontiguousarray(keys, dtype=np.float32),
+                     text_mask=np.ascontiguousarray(text_mask, dtype=bool), prenet_mask1=masks[0], prenet_mask2=masks[1])
+        out = self.run("decoder_step", feeds)
+        new = {n: out[f"{n}_out"] for n in DECODER_STATE}
+        return out["mels"], out["stop_logit"], out["attention"], new
+
+    def postnet(self, mels: np.ndarray) -> np.ndarray:
+        """Decoder mels (B, n_mels, T) → postnet mels (B, n_mels, T)."""
+        self._need("postnet")
+        x = _f32(mels, "mels", 3)
+        if x.shape[1] != self.meta["postnet"]["dims"]["n_mels"]:
+            raise InputShapeError(f"mels: expected (B, {self.meta['postnet']['dims']['n_mels']}, T), got {x.shape}")
+        return self.run("postnet", {"mels": x})["postnet_mels"]
+
+    def synthesize(self, chars: np.ndarray, speaker: np.ndarray, seed: int | None = 0, max_steps: int = 500,
+                   stop_threshold: float | None = 0.5, min_frames: int = 10) -> tuple[np.ndarray, int]:
+        """Greedy decoding of one text (chars (1, T_text), speaker (1, spk)) → (postnet mel (n_mels, T), stop step).
+
+        Prenet masks come from a torch generator seeded with ``seed`` in the model's order, so the
+        same seed gives the torch synthesizer's mels (within float tolerance). Stops when
+        sigmoid(stop logit) > ``stop_threshold`` after ``min_frames`` frames (None: never), or at
+        ``max_steps``. Attention-failure checks are the torch path's (:mod:`rtclone.synth_stream`).
+        """
+        import torch
+
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        memory, keys = self.encode_text(chars, speaker, gen)
+        state, r, frames = self.initial_state(memory), self.r, []
+        step = 0
+        for step in range(max_steps):
+            mels, stop, _, state = self.decoder_step(state, memory, keys, np.asarray(chars) != 0, gen)
+            frames.append(mels)
+            if stop_threshold is not None and (step + 1) * r > min_frames \
+                    and 1.0 / (1.0 + np.exp(-float(stop[0]))) > stop_threshold:
+                break
+        return self.postnet(np.concatenate(frames, axis=2))[0], step
+
+    def vocoder_conditioning(self, window: np.ndarray) -> np.ndarray:
+        """Synthesizer mels with ``pad`` frames of context each side (B, feat, n + 2 pad) → per-sample
+        conditioning (B, n · hop, feat + res_out) for the native sample loop."""
+        self._need("vocoder_cond")
+        x = _f32(window, "mel_window", 3)
+        d = self.meta["vocoder_cond"]["dims"]
+        if x.shape[1] != d["feat_dims"] or x.shape[2] < 2 * d["pad"] + 1:
+            raise InputShapeError(f"mel_window: expected (B, {d['feat_dims']}, n + {2 * d['pad']}) with n >= 1, got {x.shape}")
+        out = self.run("vocoder_cond", {"mel_window": x})
+        return np.concatenate([out["upsampled_mel"], out["aux"]], axis=-1)
+
+    def vocoder_step(self, prev_sample: np.ndarray, cond: np.ndarray, h1: np.ndarray, h2: np.ndarray,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One WaveRNN sample step: prev_sample (B, 1), cond (B, cond), h1/h2 (B, R) → logits (B, n_classes), h1, h2."""
+        self._need("vocoder_step")
+        feeds = {"prev_sample": _f32(prev_sample, "prev_sample", 2, 1), "cond": _f32(cond, "cond", 2),
+                 "h1": _f32(h1, "h1", 2), "h2": _f32(h2, "h2", 2)}
+        out = self.run("vocoder_step", feeds)
+        return out["logits"], out["h1_out"], out["h2_out"]
+
+
+def select_providers(device: str = "auto") -> list[str]:
+    """onnxruntime execution providers: CUDA (then CPU) when onnxruntime-gpu and a GPU are present."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    if device not in ("auto", "cpu", "cuda"):
+        raise BackendUnavailableError(f"device must be auto, cpu or cuda, got {device!r}")
+    cuda = "CUDAExecutionProvider" in available and _gpu_present()
+    if device == "cuda" and not cuda:
+        raise BackendUnavailableError(f"CUDA execution provider unavailable (providers: {available})")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda and device != "cpu" else ["CPUExecutionProvider"]
+
+
+def _gpu_present() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - no usable torch CUDA: trust the device node
+        return Path("/dev/nvidia0").exists()
+
+
+class OnnxRunner(ArtifactRunner):
+    """Runs ONNX artifacts with onnxruntime (numpy in, numpy out)."""
+
+    backend = "onnx"
+
+    def __init__(self, model_dir: str | Path, expect_dims: Mapping[str, Mapping[str, Any]] | None = None,
+                 device: str = "auto", threads: int | None = None, verify_hashes: bool = True) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise BackendUnavailableError("onnxruntime is not installed") from exc
+        self._ort = ort
+        self.providers = select_providers(device)
+        self._threads = threads
+        super().__init__(model_dir, expect_dims, verify_hashes)
+
+    def _load(self, file: Path) -> tuple[Any, Any]:
+        so = self._ort.SessionOptions()
+        if self._threads is not None:
+            so.intra_op_num_threads = self._threads
+            so.inter_op_num_threads = 1
+        sess = self._ort.InferenceSession(str(file), so, providers=self.providers)
+        raw = sess.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
+        try:
+            return sess, json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise ArtifactError(f"{file}: unreadable rtclone metadata ({exc})") from exc
+
+    def _check_graph(self, file: Path, component: str, model: Any, meta: dict[str, Any]) -> None:
+        names_in = tuple(i.name for i in model.get_inputs())
+        names_out = tuple(o.name for o in model.get_outputs())
+        _, inputs, outputs = COMPONENTS[component]
+        if set(names_in) != set(inputs) or names_out != outputs:
+            raise ArtifactError(f"{file}: graph inputs {names_in} / outputs {names_out} do not match its metadata")
+        # static feature widths of the graph must agree with the dims in the metadata
+        want = _static_widths(component, meta["dims"])
+        for i in model.get_inputs():
+            if i.name in want and i.shape[-1] != want[i.name]:
+                raise ArtifactError(f"{file}: input {i.name!r} has width {i.shape[-1]}, dims say {want[i.name]}")
+
+    def run(self, component: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sess = self._models[component]
+        outs = sess.run(None, dict(feeds))
+        return dict(zip(COMPONENTS[component][2], outs))
+
+
+def _static_widths(component: str, d: Mapping[str, Any]) -> dict[str, int]:
+    if component == "encoder":
+        return {"mels": d["n_mels"]}
+    if component == "text_encoder":
+        return {"speaker": d["speaker_embedding_size"], "prenet_mask1": d["encoder_dims"]}
+    if component == "decoder_step":
+        return {"prev_frame": d["n_mels"], "attn_hidden": d["decoder_dims"], "rnn1_h": d["lstm_dims"],
+                "keys": d["decoder_dims"], "prenet_mask1": d["prenet_dims"]}
+    if component == "vocoder_step":
+        return {"h1": d["rnn_dims"], "cond": d["feat_dims"] + d["res_out_dims"]}
+    return {}
+
+
+class TorchScriptRunner(ArtifactRunner):
+    """Runs TorchScript artifacts with ``torch.jit.load`` (numpy in, numpy out)."""
+
+    backend = "torchscript"
+
+    def __init__(self, model_dir: str | Path, expect_dims: Mapping[str, Mapping[str, Any]] | None = None,
+                 device: str = "cpu", verify_hashes: bool = True) -> None:
+        import torch
+
+        self._torch = torch
+        self.device = torch.device(device)
+        super().__init__(model_dir, expect_dims, verify_hashes)
+
+    def _load(self, file: Path) -> tuple[Any, Any]:
+        extra = {TS_EXTRA_FILE: ""}
+        module = self._torch.jit.load(str(file), map_location=self.device, _extra_files=extra)
+        raw = extra[TS_EXTRA_FILE]
+        try:
+            return module.eval(), json.loads(raw) if raw else None
+        except ValueError as exc:
+            raise ArtifactError(f"{file}: unreadable rtclone metadata ({exc})") from exc
+
+    def run(self, component: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        names_in, names_out = COMPONENTS[component][1], COMPONENTS[component][2]
+        args = [torch.from_numpy(np.asarray(feeds[n])).to(self.device) for n in names_in]
+        with torch.inference_mode():
+            outs = self._models[component](*args)
+        if isinstance(outs, torch.Tensor):
+            outs = (outs,)
+        return {n: o.detach().cpu().numpy() for n, o in zip(names_out, outs)}
+
+
+def load_runner(model_dir: str | Path, **kwargs: Any) -> ArtifactRunner:
+    """The runner matching the directory's backend (``manifest.json``): OnnxRunner or TorchScriptRunner."""
+    backend = read_manifest(model_dir)["backend"]
+    cls = OnnxRunner if backend == "onnx" else TorchScriptRunner
+    return cls(model_dir, **kwargs)

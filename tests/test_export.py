@@ -1,0 +1,267 @@
+"""Exported artifacts (ONNX, TorchScript) against the torch modules, and artifact validation.
+
+Tiny seeded models built from their dims dataclasses (BatchNorm statistics randomised so the
+folded normalisation is exercised); the pretrained GE2E encoder is checked on real partial mels.
+Every comparison states its max abs error bound; inputs use batch/time sizes unlike the export
+examples, so the dynamic axes are exercised too.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rtclone.encoder import EncoderDims, SpeakerEncoder
+from rtclone.errors import ArtifactError
+from rtclone.export import OPSET, export_models
+from rtclone.runners import (ARTIFACT_VERSION, MANIFEST, OnnxRunner, TorchScriptRunner, load_runner, prenet_masks,
+                             read_manifest)
+from rtclone.synthesizer import SynthesizerDims, Tacotron, TacotronOptions, encode_texts, synthesize
+from rtclone.vocoder import VocoderDims, WaveRNN
+
+FORMATS = ("onnx", "torchscript")
+# Max abs error allowed between an artifact and its torch module (float32; ONNX/TorchScript may
+# fuse or reorder sums, so a few ulps of the values' range per layer).
+TOL = 1e-4
+ENC_DIMS = EncoderDims(n_mels=40, hidden=24, n_layers=2, embed=16)
+VOC_DIMS = VocoderDims(bits=6, rnn_dims=16, fc_dims=16, compute_dims=8, res_out_dims=8, res_blocks=2,
+                       upsample_factors=(2, 2), hop_length=4, pad=2)
+
+
+def _randomize_bn(model: torch.nn.Module, seed: int) -> None:
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    enc = SpeakerEncoder(ENC_DIMS).eval()
+    syn = Tacotron(SynthesizerDims.tiny()).eval()
+    syn.set_r(3)
+    voc = WaveRNN(VOC_DIMS).eval()
+    _randomize_bn(syn, 1)
+    _randomize_bn(voc, 2)
+    return enc, syn, voc
+
+
+@pytest.fixture(scope="module")
+def exported(models, tmp_path_factory):
+    enc, syn, voc = models
+    out = {}
+    for fmt in FORMATS:
+        d = tmp_path_factory.mktemp(fmt)
+        manifest = export_models(d, encoder=enc, synthesizer=syn, vocoder=voc, format=fmt)
+        out[fmt] = (d, manifest, load_runner(d))
+    return out
+
+
+def _maxerr(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(torch.as_tensor(b).detach().numpy(), np.float64))))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_manifest_and_runner_class(exported, fmt):
+    d, manifest, runner = exported[fmt]
+    assert isinstance(runner, OnnxRunner if fmt == "onnx" else TorchScriptRunner)
+    assert sorted(manifest["components"]) == sorted(["encoder", "text_encoder", "decoder_step", "postnet",
+                                                     "vocoder_cond", "vocoder_step"])
+    assert read_manifest(d) == json.loads(json.dumps(manifest))
+    assert manifest["artifact_version"] == ARTIFACT_VERSION and manifest["sample_rate"] == 16000
+    assert manifest["opset"] == (OPSET if fmt == "onnx" else None)
+    assert runner.r == 3 and runner.dims("vocoder")["upsample_factors"] == [2, 2]
+    assert runner.meta["encoder"]["dims"] == {"n_mels": 40, "hidden": 24, "n_layers": 2, "embed": 16}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_encoder_parity(models, exported, fmt):
+    enc = models[0]
+    runner = exported[fmt][2]
+    x = torch.rand(3, 37, 40) * 2.0  # (N, T, n_mels) power mels
+    got = runner.embed_mels(x.numpy())
+    assert got.shape == (3, 16)
+    assert _maxerr(got, enc(x)) < TOL
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_text_encoder_parity_with_seeded_masks(models, exported, fmt):
+    syn, runner = models[1], exported[fmt][2]
+    chars = encode_texts(["Hello there.", "Hi!"], syn.dims.num_chars)  # (2, T) padded with 0
+    spk = torch.nn.functional.normalize(torch.randn(2, 256), dim=1)
+    ref_mem, ref_keys = syn.encode(chars, spk, torch.Generator().manual_seed(7))
+    memory, keys = runner.encode_text(chars.numpy(), spk.numpy(), torch.Generator().manual_seed(7))
+    assert memory.shape == tuple(ref_mem.shape) and keys.shape == tuple(ref_keys.shape)
+    assert _maxerr(memory, ref_mem) < TOL and _maxerr(keys, ref_keys) < TOL
+    # another seed draws other dropout masks: the outputs must differ clearly (the masks are live inputs)
+    other, _ = runner.encode_text(chars.numpy(), spk.numpy(), torch.Generator().manual_seed(8))
+    assert _maxerr(other, ref_mem) > 0.05
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_decoder_step_parity_over_steps(models, exported, fmt):
+    syn, runner = models[1], exported[fmt][2]
+    dec = syn.decoder
+    g = torch.Generator().manual_seed(0)
+    B, T, ctx = 3, 11, syn.dims.encoder_dims + 256
+    memory, keys = torch.randn(B, T, ctx, generator=g), torch.randn(B, T, syn.dims.decoder_dims, generator=g)
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[1, 8:] = False  # a padded item
+    state = dec.init_state(memory)
+    np_state = runner.initial_state(memory.numpy())
+    g_ref, g_run = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for _ in range(4):
+            mels, stop, attn, state = dec.step(state, memory, keys, mask, syn.r, g_ref)
+            got_m, got_s, got_a, np_state = runner.decoder_step(np_state, memory.numpy(), keys.numpy(), mask.numpy(), g_run)
+            assert got_m.shape == (B, 80, 3)
+            assert _maxerr(got_m, mels) < TOL and _maxerr(got_s, stop) < TOL and _maxerr(got_a, attn) < TOL
+    assert np.all(got_a[1, 8:] == 0.0)
+    ref = {"prev_frame": state.prev_frame, "attn_hidden": state.attn_hidden, "rnn1_h": state.rnn1[0],
+           "rnn1_c": state.rnn1[1], "rnn2_h": state.rnn2[0], "rnn2_c": state.rnn2[1], "context": state.context,
+           "cumulative": state.cumulative}
+    for name, want in ref.items():
+        assert _maxerr(np_state[name], want) < TOL, name
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_postnet_and_vocoder_conditioning_parity(models, exported, fmt):
+    _, syn, voc = models
+    runner = exported[fmt][2]
+    mels = torch.randn(1, 80, 23)
+    assert _maxerr(runner.postnet(mels.numpy()), syn.postnet_mel(mels)) < TOL
+    window = torch.randn(2, 80, 7 + 2 * VOC_DIMS.pad) * 2.0  # (B, feat, n + 2 pad), synthesizer range
+    cond = runner.vocoder_conditioning(window.numpy())
+    assert cond.shape == (2, 7 * 4, 80 + 8)
+    assert _maxerr(cond, voc.conditioning(window)) < TOL
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_vocoder_step_matches_teacher_forced_forward(models, exported, fmt):
+    voc, runner = models[2], exported[fmt][2]
+    n, B = 3, 2
+    mels = torch.randn(B, 80, n + 2 * VOC_DIMS.pad)
+    x = torch.rand(B, n * 4) * 2 - 1  # previous samples (model-input domain)
+    with torch.no_grad():
+        logits = voc(x, mels)  # (B, S, n_classes)
+        cond = voc.conditioning(mels).numpy()  # (B, S, cond)
+    h1 = h2 = np.zeros((B, 16), np.float32)
+    for t in range(x.shape[1]):
+        out, h1, h2 = runner.vocoder_step(x[:, t:t + 1].numpy(), cond[:, t], h1, h2)
+        assert out.shape == (B, 64)
+        assert _maxerr(out, logits[:, t]) < TOL, t
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_exported_pipeline_reproduces_torch_mels(models, exported, fmt):
+    """Same seed → the runner's greedy decoding gives the torch synthesizer's mels."""
+    syn, runner = models[1], exported[fmt][2]
+    spk = torch.nn.functional.normalize(torch.randn(256, generator=torch.Generator().manual_seed(5)), dim=0)
+    opts = TacotronOptions(seed=11, max_decoder_steps=8, on_max_length="truncate", stop_threshold=None,
+                           detect_attention_failure=False)
+    ref_mel, _, ref_stop = synthesize(syn, ["A short test."], spk.numpy(), opts)[0]
+    chars = encode_texts(["A short test."], syn.dims.num_chars).numpy()
+    mel, stop_step = runner.synthesize(chars, spk.numpy()[None], seed=11, max_steps=8, stop_threshold=None)
+    assert stop_step == ref_stop == 7 and mel.shape == ref_mel.shape == (80, 24)
+    assert _maxerr(mel, ref_mel) < TOL  # measured ~1e-7 after 8 recurrent steps + postnet
+    # another seed (other prenet masks) moves the mels by >10x the tolerance: the check has teeth
+    other, _ = runner.synthesize(chars, spk.numpy()[None], seed=12, max_steps=8, stop_threshold=None)
+    assert _maxerr(other, ref_mel) > 10 * TOL
+
+
+def test_prenet_masks_follow_dropout_rate():
+    a, b = prenet_masks((64, 128), 0.5, torch.Generator().manual_seed(0))
+    assert set(np.unique(a)) <= {0.0, 1.0} and abs(a.mean() - 0.5) < 0.03 and not np.array_equal(a, b)
+    ones, _ = prenet_masks((4, 8), 0.0)
+    assert np.all(ones == 1.0)
+
+
+@pytest.mark.slow
+def test_pretrained_encoder_parity_on_speech(tmp_path, speech):
+    from rtclone.audio import preprocess_wav
+    from rtclone.checkpoints import load_encoder
+    from rtclone.encoder import embed_utterance, utterance_partials
+
+    enc = load_encoder()
+    wav = preprocess_wav(speech("The quick brown fox jumps over the lazy dog."), 16000)
+    mels, _ = utterance_partials(wav)  # (N, 160, 40)
+    with torch.no_grad():
+        ref = enc(torch.from_numpy(mels))
+    for fmt in FORMATS:
+        export_models(tmp_path / fmt, encoder=enc, format=fmt)
+        runner = load_runner(tmp_path / fmt)
+        assert _maxerr(runner.embed_mels(mels), ref) < 1e-5
+    # the runner's utterance embedding (partials → mean → L2) is the torch path's
+    assert _maxerr(runner.embed_utterance(wav), embed_utterance(enc, wav)) < 1e-5
+
+
+# ---- bad artifacts ---------------------------------------------------------------------------------
+@pytest.fixture
+def copy_of(exported, tmp_path):
+    def make(fmt):
+        d = tmp_path / fmt
+        shutil.copytree(exported[fmt][0], d)
+        return d
+    return make
+
+
+def _edit_manifest(d, fn):
+    m = json.loads((d / MANIFEST).read_text())
+    fn(m)
+    (d / MANIFEST).write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_missing_manifest_or_file(copy_of, fmt):
+    d = copy_of(fmt)
+    (d / [p for p in d.iterdir() if p.name.startswith("postnet")][0].name).unlink()
+    with pytest.raises(ArtifactError, match=r"postnet\.(onnx|ts).*missing"):
+        load_runner(d)
+    (d / MANIFEST).unlink()
+    with pytest.raises(ArtifactError, match="manifest.json"):
+        load_runner(d)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_wrong_version_or_dims(copy_of, fmt):
+    d = copy_of(fmt)
+    _edit_manifest(d, lambda m: m.update(artifact_version=ARTIFACT_VERSION + 1))
+    with pytest.raises(ArtifactError, match="manifest.json.*artifact version 2"):
+        load_runner(d)
+    _edit_manifest(d, lambda m: m.update(artifact_version=ARTIFACT_VERSION))
+    _edit_manifest(d, lambda m: m["components"]["encoder"]["dims"].update(hidden=25))
+    with pytest.raises(ArtifactError, match=r"encoder\.(onnx|ts): dims .* differ from the manifest"):
+        load_runner(d)
+    _edit_manifest(d, lambda m: m["components"]["encoder"]["dims"].update(hidden=24))
+    with pytest.raises(ArtifactError, match=r"vocoder_cond\.(onnx|ts): dims .* expected vocoder dims"):
+        load_runner(d, expect_dims={"vocoder": {**VOC_DIMS.__dict__, "rnn_dims": 512}})
+    assert load_runner(d, expect_dims={"encoder": ENC_DIMS.__dict__}).r == 3  # the right dims load
+
+
+def test_artifact_version_inside_file_and_corruption(copy_of):
+    import onnx
+
+    d = copy_of("onnx")
+    path = d / "encoder.onnx"
+    proto = onnx.load(str(path))
+    meta = json.loads(proto.metadata_props[0].value)
+    proto.metadata_props[0].value = json.dumps({**meta, "artifact_version": 0})
+    onnx.save(proto, str(path))
+    with pytest.raises(ArtifactError, match="encoder.onnx: SHA-256 differs"):
+        load_runner(d)
+    with pytest.raises(ArtifactError, match="encoder.onnx: artifact version 0, expected 1"):
+        load_runner(d, verify_hashes=False)
+    path.write_bytes(b"not an onnx file")
+    with pytest.raises(ArtifactError, match="encoder.onnx: cannot load"):
+        load_runner(d, verify_hashes=False)
+
+
+def test_backend_mismatch_names_manifest(exported):
+    with pytest.raises(ArtifactError, match="manifest.json: a onnx export, not torchscript"):
+        TorchScriptRunner(exported["onnx"][0])

@@ -1,0 +1,132 @@
+"""Vocoder training: MoL loss, overfitting a short clip, resume, pruning during training, data inputs."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import logistic
+
+from rtclone import audio
+from rtclone.checkpoints import load_model, read_checkpoint
+from rtclone.errors import InputShapeError, OptionsError
+from rtclone.sparse import PRUNABLE, PruneSchedule, block_sparsity
+from rtclone.train.vocoder import mol_loss, prepare_utterance, sample_batch, train_vocoder, vocoder_loss
+from rtclone.vocoder import VocoderDims, WaveRNN
+
+TINY = VocoderDims(rnn_dims=32, fc_dims=32, res_blocks=1, compute_dims=16, res_out_dims=32)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _mol_nll(params: torch.Tensor, y: float, n: int) -> float:
+    return float(mol_loss(params.view(1, 1, 30).double(), torch.tensor([[y]], dtype=torch.float64), num_classes=n))
+
+
+def test_mol_loss_is_a_normalised_discrete_distribution():
+    g = torch.Generator().manual_seed(0)
+    params = torch.cat([torch.randn(10, generator=g), torch.rand(10, generator=g) * 1.6 - 0.8, -1 - 2 * torch.rand(10, generator=g)])
+    n = 64
+    levels = audio.label_to_float(np.arange(n), 6)
+    probs = np.array([np.exp(-_mol_nll(params, float(y), n)) for y in levels])
+    assert probs.sum() == pytest.approx(1.0, abs=1e-6)
+    # One dominant logistic: the bin mass is the difference of two logistic CDFs (scipy).
+    one = torch.tensor([30.0] + [0.0] * 9 + [0.1] + [0.0] * 9 + [-2.0] + [0.0] * 9)
+    s, h = np.exp(-2.0), 1.0 / (n - 1)
+    for y in (levels[20], levels[40]):
+        want = logistic.cdf(y + h, 0.1, s) - logistic.cdf(y - h, 0.1, s)
+        assert np.exp(-_mol_nll(one, float(y), n)) == pytest.approx(want, rel=1e-6)
+    assert np.exp(-_mol_nll(one, -1.0, n)) == pytest.approx(logistic.cdf(-1 + h, 0.1, s), rel=1e-6)
+    with pytest.raises(InputShapeError):
+        mol_loss(torch.zeros(1, 5, 29), torch.zeros(1, 5))
+
+
+def _log_mel_distance(model: WaveRNN, mel: np.ndarray) -> float:
+    y = model.generate(mel, backend="torch", seed=0, fade_out=0.0)
+    rebuilt = audio.synth_mel(y)
+    n = min(rebuilt.shape[1], mel.shape[1]) - 1
+    return float(np.mean(np.abs(rebuilt[:, :n] - mel[:, :n])))
+
+
+@pytest.mark.slow
+def test_tiny_vocoder_overfits_a_short_clip(speech, tmp_path):
+    wav = speech("Hello.", "kal16")[:9600]  # 0.6 s of flite speech
+    mel = audio.synth_mel(wav)
+    held = sample_batch([prepare_utterance(wav, mel, TINY)], TINY, 32, 1, np.random.default_rng(123))  # fixed batch
+    torch.manual_seed(0)
+    model = WaveRNN(TINY).eval()
+    with torch.no_grad():
+        loss_before = float(vocoder_loss(model, *held))
+    dist_before = _log_mel_distance(model, mel)
+    result = train_vocoder(
+        [(wav, None)], tmp_path, dims=TINY, steps=40, batch_size=8, seq_len=1, lr=5e-3, seed=0, progress=False
+    )
+    assert len(result["losses"]) == 40 and loss_before == pytest.approx(np.log(512), rel=0.05)  # ~uniform start
+    trained = load_model(result["checkpoint"], kind="vocoder")
+    with torch.no_grad():
+        loss_after = float(vocoder_loss(trained, *held))
+    assert loss_before / loss_after >= 1.3  # stated factor: the cross-entropy falls by at least 1.3x
+    assert _log_mel_distance(trained, mel) < 0.6 * dist_before
+
+
+def _short_clip(speech) -> np.ndarray:
+    return speech("Resume.", "kal16")[:4000]
+
+
+def test_resume_equals_straight_run_and_pruning_is_exact(speech, tmp_path):
+    wav = _short_clip(speech)
+    schedule = PruneSchedule(target=0.5, start=0, end=4, every=2, block=(8, 1))
+    kw = dict(dims=TINY, batch_size=2, seq_len=1, lr=1e-3, prune=schedule, seed=3, progress=False, checkpoint_every=2)
+    straight = train_vocoder([(wav, None)], tmp_path / "a", steps=4, **kw)
+    first = train_vocoder([(wav, None)], tmp_path / "b", steps=2, **kw)
+    resumed = train_vocoder([(wav, None)], tmp_path / "b", steps=4, sample_every=4, sample_seconds=0.05, **kw)
+    assert len(first["losses"]) == 2 and len(resumed["losses"]) == 2 and resumed["step"] == 4
+    assert resumed["losses"] == straight["losses"][2:]
+    a = read_checkpoint(tmp_path / "a" / "vocoder.pt")
+    b = read_checkpoint(tmp_path / "b" / "vocoder.pt")
+    assert a.meta["step"] == b.meta["step"] == 4 and int(b.model_state["step"]) == 4
+    for name, value in a.model_state.items():
+        assert torch.equal(value, b.model_state[name]), name
+    for name in PRUNABLE:
+        w = b.model_state[name]
+        n_blocks = w.shape[0] // 8 * w.shape[1]
+        assert block_sparsity(w, (8, 1)) == pytest.approx(round(0.5 * n_blocks) / n_blocks)
+    assert resumed["sparsity"]["total"] == pytest.approx(0.5, abs=0.01)
+    (sample,) = resumed["samples"]
+    assert audio.load_audio(sample).shape == (4 * 200,)  # 0.05 s -> 5 frames -> 4 hops
+
+
+def test_mol_mode_trains(speech, tmp_path):
+    wav = _short_clip(speech)
+    dims = dataclasses.replace(TINY, mode="MOL", bits=16, mu_law=False)
+    result = train_vocoder([(wav, None)], tmp_path, dims=dims, steps=2, batch_size=2, seq_len=1, lr=1e-3, progress=False)
+    assert len(result["losses"]) == 2 and all(np.isfinite(result["losses"]))
+    assert load_model(result["checkpoint"]).dims.mode == "MOL"
+
+
+def test_data_from_paths_and_gta_npy(speech, tmp_path):
+    wav = _short_clip(speech)
+    wav_path, mel_path = tmp_path / "u.wav", tmp_path / "u.npy"
+    audio.save_wav(wav_path, wav)
+    gta = audio.synth_mel(wav) * 0.9  # any mel of the right shape stands in for a GTA mel
+    np.save(mel_path, gta)
+    from_paths = prepare_utterance(str(wav_path), str(mel_path), TINY)
+    from_arrays = prepare_utterance(audio.load_audio(wav_path), gta, TINY)
+    assert np.array_equal(from_paths.mel, from_arrays.mel) and np.array_equal(from_paths.target, from_arrays.target)
+    assert from_paths.target.shape == (gta.shape[1] * 200,) and from_paths.target.max() <= 511
+    expected = audio.mulaw_encode(np.clip(audio.pre_emphasis(audio.load_audio(wav_path)), -1, 1), 9)[:1000]
+    assert np.array_equal(from_paths.target[:1000], expected)
+    with pytest.raises(InputShapeError):
+        prepare_utterance(wav, np.zeros((79, 5), np.float32), TINY)
+    with pytest.raises(InputShapeError):
+        train_vocoder([(wav[:400], None)], tmp_path / "x", dims=TINY, steps=1, progress=False)
+    with pytest.raises(OptionsError):
+        train_vocoder([(wav, None)], tmp_path / "y", dims=TINY, steps=0, progress=False)
