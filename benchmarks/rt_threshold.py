@@ -250,15 +250,18 @@ def plot(rows: list[dict], lengths: list[float], sparse_only: dict, dense_cost: 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(14, 5))
+    series = sorted({(r["loop"], str(r["sparsity"])) for r in rows}, key=lambda k: (k[0] != "native", k))
+    cmap = plt.get_cmap("tab20", max(len(series), 2))
     for r in rows:
         label = f"{r['loop']} {fmt_sparsity(r['sparsity'])} {'folded' if r['batched'] else 'single'}"
         rtf = [r["times_s"][s] / s for s in lengths]
-        ax1.plot(lengths, rtf, ("-" if r["batched"] else "--"), marker="o", ms=3, label=label)
+        color = cmap(series.index((r["loop"], str(r["sparsity"]))))
+        ax1.plot(lengths, rtf, ("-" if r["batched"] else "--"), color=color, marker="o", ms=3, label=label)
     ax1.axhline(1.0, color="k", lw=0.8)
     ax1.set(xscale="log", yscale="log", xlabel="utterance length (s)", ylabel="RTF (generation time / audio time)",
             title="WaveRNN sample loop, RTVC dims, 16 kHz")
-    ax1.legend(fontsize=5, ncol=2)
+    ax1.legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     sps = sorted(sparse_only.items(), key=lambda kv: float(kv[0]))
     ax2.plot([float(k) * 100 for k, _ in sps], [1 / v for _, v in sps], marker="o", label="native BSR 16x1 (single stream)")
     ax2.axhline(1 / dense_cost, color="r", ls="--", label="native dense fp32")
@@ -266,6 +269,7 @@ def plot(rows: list[dict], lengths: list[float], sparse_only: dict, dense_cost: 
     ax2.set(yscale="log", xlabel="block sparsity (%)", ylabel="samples/s (one core)", title="sparse vs dense")
     ax2.legend(fontsize=7)
     fig.tight_layout()
+    fig.subplots_adjust(wspace=0.55)
     fig.savefig(path, dpi=120)
 
 

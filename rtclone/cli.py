@@ -109,6 +109,20 @@ def cmd_train_encoder(args: argparse.Namespace) -> dict[str, Any]:
     return {"message": f"checkpoint: {path}", "checkpoint": str(path)}
 
 
+def cmd_train_vocoder(args: argparse.Namespace) -> dict[str, Any]:
+    from .sparse import PruneSchedule
+    from .train.vocoder import train_vocoder, vocoder_pairs
+
+    prune = None
+    if args.prune_target:
+        block = tuple(int(x) for x in args.prune_block.lower().split("x"))
+        prune = PruneSchedule(target=args.prune_target, start=args.prune_start, end=args.prune_end, every=args.prune_every, block=block)
+    report = train_vocoder(vocoder_pairs(Path(args.wavs), Path(args.mels) if args.mels else None), Path(args.out),
+                           steps=args.steps, batch_size=args.batch_size, seed=args.seed, prune=prune,
+                           checkpoint_every=args.checkpoint_every, progress=_progress(args))  # fmt: skip
+    return {"message": f"vocoder run in {args.out}", **report}
+
+
 def cmd_eval_encoder(args: argparse.Namespace) -> dict[str, Any]:
     from .eval import eval_encoder
 
@@ -245,6 +259,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="speaker-folder dataset (LibriSpeech / VoxCeleb / root/speaker/*.wav)")
     p.add_argument("out", help="run directory (checkpoints; resumes if present)")
     p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+
+    p = _add(train, "vocoder", cmd_train_vocoder, "WaveRNN training on ground-truth or GTA mels, with gradual pruning")
+    p.add_argument("wavs", help="folder of wav/flac files")
+    p.add_argument("out", help="run directory (checkpoints; resumes if present)")
+    p.add_argument("--mels", help="folder of GTA mel .npy files matching the wavs (default: ground-truth mels)")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--prune-target", type=float, default=0.0, help="final block sparsity (0 = no pruning)")
+    p.add_argument("--prune-start", type=int, default=0)
+    p.add_argument("--prune-end", type=int, default=50_000)
+    p.add_argument("--prune-every", type=int, default=500)
+    p.add_argument("--prune-block", default="16x1")
     p.add_argument("--seed", type=int, default=0)
 
     ev = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="eval_cmd", metavar="WHAT", required=True)

@@ -38,10 +38,11 @@ from pathlib import Path
 from rtclone.errors import BackendUnavailableError, OptionsError, SynthesisError
 
 __all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "list_voices",
-           "engine_available", "build_corpus", "corpus_summary", "list_utterances"]
+           "engine_available", "plan_corpus", "build_corpus", "corpus_summary", "list_utterances"]
 
 CORPUS_VERSION = 1
 TRAIN_CHAPTER, HELDOUT_CHAPTER = 1, 2
+_BATCH = 10  # utterances per engine call (festival pays its start-up once per batch)
 _FESTIVAL_VOICE_DIRS = Path("/usr/share/festival/voices")
 # Debian packages that provide each engine (for error messages and the CI install line)
 ENGINE_PACKAGES = {"flite": "flite", "espeak-ng": "espeak-ng",
@@ -127,7 +128,7 @@ def list_voices(seed: int = 0) -> list[VoiceSpec]:
 
 def engine_available(engine: str, voice: str | None = None) -> bool:
     """Whether ``engine`` (and, for festival, the given voice) is installed, plus sox."""
-    tool = {"flite": "flite", "festival": "text2wave", "espeak-ng": "espeak-ng"}.get(engine)
+    tool = {"flite": "flite", "festival": "festival", "espeak-ng": "espeak-ng"}.get(engine)
     if tool is None or shutil.which(tool) is None or shutil.which("sox") is None:
         return False
     if engine == "festival" and voice is not None:
@@ -181,12 +182,35 @@ class CorpusOptions:
 
 
 # ---- synthesis ----------------------------------------------------------------------------------
+def _scheme_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _engine_batch(spec: VoiceSpec, texts: list[str], tmp: Path) -> list[Path]:
+    """Synthesise ``texts`` with the engine into raw wavs under ``tmp`` (one festival process
+    for the whole batch: its start-up costs more than a sentence)."""
+    raws = [tmp / f"raw{i}.wav" for i in range(len(texts))]
+    if spec.engine == "festival":
+        script = tmp / "batch.scm"
+        script.write_text(f"(voice_{spec.voice})\n" + "".join(
+            f"(utt.save.wave (utt.synth (Utterance Text {_scheme_string(t)})) "
+            f"{_scheme_string(str(r))} 'riff)\n" for t, r in zip(texts, raws)), encoding="utf-8")
+        _run(["festival", "-b", str(script)], f"festival ({spec.name})")
+    else:
+        for i, (text, raw) in enumerate(zip(texts, raws)):
+            text_file = tmp / f"text{i}.txt"
+            text_file.write_text(text + "\n", encoding="utf-8")
+            _run(_engine_command(spec, text_file, raw), f"{spec.engine} ({spec.name})")
+    missing = [str(r) for r in raws if not r.exists()]
+    if missing:
+        raise SynthesisError(f"{spec.engine} ({spec.name}) wrote no audio for {len(missing)} texts")
+    return raws
+
+
 def _engine_command(spec: VoiceSpec, text_file: Path, out_wav: Path) -> list[str]:
     if spec.engine == "flite":
         return ["flite", "-voice", spec.voice, *spec.engine_args, "-f", str(text_file),
                 "-o", str(out_wav)]
-    if spec.engine == "festival":
-        return ["text2wave", str(text_file), "-o", str(out_wav), "-eval", f"(voice_{spec.voice})"]
     if spec.engine == "espeak-ng":
         return ["espeak-ng", "-v", spec.voice, *spec.engine_args, "-f", str(text_file),
                 "-w", str(out_wav)]
@@ -214,16 +238,15 @@ def _run(cmd: list[str], what: str) -> None:
         raise SynthesisError(f"{what} failed ({proc.returncode}): {proc.stderr.strip()[:300]}")
 
 
-def _render(spec: VoiceSpec, text: str, out: Path, sample_rate: int) -> None:
-    """Synthesise ``text`` with ``spec`` into ``out`` (flac), atomically."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+def _render(spec: VoiceSpec, items: list[tuple[str, Path]], sample_rate: int) -> None:
+    """Synthesise each (text, out) pair with ``spec`` into ``out`` (flac); each file atomically."""
     with tempfile.TemporaryDirectory(prefix="rtclone-corpus-") as tmp:
-        text_file, raw = Path(tmp) / "text.txt", Path(tmp) / "raw.wav"
-        text_file.write_text(text + "\n", encoding="utf-8")
-        _run(_engine_command(spec, text_file, raw), f"{spec.engine} ({spec.name})")
-        part = out.with_name(out.name + ".part")
-        _run(_sox_command(spec, raw, part, sample_rate), f"sox ({spec.name})")
-        os.replace(part, out)
+        raws = _engine_batch(spec, [text for text, _ in items], Path(tmp))
+        for raw, (_, out) in zip(raws, items):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            part = out.with_name(out.name + ".part")
+            _run(_sox_command(spec, raw, part, sample_rate), f"sox ({spec.name})")
+            os.replace(part, out)
 
 
 def _write_if_changed(path: Path, content: str) -> bool:
@@ -236,8 +259,8 @@ def _write_if_changed(path: Path, content: str) -> bool:
 
 
 # ---- plan and build -----------------------------------------------------------------------------
-def _plan(options: CorpusOptions) -> dict:
-    """The whole corpus as data: voices, sentence split and every utterance (deterministic)."""
+def plan_corpus(options: CorpusOptions) -> dict:
+    """The manifest a build will write (voices, sentence split, every utterance), nothing run."""
     inventory = list_voices(options.seed)
     speaker_of = {v.name: 100 + i for i, v in enumerate(inventory)}
     chosen = ([v for v in inventory if v.name in set(options.voices)] if options.voices
@@ -284,7 +307,7 @@ def build_corpus(root: Path, options: CorpusOptions, progress: bool = False) -> 
     ``OptionsError`` when ``root`` already holds a corpus made with other options.
     """
     root = Path(root)
-    manifest = json.loads(json.dumps(_plan(options)))  # tuples → lists, as read back from disk
+    manifest = json.loads(json.dumps(plan_corpus(options)))  # tuples → lists, as read back from disk
     for voice in manifest["voices"]:
         if not engine_available(voice["engine"], voice["params"]["voice"]):
             raise BackendUnavailableError(
@@ -310,16 +333,18 @@ def build_corpus(root: Path, options: CorpusOptions, progress: bool = False) -> 
         from tqdm import tqdm
         bar = tqdm(total=len(todo), unit="utt", desc="corpus")
 
-    def render(utt: dict) -> None:
-        _render(specs[name_of[utt["speaker"]]], utt["text"], root / utt["path"],
-                options.sample_rate)
+    def render(batch: list[dict]) -> int:
+        spec = specs[name_of[batch[0]["speaker"]]]
+        _render(spec, [(u["text"], root / u["path"]) for u in batch], options.sample_rate)
+        return len(batch)
 
     with ThreadPoolExecutor(max_workers=options.jobs) as pool:
         for chapter, utts in by_chapter.items():
             pending = [u for u in utts if not (root / u["path"]).exists()]
-            for _ in pool.map(render, pending):
+            batches = [pending[i:i + _BATCH] for i in range(0, len(pending), _BATCH)]
+            for done in pool.map(render, batches):
                 if bar is not None:
-                    bar.update(1)
+                    bar.update(done)
             speaker, number = chapter.split("/")
             _write_if_changed(root / chapter / f"{speaker}-{number}.trans.txt",
                               "".join(f"{u['id']} {u['text']}\n" for u in utts))

@@ -128,7 +128,7 @@ def plot_umap(embeddings: np.ndarray, labels: Sequence[str], path: str | Path, *
     import umap
     from matplotlib.figure import Figure  # no pyplot: no global backend state
 
-    reducer = umap.UMAP(n_neighbors=min(15, e.shape[0] - 1), min_dist=0.1, metric="cosine", random_state=seed)
+    reducer = umap.UMAP(n_neighbors=min(15, e.shape[0] - 1), min_dist=0.1, metric="cosine", random_state=seed, n_jobs=1)
     xy = reducer.fit_transform(e)  # (N, 2)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,10 @@
 - ``vocoder_cond``: the WaveRNN upsample network: mel window (B, feat, n + 2 pad) (synthesizer
   range) → upsampled mel (B, n · hop, feat) and aux (B, n · hop, res_out).
 - ``vocoder_step``: one WaveRNN sample step (prev sample, conditioning, h1, h2 → logits, h1, h2)
-  for runtimes that want it; rtclone itself runs the sample loop on its native kernels.
+  for runtimes that want it; rtclone itself runs the sample loop on its native kernels, which
+  read the loop's weights from
+- ``vocoder_loop``: ``vocoder_loop.npz`` (numpy, no pickle) with I, rnn1, rnn2, fc1-3 under
+  WaveRNN's state-dict names, whatever the format.
 
 Tacotron's prenet dropout stays on at inference, so the dropout keep-masks are graph inputs:
 deterministic, and drawn by the runner from a seeded generator in the model's order.
@@ -26,11 +29,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,11 +43,119 @@ from torch import nn
 from . import __version__
 from .audio import SAMPLE_RATE
 from .errors import ArtifactError, BackendUnavailableError, OptionsError
-from .runners import (ARTIFACT_VERSION, BACKENDS, COMPONENTS, DECODER_STATE, MANIFEST, MANIFEST_FORMAT,
-                      METADATA_KEY, SUFFIX, TS_EXTRA_FILE, sha256_file)
 
 OPSET = 17  # the ONNX opset every artifact is exported with
 
+
+# ---- the artifact format (written here, read by rtclone.runners) ---------------------------------
+ARTIFACT_VERSION = 1  # bump when names, shapes or semantics of any artifact change
+MANIFEST = "manifest.json"
+MANIFEST_FORMAT = "rtclone-artifacts"
+METADATA_KEY = "rtclone"  # ONNX metadata_props key; TorchScript extra file "rtclone.json"
+TS_EXTRA_FILE = "rtclone.json"
+BACKENDS = ("onnx", "torchscript")
+SUFFIX = {"onnx": ".onnx", "torchscript": ".ts"}
+
+# The decoder's recurrent and attention state, in the order of the decoder-step inputs; the step
+# returns each as "<name>_out".
+DECODER_STATE = ("prev_frame", "attn_hidden", "rnn1_h", "rnn1_c", "rnn2_h", "rnn2_c", "context", "cumulative")
+
+# component -> (kind of the source model, input names, output names)
+COMPONENTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "encoder": ("encoder", ("mels",), ("embeddings",)),
+    "text_encoder": ("synthesizer", ("chars", "speaker", "prenet_mask1", "prenet_mask2"), ("memory", "keys")),
+    "decoder_step": ("synthesizer",
+                     DECODER_STATE + ("memory", "keys", "text_mask", "prenet_mask1", "prenet_mask2"),
+                     ("mels", "stop_logit", "attention") + tuple(f"{n}_out" for n in DECODER_STATE)),
+    "postnet": ("synthesizer", ("mels",), ("postnet_mels",)),
+    "vocoder_cond": ("vocoder", ("mel_window",), ("upsampled_mel", "aux")),
+    "vocoder_step": ("vocoder", ("prev_sample", "cond", "h1", "h2"), ("logits", "h1_out", "h2_out")),
+    # the sample loop's weights (WaveRNN state-dict names) for the native kernels: a numpy .npz
+    "vocoder_loop": ("vocoder", (), tuple(f"{layer}.{p}" for layer in ("I", "fc1", "fc2", "fc3") for p in ("weight", "bias"))
+                     + tuple(f"{rnn}.{p}_l0" for rnn in ("rnn1", "rnn2") for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))),
+}
+NPZ_COMPONENTS = ("vocoder_loop",)  # stored as .npz whatever the backend
+NPZ_META_KEY = "__rtclone__"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_manifest(model_dir: str | Path) -> dict[str, Any]:
+    """The checked manifest of an artifact directory. Raises ArtifactError naming the file."""
+    path = Path(model_dir) / MANIFEST
+    if not path.is_file():
+        raise ArtifactError(f"{path}: manifest not found (not an rtclone export directory)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: unreadable manifest ({exc})") from exc
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
+        raise ArtifactError(f"{path}: not an {MANIFEST_FORMAT} manifest")
+    if manifest.get("artifact_version") != ARTIFACT_VERSION:
+        raise ArtifactError(f"{path}: artifact version {manifest.get('artifact_version')!r}, "
+                            f"this rtclone reads version {ARTIFACT_VERSION}: re-export the models")
+    if manifest.get("backend") not in BACKENDS or not isinstance(manifest.get("components"), dict):
+        raise ArtifactError(f"{path}: bad backend {manifest.get('backend')!r} or components")
+    for name in manifest["components"]:
+        if name not in COMPONENTS:
+            raise ArtifactError(f"{path}: unknown component {name!r}")
+    return manifest
+
+
+def check_metadata(file: Path, meta: Any, component: str, entry: Mapping[str, Any],
+                   expect_dims: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """Check an artifact's embedded metadata against its manifest entry and the expected dims."""
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{file}: no rtclone metadata inside the artifact")
+    if meta.get("artifact_version") != ARTIFACT_VERSION:
+        raise ArtifactError(f"{file}: artifact version {meta.get('artifact_version')!r}, expected {ARTIFACT_VERSION}")
+    kind, inputs, outputs = COMPONENTS[component]
+    if meta.get("component") != component or meta.get("kind") != kind:
+        raise ArtifactError(f"{file}: holds {meta.get('component')!r} ({meta.get('kind')!r}), expected {component!r}")
+    if tuple(meta.get("inputs", ())) != inputs or tuple(meta.get("outputs", ())) != outputs:
+        raise ArtifactError(f"{file}: input/output names {meta.get('inputs')} → {meta.get('outputs')} "
+                            f"differ from {list(inputs)} → {list(outputs)}")
+    if meta.get("dims") != entry.get("dims"):
+        raise ArtifactError(f"{file}: dims {meta.get('dims')} differ from the manifest's {entry.get('dims')}")
+    if expect_dims is not None and kind in expect_dims:
+        want = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(expect_dims[kind]).items()}
+        if meta["dims"] != want:
+            raise ArtifactError(f"{file}: dims {meta['dims']} differ from the expected {kind} dims {want}")
+    return meta
+
+
+
+def _load_npz(file: Path) -> tuple[dict[str, np.ndarray], Any]:
+    with np.load(file, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    raw = arrays.pop(NPZ_META_KEY, None)
+    try:
+        return arrays, json.loads(str(raw)) if raw is not None else None
+    except ValueError as exc:
+        raise ArtifactError(f"{file}: unreadable rtclone metadata ({exc})") from exc
+
+
+def _check_loop_shapes(file: Path, arrays: Mapping[str, np.ndarray], d: Mapping[str, Any]) -> None:
+    want = set(COMPONENTS["vocoder_loop"][2])
+    if set(arrays) != want:
+        raise ArtifactError(f"{file}: tensors {sorted(arrays)} differ from {sorted(want)}")
+    R, aux = d["rnn_dims"], d["res_out_dims"] // 4
+    n_out = 2 ** d["bits"] if d["mode"] == "RAW" else 30
+    for key, shape in (("I.weight", (R, d["feat_dims"] + aux + 1)), ("rnn1.weight_hh_l0", (3 * R, R)),
+                       ("fc3.weight", (n_out, d["fc_dims"]))):
+        if tuple(arrays[key].shape) != shape:
+            raise ArtifactError(f"{file}: {key} has shape {tuple(arrays[key].shape)}, dims say {shape}")
+
+
+
+# ---- wrappers: named inputs/outputs around the models' submodules --------------------------------
 
 def _masked_prenet(prenet: nn.Module, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor) -> torch.Tensor:
     """The Tacotron prenet with explicit keep-masks (same arithmetic as ``dropout_always``)."""
@@ -210,8 +323,11 @@ def _dims_dict(dims: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(dims).items()}
 
 
-def _wrappers(encoder: nn.Module, synthesizer: nn.Module | None, vocoder: nn.Module | None) -> dict[str, tuple[nn.Module, nn.Module]]:
-    out: dict[str, tuple[nn.Module, nn.Module]] = {"encoder": (EncoderExport(encoder), encoder)}
+def _wrappers(encoder: nn.Module | None, synthesizer: nn.Module | None,
+              vocoder: nn.Module | None) -> dict[str, tuple[nn.Module, nn.Module]]:
+    out: dict[str, tuple[nn.Module, nn.Module]] = {}
+    if encoder is not None:
+        out["encoder"] = (EncoderExport(encoder), encoder)
     if synthesizer is not None:
         out["text_encoder"] = (TextEncoderExport(synthesizer), synthesizer)
         out["decoder_step"] = (DecoderStepExport(synthesizer), synthesizer)
@@ -219,7 +335,15 @@ def _wrappers(encoder: nn.Module, synthesizer: nn.Module | None, vocoder: nn.Mod
     if vocoder is not None:
         out["vocoder_cond"] = (VocoderCondExport(vocoder), vocoder)
         out["vocoder_step"] = (VocoderStepExport(vocoder), vocoder)
+        out["vocoder_loop"] = (vocoder, vocoder)
     return out
+
+
+def _export_npz(model: nn.Module, component: str, path: Path, meta: dict[str, Any]) -> None:
+    state = model.state_dict()
+    arrays = {k: state[k].detach().cpu().float().numpy() for k in COMPONENTS[component][2]}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays, **{NPZ_META_KEY: np.array(json.dumps(meta, sort_keys=True))})
 
 
 def _export_onnx(wrapper: nn.Module, args: tuple[torch.Tensor, ...], component: str, path: Path,
@@ -247,10 +371,17 @@ def _export_torchscript(wrapper: nn.Module, args: tuple[torch.Tensor, ...], path
     torch.jit.save(traced, str(path), _extra_files={TS_EXTRA_FILE: json.dumps(meta, sort_keys=True)})
 
 
-def export_models(out_dir: str | Path, *, encoder: nn.Module, synthesizer: nn.Module | None = None,
+def _entry(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """The manifest entry of one written artifact."""
+    keys = ("kind", "dims", "inputs", "outputs") + tuple(k for k in ("r", "lookahead") if k in meta)
+    return {"file": path.name, "sha256": sha256_file(path), **{k: meta[k] for k in keys}}
+
+
+def export_models(out_dir: str | Path, *, encoder: nn.Module | None, synthesizer: nn.Module | None = None,
                   vocoder: nn.Module | None = None, format: str = "onnx", opset: int = OPSET) -> dict[str, Any]:
     """Export the encoder (and optionally the synthesizer and the vocoder) to ``out_dir``.
 
+    ``encoder`` may be None to export only the other models (at least one model is needed).
     ``format`` is "onnx" or "torchscript". Writes ``<component>.onnx`` / ``<component>.ts`` for
     each component (see the module docstring) and ``manifest.json``; returns the manifest dict.
     The models are copied to the CPU in eval mode first (the caller's models are not touched).
@@ -259,6 +390,8 @@ def export_models(out_dir: str | Path, *, encoder: nn.Module, synthesizer: nn.Mo
     """
     if format not in BACKENDS:
         raise OptionsError(f"format must be one of {BACKENDS}, got {format!r}")
+    if encoder is None and synthesizer is None and vocoder is None:
+        raise OptionsError("nothing to export: pass at least one of encoder, synthesizer, vocoder")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -275,16 +408,17 @@ def export_models(out_dir: str | Path, *, encoder: nn.Module, synthesizer: nn.Mo
                 "sample_rate": SAMPLE_RATE, "backend": format, "opset": manifest["opset"]}
         if kind == "synthesizer":
             meta["r"] = model.r
-        path = out / f"{component}{SUFFIX[format]}"
-        args = _examples(component, model)
+        elif kind == "vocoder":  # mel frames a streaming caller must wait for past a block
+            meta["lookahead"] = int(model.lookahead)
+        path = out / f"{component}{'.npz' if component in NPZ_COMPONENTS else SUFFIX[format]}"
         with torch.no_grad():
-            if format == "onnx":
-                _export_onnx(wrapper.eval(), args, component, path, meta, opset)
+            if component in NPZ_COMPONENTS:
+                _export_npz(model, component, path, meta)
+            elif format == "onnx":
+                _export_onnx(wrapper.eval(), _examples(component, model), component, path, meta, opset)
             else:
-                _export_torchscript(wrapper.eval(), args, path, meta)
-        manifest["components"][component] = {"file": path.name, "sha256": sha256_file(path),
-                                             **{k: meta[k] for k in ("kind", "dims", "inputs", "outputs")},
-                                             **({"r": meta["r"]} if "r" in meta else {})}
+                _export_torchscript(wrapper.eval(), _examples(component, model), path, meta)
+        manifest["components"][component] = _entry(path, meta)
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     tmp.replace(out / MANIFEST)

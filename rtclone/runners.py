@@ -21,7 +21,6 @@ loop stays on the native kernels (``rtclone.kernels.cpu``): the runner returns t
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Mapping
@@ -29,83 +28,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from .errors import ArtifactError, BackendUnavailableError, InputShapeError
-
-ARTIFACT_VERSION = 1  # bump when names, shapes or semantics of any artifact change
-MANIFEST = "manifest.json"
-MANIFEST_FORMAT = "rtclone-artifacts"
-METADATA_KEY = "rtclone"  # ONNX metadata_props key; TorchScript extra file "rtclone.json"
-TS_EXTRA_FILE = "rtclone.json"
-BACKENDS = ("onnx", "torchscript")
-SUFFIX = {"onnx": ".onnx", "torchscript": ".ts"}
-
-# The decoder's recurrent and attention state, in the order of the decoder-step inputs; the step
-# returns each as "<name>_out".
-DECODER_STATE = ("prev_frame", "attn_hidden", "rnn1_h", "rnn1_c", "rnn2_h", "rnn2_c", "context", "cumulative")
-
-# component -> (kind of the source model, input names, output names)
-COMPONENTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "encoder": ("encoder", ("mels",), ("embeddings",)),
-    "text_encoder": ("synthesizer", ("chars", "speaker", "prenet_mask1", "prenet_mask2"), ("memory", "keys")),
-    "decoder_step": ("synthesizer",
-                     DECODER_STATE + ("memory", "keys", "text_mask", "prenet_mask1", "prenet_mask2"),
-                     ("mels", "stop_logit", "attention") + tuple(f"{n}_out" for n in DECODER_STATE)),
-    "postnet": ("synthesizer", ("mels",), ("postnet_mels",)),
-    "vocoder_cond": ("vocoder", ("mel_window",), ("upsampled_mel", "aux")),
-    "vocoder_step": ("vocoder", ("prev_sample", "cond", "h1", "h2"), ("logits", "h1_out", "h2_out")),
-}
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def read_manifest(model_dir: str | Path) -> dict[str, Any]:
-    """The checked manifest of an artifact directory. Raises ArtifactError naming the file."""
-    path = Path(model_dir) / MANIFEST
-    if not path.is_file():
-        raise ArtifactError(f"{path}: manifest not found (not an rtclone export directory)")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ArtifactError(f"{path}: unreadable manifest ({exc})") from exc
-    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT:
-        raise ArtifactError(f"{path}: not an {MANIFEST_FORMAT} manifest")
-    if manifest.get("artifact_version") != ARTIFACT_VERSION:
-        raise ArtifactError(f"{path}: artifact version {manifest.get('artifact_version')!r}, "
-                            f"this rtclone reads version {ARTIFACT_VERSION}: re-export the models")
-    if manifest.get("backend") not in BACKENDS or not isinstance(manifest.get("components"), dict):
-        raise ArtifactError(f"{path}: bad backend {manifest.get('backend')!r} or components")
-    for name in manifest["components"]:
-        if name not in COMPONENTS:
-            raise ArtifactError(f"{path}: unknown component {name!r}")
-    return manifest
-
-
-def check_metadata(file: Path, meta: Any, component: str, entry: Mapping[str, Any],
-                   expect_dims: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """Check an artifact's embedded metadata against its manifest entry and the expected dims."""
-    if not isinstance(meta, dict):
-        raise ArtifactError(f"{file}: no rtclone metadata inside the artifact")
-    if meta.get("artifact_version") != ARTIFACT_VERSION:
-        raise ArtifactError(f"{file}: artifact version {meta.get('artifact_version')!r}, expected {ARTIFACT_VERSION}")
-    kind, inputs, outputs = COMPONENTS[component]
-    if meta.get("component") != component or meta.get("kind") != kind:
-        raise ArtifactError(f"{file}: holds {meta.get('component')!r} ({meta.get('kind')!r}), expected {component!r}")
-    if tuple(meta.get("inputs", ())) != inputs or tuple(meta.get("outputs", ())) != outputs:
-        raise ArtifactError(f"{file}: input/output names {meta.get('inputs')} → {meta.get('outputs')} "
-                            f"differ from {list(inputs)} → {list(outputs)}")
-    if meta.get("dims") != entry.get("dims"):
-        raise ArtifactError(f"{file}: dims {meta.get('dims')} differ from the manifest's {entry.get('dims')}")
-    if expect_dims is not None and kind in expect_dims:
-        want = {k: list(v) if isinstance(v, tuple) else v for k, v in dict(expect_dims[kind]).items()}
-        if meta["dims"] != want:
-            raise ArtifactError(f"{file}: dims {meta['dims']} differ from the expected {kind} dims {want}")
-    return meta
+from .export import (COMPONENTS, DECODER_STATE, MANIFEST, METADATA_KEY, NPZ_COMPONENTS, TS_EXTRA_FILE, _check_loop_shapes,
+                     _load_npz, check_metadata, read_manifest, sha256_file)
 
 
 def prenet_masks(shape: tuple[int, ...], p: float, generator: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -151,18 +75,23 @@ class ArtifactRunner:
         self._models: dict[str, Any] = {}
         for name, entry in self.manifest["components"].items():
             file = self.model_dir / str(entry.get("file", ""))
+            if Path(str(entry.get("file", ""))).name != entry.get("file"):
+                raise ArtifactError(f"{self.model_dir / MANIFEST}: component {name!r} names a file outside the directory")
             if not file.is_file():
                 raise ArtifactError(f"{file}: artifact of component {name!r} is missing")
             if verify_hashes and entry.get("sha256") != sha256_file(file):
                 raise ArtifactError(f"{file}: SHA-256 differs from the manifest (file changed or corrupt)")
             try:
-                model, meta = self._load(file)
+                model, meta = _load_npz(file) if name in NPZ_COMPONENTS else self._load(file)
             except ArtifactError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any loader failure means an unusable artifact
                 raise ArtifactError(f"{file}: cannot load ({type(exc).__name__}: {exc})") from exc
             self.meta[name] = check_metadata(file, meta, name, entry, expect_dims)
-            self._check_graph(file, name, model, self.meta[name])
+            if name in NPZ_COMPONENTS:
+                _check_loop_shapes(file, model, self.meta[name]["dims"])
+            else:
+                self._check_graph(file, name, model, self.meta[name])
             self._models[name] = model
 
     # ---- backend hooks ----
@@ -197,6 +126,12 @@ class ArtifactRunner:
         """Frames per decoder step the decoder step was exported with."""
         self._need("decoder_step")
         return int(self.meta["decoder_step"]["r"])
+
+    @property
+    def vocoder_lookahead(self) -> int:
+        """Mel frames the vocoder conditioning needs after a block's last frame (its receptive field)."""
+        self._need("vocoder_cond")
+        return int(self.meta["vocoder_cond"]["lookahead"])
 
     @property
     def sample_rate(self) -> int:
@@ -289,10 +224,12 @@ class ArtifactRunner:
         Prenet masks come from a torch generator seeded with ``seed`` in the model's order, so the
         same seed gives the torch synthesizer's mels (within float tolerance). Stops when
         sigmoid(stop logit) > ``stop_threshold`` after ``min_frames`` frames (None: never), or at
-        ``max_steps``. Attention-failure checks are the torch path's (:mod:`rtclone.synth_stream`).
+        ``max_steps``. No attention-failure checks here (the torch path's ``synth_stream.Decoding`` has them).
         """
         import torch
 
+        if np.asarray(chars).shape[0] != 1:
+            raise InputShapeError(f"synthesize decodes one text: chars must be (1, T_text), got {np.asarray(chars).shape}")
         gen = torch.Generator().manual_seed(seed) if seed is not None else None
         memory, keys = self.encode_text(chars, speaker, gen)
         state, r, frames = self.initial_state(memory), self.r, []
@@ -324,6 +261,23 @@ class ArtifactRunner:
                  "h1": _f32(h1, "h1", 2), "h2": _f32(h2, "h2", 2)}
         out = self.run("vocoder_step", feeds)
         return out["logits"], out["h1_out"], out["h2_out"]
+
+
+    def vocoder_loop_state(self) -> dict[str, Any]:
+        """The sample loop's weights as torch tensors under WaveRNN's state-dict names (I, rnn1, rnn2, fc1-3)."""
+        import torch
+
+        self._need("vocoder_loop")
+        return {k: torch.from_numpy(v.copy()) for k, v in self._models["vocoder_loop"].items()}
+
+    def native_vocoder(self, **kwargs: Any) -> Any:
+        """The native CPU sample loop (``rtclone.kernels.cpu.NativeWaveRNN``) on the exported weights;
+        ``kwargs`` go to its constructor (block, threads, value_dtype, ...). Feed it
+        :meth:`vocoder_conditioning` output (as a torch tensor) and uniforms."""
+        from .kernels.cpu import NativeWaveRNN
+
+        d = self.dims("vocoder")
+        return NativeWaveRNN(self.vocoder_loop_state(), mode=d["mode"], bits=d["bits"], **kwargs)
 
 
 def select_providers(device: str = "auto") -> list[str]:

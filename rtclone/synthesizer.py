@@ -67,8 +67,8 @@ class SynthesizerDims:
     @classmethod
     def small(cls) -> SynthesizerDims:
         """rtclone's default model: narrower than RTVC so the decoder runs well above real time on a CPU."""
-        return cls(embed_dims=256, encoder_dims=256, decoder_dims=128, prenet_dims=128, lstm_dims=512,
-                   postnet_dims=256, num_highways=2)
+        return cls(embed_dims=256, encoder_dims=128, decoder_dims=128, prenet_dims=128, lstm_dims=384,
+                   postnet_dims=128, num_highways=2)
 
     @classmethod
     def tiny(cls) -> SynthesizerDims:

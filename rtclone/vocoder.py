@@ -1,7 +1,7 @@
 """WaveRNN vocoder (RTVC / "fatchord" layout): model, conditioning and the torch reference sample loop.
 
 Parameter and buffer names are RTVC's, so an RTVC ``vocoder.pt`` state dict (148 tensors) loads
-strictly. The sample loop follows the shared spec (``notes/wavernn_spec.md``) step for step; the
+strictly. The sample loop follows the shared WaveRNN sample-loop spec step for step; the
 native and Triton kernels must match it. Generation (unbatched, batched fold/crossfade, streaming)
 and the Griffin-Lim baseline live in :mod:`rtclone.vocoder_gen`; :meth:`WaveRNN.generate` and
 :meth:`WaveRNN.stream` delegate there.
@@ -21,12 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputShapeError
+from .audio import MAX_ABS_VALUE
+from .errors import InputShapeError, OptionsError
 
 if TYPE_CHECKING:
     from .vocoder_gen import VocoderOptions
 
-MEL_SCALE = 4.0  # RTVC feeds synthesizer mels / 4 (range [-1, 1]) to the vocoder
+MEL_SCALE = MAX_ABS_VALUE  # RTVC feeds synthesizer mels / 4 (range [-1, 1]) to the vocoder
 MOL_CLASSES = 30  # 10 logistics x (logit, mean, log scale)
 MOL_BITS = 16  # MoL targets are 16-bit linear (RTVC)
 
@@ -51,11 +52,11 @@ class VocoderDims:
 
     def __post_init__(self) -> None:
         if self.mode not in ("RAW", "MOL"):
-            raise ValueError(f"mode must be 'RAW' or 'MOL', got {self.mode!r}")
+            raise OptionsError(f"mode must be 'RAW' or 'MOL', got {self.mode!r}")
         if math.prod(self.upsample_factors) != self.hop_length:
-            raise ValueError(f"upsample factors {self.upsample_factors} do not multiply to hop {self.hop_length}")
+            raise OptionsError(f"upsample factors {self.upsample_factors} do not multiply to hop {self.hop_length}")
         if self.res_out_dims % 4 or self.pad < 0 or not 1 <= self.bits <= 16:
-            raise ValueError(f"bad vocoder dims {self}")
+            raise OptionsError(f"bad vocoder dims {self}")
 
     @property
     def n_classes(self) -> int:
@@ -91,20 +92,23 @@ class VocoderDims:
             mode, bits = "RAW", n_out.bit_length() - 1
         else:
             raise ValueError(f"fc3 has {n_out} outputs: neither 2**bits (RAW) nor {MOL_CLASSES} (MOL)")
-        return cls(
-            bits=bits,
-            mode=mode,
-            rnn_dims=int(sd["rnn1.weight_hh_l0"].shape[1]),
-            fc_dims=int(sd["fc1.weight"].shape[0]),
-            feat_dims=int(conv_in.shape[1]),
-            compute_dims=int(conv_in.shape[0]),
-            res_out_dims=int(sd["upsample.resnet.conv_out.weight"].shape[0]),
-            res_blocks=res_blocks,
-            upsample_factors=factors,
-            pad=(int(conv_in.shape[2]) - 1) // 2,
-            hop_length=math.prod(factors),
-            mu_law=mode == "RAW",
-        )
+        try:
+            return cls(
+                bits=bits,
+                mode=mode,
+                rnn_dims=int(sd["rnn1.weight_hh_l0"].shape[1]),
+                fc_dims=int(sd["fc1.weight"].shape[0]),
+                feat_dims=int(conv_in.shape[1]),
+                compute_dims=int(conv_in.shape[0]),
+                res_out_dims=int(sd["upsample.resnet.conv_out.weight"].shape[0]),
+                res_blocks=res_blocks,
+                upsample_factors=factors,
+                pad=(int(conv_in.shape[2]) - 1) // 2,
+                hop_length=math.prod(factors),
+                mu_law=mode == "RAW",
+            )
+        except OptionsError as exc:  # checkpoints turn ValueError into CheckpointError
+            raise ValueError(str(exc)) from exc
 
 
 # ---- upsample network ---------------------------------------------------------------------------
@@ -228,7 +232,7 @@ class WaveRNN(nn.Module):
         self.fc3 = nn.Linear(f, dims.n_classes)
         before, after = upsample_context(self.upsample)
         if before > dims.pad or after > dims.pad:
-            raise ValueError(f"upsample receptive field ({before}, {after}) frames exceeds pad {dims.pad}")
+            raise OptionsError(f"upsample receptive field ({before}, {after}) frames exceeds pad {dims.pad}")
         self.lookahead = after  # mel frames needed after a frame before its samples can be made
 
     def _split(self, cond: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -302,12 +306,7 @@ class WaveRNN(nn.Module):
             f1 = torch.relu(torch.addmm(pf1, x2, w1t))  # fc1 @ [x2, a3_t] + b
             f2 = torch.relu(torch.addmm(pf2, f1, w2t))  # fc2 @ [f1, a4_t] + b
             out = F.linear(f2, w3, b3)  # (B, n_classes)
-            if raw:
-                c = torch.cumsum(torch.softmax(out, -1), -1)  # (B, n)
-                label = torch.searchsorted(c, u[:, :1] * c[:, -1:], right=True).clamp_(max=n - 1)  # #{k: c_k <= u c_n}
-                x = levels[label[:, 0]]
-            else:
-                x = sample_mol(out, u)
+            x = sample_raw(out, u[:, 0], levels) if raw else sample_mol(out, u)
             outs.append(x)
         out_samples = torch.stack(outs, 1) if outs else torch.zeros(b, 0)  # (B, T)
         return out_samples, (x, h1, h2)
@@ -346,11 +345,15 @@ def gru_cell(
     return (1 - z) * n + z * h
 
 
-def sample_raw(logits: torch.Tensor, u: torch.Tensor, n_classes: int) -> torch.Tensor:
-    """Inverse-CDF categorical sample: logits (B, n), u (B,) in [0, 1) -> x = 2 label / (n - 1) - 1 (B,)."""
+def sample_raw(logits: torch.Tensor, u: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Inverse-CDF categorical sample: logits (B, n), u (B,) in [0, 1) -> levels[label] (B,).
+
+    label = #{k : cumsum(softmax)_k <= u * cumsum_n}, clamped to n - 1; ``levels[k]`` is the
+    model-input value of label k (2 k / (n - 1) - 1 for the spec).
+    """
     c = torch.cumsum(torch.softmax(logits.float(), -1), -1)  # (B, n)
-    label = (c <= (u * c[:, -1]).unsqueeze(1)).sum(1).clamp(max=n_classes - 1)
-    return 2.0 * label.float() / (n_classes - 1) - 1.0
+    label = torch.searchsorted(c, u.unsqueeze(1) * c[:, -1:], right=True).clamp_(max=c.shape[1] - 1)
+    return levels[label[:, 0]]
 
 
 def sample_mol(params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:

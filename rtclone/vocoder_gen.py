@@ -198,6 +198,25 @@ class _MelBuffer:
         self.frames, self.offset = self.frames[:, cut:], self.offset + cut
 
 
+@dataclass(frozen=True)
+class StreamInfo:
+    """Latency figures of ``stream`` for a model and options (computed, not hand-kept)."""
+
+    block_frames: int  # mel frames per conditioning block: PCM comes in multiples of block * hop samples
+    lookahead_frames: int  # frames after a block the upsample network needs (its receptive field)
+    first_chunk_frames: int  # mel frames that must arrive before the first PCM chunk
+    holdback_samples: int  # samples held back until the end of the stream for the fade-out
+
+
+def stream_info(model: "WaveRNN", options: VocoderOptions | None = None, **overrides: Any) -> StreamInfo:
+    """How many mel frames ``stream`` needs before it yields, and what it holds back."""
+    opts = resolve_options(options, overrides)
+    hold = int(round(opts.fade_out * model.dims.sample_rate))
+    blocks = hold // (opts.cond_block * model.dims.hop_length) + 1  # pending must exceed the hold-back
+    first = blocks * opts.cond_block + max(model.lookahead, 1)
+    return StreamInfo(opts.cond_block, model.lookahead, first, hold)
+
+
 def stream(
     model: "WaveRNN", mel_chunks: Iterable[np.ndarray | torch.Tensor], options: VocoderOptions | None = None, **overrides: Any
 ) -> Iterator[np.ndarray]:

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from rtclone.corpus import (CorpusOptions, build_corpus, corpus_summary, engine_available,
-                            list_utterances, list_voices, load_sentences)
+                            list_utterances, list_voices, load_sentences, plan_corpus)
 from rtclone.errors import OptionsError
 from rtclone.text import ARPABET, clean_text, to_arpabet
 
@@ -58,6 +58,23 @@ def test_sentence_list():
 def test_options_are_validated(kwargs):
     with pytest.raises(OptionsError):
         CorpusOptions(**kwargs)
+
+
+def test_default_plan():
+    options = CorpusOptions()
+    plan = plan_corpus(options)
+    voices = list_voices(options.seed)
+    assert [v["name"] for v in plan["voices"]] == [v.name for v in voices[:options.n_voices]]
+    assert all(v["quality"] != "low" for v in plan["voices"])  # the default set is intelligible
+    assert len({v["speaker"] for v in plan["voices"]}) == options.n_voices
+    held = [v for v in plan["voices"] if v["split"] == "eval"]
+    assert len(held) == options.heldout_voices
+    assert all(v["params"]["pitch_cents"] or v["params"]["tempo"] != 1.0 for v in held)
+    per_voice = options.utterances_per_voice + options.heldout_sentences
+    assert len(plan["utterances"]) == options.n_voices * per_voice
+    assert len({u["id"] for u in plan["utterances"]}) == len(plan["utterances"])
+    assert plan_corpus(CorpusOptions()) == plan  # deterministic
+    assert plan_corpus(CorpusOptions(seed=1))["sentences"] != plan["sentences"]
 
 
 def _tiny_options(**kw) -> CorpusOptions:

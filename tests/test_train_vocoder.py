@@ -13,7 +13,7 @@ from rtclone import audio
 from rtclone.checkpoints import load_model, read_checkpoint
 from rtclone.errors import InputShapeError, OptionsError
 from rtclone.sparse import PRUNABLE, PruneSchedule, block_sparsity
-from rtclone.train.vocoder import mol_loss, prepare_utterance, sample_batch, train_vocoder, vocoder_loss
+from rtclone.train.vocoder import mol_loss, prepare_utterance, sample_batch, train_vocoder, vocoder_loss, vocoder_pairs
 from rtclone.vocoder import VocoderDims, WaveRNN
 
 TINY = VocoderDims(rnn_dims=32, fc_dims=32, res_blocks=1, compute_dims=16, res_out_dims=32)
@@ -118,6 +118,9 @@ def test_data_from_paths_and_gta_npy(speech, tmp_path):
     audio.save_wav(wav_path, wav)
     gta = audio.synth_mel(wav) * 0.9  # any mel of the right shape stands in for a GTA mel
     np.save(mel_path, gta)
+    audio.save_wav(tmp_path / "no_mel.wav", wav)
+    assert vocoder_pairs(tmp_path, tmp_path) == [(wav_path, mel_path)]
+    assert vocoder_pairs(tmp_path) == [(tmp_path / "no_mel.wav", None), (wav_path, None)]
     from_paths = prepare_utterance(str(wav_path), str(mel_path), TINY)
     from_arrays = prepare_utterance(audio.load_audio(wav_path), gta, TINY)
     assert np.array_equal(from_paths.mel, from_arrays.mel) and np.array_equal(from_paths.target, from_arrays.target)

@@ -77,6 +77,19 @@ def _as_wav(item: Any) -> np.ndarray:
     return wav
 
 
+def vocoder_pairs(wav_dir: str | Path, mel_dir: str | Path | None = None) -> list[tuple[Path, Path | None]]:
+    """(wav, mel) pairs for ``train_vocoder`` from a folder of audio files (searched recursively).
+
+    With ``mel_dir`` (e.g. GTA mels), each wav pairs with ``mel_dir/<stem>.npy`` and wavs without
+    one are skipped; without it, mels are computed from the audio (ground truth).
+    """
+    wavs = sorted(p for ext in ("wav", "flac", "mp3", "ogg") for p in Path(wav_dir).rglob(f"*.{ext}"))
+    if mel_dir is None:
+        return [(w, None) for w in wavs]
+    mels = {p.stem: p for p in Path(mel_dir).rglob("*.npy")}
+    return [(w, mels[w.stem]) for w in wavs if w.stem in mels]
+
+
 def prepare_utterance(wav: Any, mel: Any, dims: VocoderDims) -> _Utterance:
     """One (wav, mel) pair -> mel (80, T) and quantised pre-emphasised target of T * hop samples."""
     wav = _as_wav(wav)
