@@ -10,8 +10,8 @@ Two latencies a server pays per request / per step:
 The torch baseline calls the modules directly (``model(...)``, ``decoder.step``); the exported
 paths go through :mod:`rtclone.runners` (numpy in/out), which is what ``--models DIR`` serving
 runs. Runs are interleaved (torch, onnx, torchscript, torch, ...) so load from other processes hits
-all alike. One thread everywhere. Prints median and IQR (ms), parity (max abs error vs torch)
-and the machine; writes JSON.
+all alike. One thread everywhere. Prints median and IQR (ms) of wall and process-CPU time, parity
+(max abs error vs torch) and the machine; writes JSON.
 
     python benchmarks/export.py [--runs 30] [--json benchmarks/results/export.json]
 """
@@ -22,13 +22,40 @@ import argparse
 import json
 import os
 import tempfile
+import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from encoder import interleaved, stats  # benchmarks/encoder.py (same directory)
 from rtclone.kernels.cpu.bench import machine_info
+
+
+def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 3) -> dict[str, dict[str, float]]:
+    """Median and IQR (ms) of wall and process-CPU time per function, runs interleaved.
+
+    On a shared machine the CPU time is what the work costs on an idle core; wall time includes
+    waiting for other processes.
+    """
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    wall: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(runs):
+        for k, f in fns.items():
+            c0, t0 = time.process_time(), time.perf_counter()
+            f()
+            wall[k].append((time.perf_counter() - t0) * 1e3)
+            cpu[k].append((time.process_time() - c0) * 1e3)
+    out = {}
+    for k in fns:
+        q1, med, q3 = np.percentile(wall[k], [25, 50, 75])
+        c1, cmed, c3 = np.percentile(cpu[k], [25, 50, 75])
+        out[k] = {"median_ms": float(med), "iqr_ms": float(q3 - q1), "min_ms": float(min(wall[k])),
+                  "cpu_median_ms": float(cmed), "cpu_iqr_ms": float(c3 - c1), "runs": runs}
+    return out
 
 
 def _encoder_case(tmp: Path, partials: int, runs: int) -> dict:
@@ -51,23 +78,20 @@ def _encoder_case(tmp: Path, partials: int, runs: int) -> dict:
     fns = {"torch": torch_fn, "onnxruntime": lambda: ort_run.embed_mels(mels), "torchscript": lambda: ts_run.embed_mels(mels)}
     ref = torch_fn()
     parity = {k: float(np.abs(f() - ref).max()) for k, f in fns.items() if k != "torch"}
-    times = interleaved(fns, runs)
-    return {"input": f"({partials}, 160, 40) partial mels", "latency": {k: stats(v) for k, v in times.items()},
+    return {"input": f"({partials}, 160, 40) partial mels", "latency": interleaved(fns, runs),
             "max_abs_err_vs_torch": parity}
 
 
 def _decoder_case(tmp: Path, name: str, dims, text_len: int, runs: int) -> dict:
-    from rtclone.encoder import EncoderDims, SpeakerEncoder
     from rtclone.export import export_models
     from rtclone.runners import OnnxRunner, TorchScriptRunner
     from rtclone.synthesizer import Tacotron
 
     torch.manual_seed(0)
     syn = Tacotron(dims).eval()
-    enc = SpeakerEncoder(EncoderDims(hidden=8, n_layers=1, embed=8)).eval()  # required argument; not timed
     ort_dir, ts_dir = tmp / f"{name}_onnx", tmp / f"{name}_ts"
-    export_models(ort_dir, encoder=enc, synthesizer=syn, format="onnx")
-    export_models(ts_dir, encoder=enc, synthesizer=syn, format="torchscript")
+    export_models(ort_dir, encoder=None, synthesizer=syn, format="onnx")
+    export_models(ts_dir, encoder=None, synthesizer=syn, format="torchscript")
     ort_run, ts_run = OnnxRunner(ort_dir, threads=1), TorchScriptRunner(ts_dir)
     chars = torch.randint(1, dims.num_chars, (1, text_len))
     spk = torch.nn.functional.normalize(torch.randn(1, dims.speaker_embedding_size), dim=1)
@@ -89,9 +113,8 @@ def _decoder_case(tmp: Path, name: str, dims, text_len: int, runs: int) -> dict:
     fns = {"torch": torch_fn, "onnxruntime": lambda: runner_fn(ort_run), "torchscript": lambda: runner_fn(ts_run)}
     ref = torch_fn()
     parity = {k: float(np.abs(f() - ref).max()) for k, f in fns.items() if k != "torch"}
-    times = interleaved(fns, runs)
     return {"dims": name, "r": r, "text_len": text_len, "lstm_dims": dims.lstm_dims,
-            "latency": {k: stats(v) for k, v in times.items()}, "max_abs_err_vs_torch": parity}
+            "latency": interleaved(fns, runs), "max_abs_err_vs_torch": parity}
 
 
 def main() -> None:
@@ -120,11 +143,12 @@ def main() -> None:
     result["machine"]["loadavg_at_end"] = list(os.getloadavg())
     m = result["machine"]
     print(f"{m['cpu']} ({m['cores']} cores, load {m['loadavg_at_start'][0]:.1f}), torch {m['torch']}, "
-          f"onnxruntime {m['onnxruntime']}, 1 thread, {args.runs} interleaved runs; median ms [IQR]")
+          f"onnxruntime {m['onnxruntime']}, 1 thread, {args.runs} interleaved runs; median ms [IQR] wall / cpu")
     cases = [("encoder " + result["encoder_embedding"]["input"], result["encoder_embedding"])]
     cases += [(f"decoder step ({c['dims']}, r={c['r']}, {c['text_len']} symbols)", c) for c in result["decoder_step"]]
     for title, case in cases:
-        row = "  ".join(f"{k} {v['median_ms']:.3f} [{v['iqr_ms']:.3f}]" for k, v in case["latency"].items())
+        row = "  ".join(f"{k} {v['median_ms']:.2f} [{v['iqr_ms']:.2f}] / {v['cpu_median_ms']:.2f} [{v['cpu_iqr_ms']:.2f}]"
+                        for k, v in case["latency"].items())
         err = ", ".join(f"{k} {v:.1e}" for k, v in case["max_abs_err_vs_torch"].items())
         print(f"{title}: {row}  (max abs err {err})")
     out = Path(args.json)

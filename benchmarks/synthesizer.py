@@ -1,7 +1,7 @@
 """Synthesizer speed: mel frames per second and time to the first streamed mel chunk.
 
 Measures rtclone's default dims (``SynthesizerDims.small()``) against RTVC's dims (the baseline,
-measured in the same run) on this CPU, with random seeded weights (speed does not depend on the
+measured in the same run), each also with the int8 decoder (``quantize_decoder_int8``) on this CPU, with random seeded weights (speed does not depend on the
 values: decoding is free-running to a fixed length with the stop token off).
 
 Goal (issue 3): default dims ≥ 400 frames/s (5× real time at 80 frames/s) and first chunk ≤ 60 ms.
@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rtclone.synthesizer import StreamInfo, SynthesizerDims, Tacotron, TacotronOptions, stream, synthesize
+from rtclone.synthesizer import (StreamInfo, SynthesizerDims, Tacotron, TacotronOptions, quantize_decoder_int8, stream,
+                                 synthesize)
 
 TEXT = "The birch canoe slid on the smooth planks, glue the sheet to the dark blue background."
 FIRST_TEXT = "The birch canoe slid on the"  # a pipeline's first text chunk (first_chunk_words = 6)
@@ -44,10 +45,13 @@ def _summary(xs: list[float]) -> dict[str, float]:
     return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "iqr": float(q[1] - q[0])}
 
 
-def measure(name: str, dims: SynthesizerDims, frames: int, repeats: int, r: int) -> dict:
+def measure(name: str, dims: SynthesizerDims, frames: int, repeats: int, r: int, int8: bool = False) -> dict:
     torch.manual_seed(0)
     model = Tacotron(dims).eval()
     model.set_r(r)
+    n_params = sum(p.numel() for p in model.parameters())
+    if int8:
+        model = quantize_decoder_int8(model)
     emb = np.random.default_rng(0).standard_normal(dims.speaker_embedding_size).astype(np.float32)
     emb /= np.linalg.norm(emb)
     opts = TacotronOptions(stop_threshold=None, detect_attention_failure=False, on_max_length="truncate",
@@ -75,8 +79,8 @@ def measure(name: str, dims: SynthesizerDims, frames: int, repeats: int, r: int)
         first_short_ms.append((time.perf_counter() - t0) * 1e3)
         it.close()
     res = {
-        "name": name, "dims": dims.__dict__, "r": r, "frames": frames,
-        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "name": name, "dims": dims.__dict__, "r": r, "frames": frames, "int8_decoder": int8,
+        "params_M": n_params / 1e6,
         "offline_frames_per_s": _summary(offline_fps),
         "stream_frames_per_s": _summary(stream_fps),
         "first_chunk_ms": _summary(first_ms),
@@ -97,7 +101,9 @@ def main() -> None:
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     results = [measure("rtclone-small (default)", SynthesizerDims.small(), a.frames, a.repeats, a.r),
-               measure("rtvc (baseline)", SynthesizerDims(), a.frames, a.repeats, a.r)]
+               measure("rtclone-small int8 decoder", SynthesizerDims.small(), a.frames, a.repeats, a.r, int8=True),
+               measure("rtvc (baseline)", SynthesizerDims(), a.frames, a.repeats, a.r),
+               measure("rtvc int8 decoder", SynthesizerDims(), a.frames, a.repeats, a.r, int8=True)]
     report = {
         "benchmark": "synthesizer", "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": a.threads,
                                                 "load_avg_1m": os.getloadavg()[0], "torch": torch.__version__,

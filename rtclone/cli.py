@@ -105,7 +105,12 @@ def cmd_corpus_build(args: argparse.Namespace) -> dict[str, Any]:
 def cmd_train_encoder(args: argparse.Namespace) -> dict[str, Any]:
     from .train.encoder import train_encoder
 
-    path = train_encoder(Path(args.data), Path(args.out), steps=args.steps, seed=args.seed, progress=_progress(args))
+    from .encoder import EncoderDims
+
+    dims = EncoderDims(hidden=args.hidden, n_layers=args.layers, embed=args.embed)
+    path = train_encoder(Path(args.data), Path(args.out), steps=args.steps, seed=args.seed, progress=_progress(args),
+                         speakers_per_batch=args.speakers_per_batch, utterances_per_speaker=args.utterances_per_speaker,
+                         dims=dims, lr=args.lr, checkpoint_every=args.checkpoint_every, resume=not args.no_resume)  # fmt: skip
     return {"message": f"checkpoint: {path}", "checkpoint": str(path)}
 
 
@@ -127,7 +132,7 @@ def cmd_eval_encoder(args: argparse.Namespace) -> dict[str, Any]:
     from .eval import eval_encoder
 
     model = _load_encoder(args.encoder)
-    return eval_encoder(model, Path(args.data), umap_png=args.umap)
+    return eval_encoder(model, Path(args.data), umap_png=args.umap, max_utterances_per_speaker=args.max_utterances, progress=_progress(args))
 
 
 def cmd_bench_encoder(args: argparse.Namespace) -> dict[str, Any]:
@@ -260,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("out", help="run directory (checkpoints; resumes if present)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speakers-per-batch", type=int, default=64)
+    p.add_argument("--utterances-per-speaker", type=int, default=10)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--embed", type=int, default=256)
+    p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT holds a checkpoint")
 
     p = _add(train, "vocoder", cmd_train_vocoder, "WaveRNN training on ground-truth or GTA mels, with gradual pruning")
     p.add_argument("wavs", help="folder of wav/flac files")
@@ -280,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.add_argument("--encoder")
     p.add_argument("--umap", help="write a UMAP projection PNG here")
+    p.add_argument("--max-utterances", type=int, help="use at most this many utterances per speaker")
 
     bench = sub.add_parser("bench", help="one measurement").add_subparsers(dest="bench_cmd", metavar="WHAT", required=True)
     p = _add(bench, "encoder", cmd_bench_encoder, "time to embed a reference")

@@ -18,6 +18,9 @@
 - ``vocoder_loop``: ``vocoder_loop.npz`` (numpy, no pickle) with I, rnn1, rnn2, fc1-3 under
   WaveRNN's state-dict names, whatever the format.
 
+``manifest.json`` lists the components with their file, SHA-256, kind, dims and input/output
+names, plus the format, backend, opset, rtclone version, sample rate and ``ARTIFACT_VERSION``.
+
 Tacotron's prenet dropout stays on at inference, so the dropout keep-masks are graph inputs:
 deterministic, and drawn by the runner from a seeded generator in the model's order.
 Every artifact carries its metadata (dims, rtclone version, sample rate, artifact version) inside
@@ -131,8 +134,8 @@ def check_metadata(file: Path, meta: Any, component: str, entry: Mapping[str, An
     return meta
 
 
-
-def _load_npz(file: Path) -> tuple[dict[str, np.ndarray], Any]:
+def load_npz_artifact(file: Path) -> tuple[dict[str, np.ndarray], Any]:
+    """The arrays and the embedded metadata of an .npz artifact (no pickle)."""
     with np.load(file, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     raw = arrays.pop(NPZ_META_KEY, None)
@@ -142,7 +145,8 @@ def _load_npz(file: Path) -> tuple[dict[str, np.ndarray], Any]:
         raise ArtifactError(f"{file}: unreadable rtclone metadata ({exc})") from exc
 
 
-def _check_loop_shapes(file: Path, arrays: Mapping[str, np.ndarray], d: Mapping[str, Any]) -> None:
+def check_loop_shapes(file: Path, arrays: Mapping[str, np.ndarray], d: Mapping[str, Any]) -> None:
+    """The vocoder-loop arrays must be the expected tensors with the shapes the dims give."""
     want = set(COMPONENTS["vocoder_loop"][2])
     if set(arrays) != want:
         raise ArtifactError(f"{file}: tensors {sorted(arrays)} differ from {sorted(want)}")
@@ -154,9 +158,7 @@ def _check_loop_shapes(file: Path, arrays: Mapping[str, np.ndarray], d: Mapping[
             raise ArtifactError(f"{file}: {key} has shape {tuple(arrays[key].shape)}, dims say {shape}")
 
 
-
 # ---- wrappers: named inputs/outputs around the models' submodules --------------------------------
-
 def _masked_prenet(prenet: nn.Module, x: torch.Tensor, mask1: torch.Tensor, mask2: torch.Tensor) -> torch.Tensor:
     """The Tacotron prenet with explicit keep-masks (same arithmetic as ``dropout_always``)."""
     scale = 1.0 / (1.0 - prenet.p) if prenet.p > 0.0 else 1.0

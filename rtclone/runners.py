@@ -16,20 +16,27 @@ names the file.
 :class:`OnnxRunner` (onnxruntime; the CUDA execution provider when ``onnxruntime-gpu`` and a GPU
 are present) and :class:`TorchScriptRunner` share one interface on numpy arrays: embed mels,
 text encode, decoder step, postnet, vocoder conditioning and vocoder step. The vocoder's sample
-loop stays on the native kernels (``rtclone.kernels.cpu``): the runner returns the conditioning.
+loop stays on the native kernels (``rtclone.kernels.cpu``): the runner returns the conditioning
+and the loop's weights (``native_vocoder()``).
+
+Adapters plug the artifacts into the existing inference code, so nothing is re-implemented:
+:class:`ArtifactSynthesizer` into ``rtclone.synthesizer.synthesize`` / ``stream`` and
+:class:`ArtifactVocoder` into ``rtclone.vocoder_gen.generate`` / ``stream``.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Mapping
+from types import SimpleNamespace
+from typing import Any, Iterator, Mapping
 
 import numpy as np
+import torch
 
 from .errors import ArtifactError, BackendUnavailableError, InputShapeError
-from .export import (COMPONENTS, DECODER_STATE, MANIFEST, METADATA_KEY, NPZ_COMPONENTS, TS_EXTRA_FILE, _check_loop_shapes,
-                     _load_npz, check_metadata, read_manifest, sha256_file)
+from .export import (COMPONENTS, DECODER_STATE, MANIFEST, METADATA_KEY, NPZ_COMPONENTS, TS_EXTRA_FILE, check_loop_shapes,
+                     load_npz_artifact, check_metadata, read_manifest, sha256_file)
 
 
 def prenet_masks(shape: tuple[int, ...], p: float, generator: Any = None) -> tuple[np.ndarray, np.ndarray]:
@@ -42,8 +49,6 @@ def prenet_masks(shape: tuple[int, ...], p: float, generator: Any = None) -> tup
     if p <= 0.0:
         ones = np.ones(shape, np.float32)
         return ones, ones.copy()
-    import torch  # the generator is torch's (a dependency of rtclone either way)
-
     a = torch.empty(shape, dtype=torch.float32).bernoulli_(1.0 - p, generator=generator)
     b = torch.empty(shape, dtype=torch.float32).bernoulli_(1.0 - p, generator=generator)
     return a.numpy(), b.numpy()
@@ -82,14 +87,14 @@ class ArtifactRunner:
             if verify_hashes and entry.get("sha256") != sha256_file(file):
                 raise ArtifactError(f"{file}: SHA-256 differs from the manifest (file changed or corrupt)")
             try:
-                model, meta = _load_npz(file) if name in NPZ_COMPONENTS else self._load(file)
+                model, meta = load_npz_artifact(file) if name in NPZ_COMPONENTS else self._load(file)
             except ArtifactError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any loader failure means an unusable artifact
                 raise ArtifactError(f"{file}: cannot load ({type(exc).__name__}: {exc})") from exc
             self.meta[name] = check_metadata(file, meta, name, entry, expect_dims)
             if name in NPZ_COMPONENTS:
-                _check_loop_shapes(file, model, self.meta[name]["dims"])
+                check_loop_shapes(file, model, self.meta[name]["dims"])
             else:
                 self._check_graph(file, name, model, self.meta[name])
             self._models[name] = model
@@ -217,31 +222,6 @@ class ArtifactRunner:
             raise InputShapeError(f"mels: expected (B, {self.meta['postnet']['dims']['n_mels']}, T), got {x.shape}")
         return self.run("postnet", {"mels": x})["postnet_mels"]
 
-    def synthesize(self, chars: np.ndarray, speaker: np.ndarray, seed: int | None = 0, max_steps: int = 500,
-                   stop_threshold: float | None = 0.5, min_frames: int = 10) -> tuple[np.ndarray, int]:
-        """Greedy decoding of one text (chars (1, T_text), speaker (1, spk)) → (postnet mel (n_mels, T), stop step).
-
-        Prenet masks come from a torch generator seeded with ``seed`` in the model's order, so the
-        same seed gives the torch synthesizer's mels (within float tolerance). Stops when
-        sigmoid(stop logit) > ``stop_threshold`` after ``min_frames`` frames (None: never), or at
-        ``max_steps``. No attention-failure checks here (the torch path's ``synth_stream.Decoding`` has them).
-        """
-        import torch
-
-        if np.asarray(chars).shape[0] != 1:
-            raise InputShapeError(f"synthesize decodes one text: chars must be (1, T_text), got {np.asarray(chars).shape}")
-        gen = torch.Generator().manual_seed(seed) if seed is not None else None
-        memory, keys = self.encode_text(chars, speaker, gen)
-        state, r, frames = self.initial_state(memory), self.r, []
-        step = 0
-        for step in range(max_steps):
-            mels, stop, _, state = self.decoder_step(state, memory, keys, np.asarray(chars) != 0, gen)
-            frames.append(mels)
-            if stop_threshold is not None and (step + 1) * r > min_frames \
-                    and 1.0 / (1.0 + np.exp(-float(stop[0]))) > stop_threshold:
-                break
-        return self.postnet(np.concatenate(frames, axis=2))[0], step
-
     def vocoder_conditioning(self, window: np.ndarray) -> np.ndarray:
         """Synthesizer mels with ``pad`` frames of context each side (B, feat, n + 2 pad) → per-sample
         conditioning (B, n · hop, feat + res_out) for the native sample loop."""
@@ -263,10 +243,8 @@ class ArtifactRunner:
         return out["logits"], out["h1_out"], out["h2_out"]
 
 
-    def vocoder_loop_state(self) -> dict[str, Any]:
+    def vocoder_loop_state(self) -> dict[str, torch.Tensor]:
         """The sample loop's weights as torch tensors under WaveRNN's state-dict names (I, rnn1, rnn2, fc1-3)."""
-        import torch
-
         self._need("vocoder_loop")
         return {k: torch.from_numpy(v.copy()) for k, v in self._models["vocoder_loop"].items()}
 
@@ -294,12 +272,8 @@ def select_providers(device: str = "auto") -> list[str]:
 
 
 def _gpu_present() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:  # noqa: BLE001 - no usable torch CUDA: trust the device node
-        return Path("/dev/nvidia0").exists()
+    # a CPU build of torch cannot see the GPU: trust the device node then
+    return bool(torch.cuda.is_available()) or Path("/dev/nvidia0").exists()
 
 
 class OnnxRunner(ArtifactRunner):
@@ -348,6 +322,99 @@ class OnnxRunner(ArtifactRunner):
         return dict(zip(COMPONENTS[component][2], outs))
 
 
+class _ArtifactDecoder:
+    """``Tacotron.decoder`` as :class:`rtclone.synth_stream.Decoding` uses it, on the decoder-step artifact."""
+
+    def __init__(self, runner: ArtifactRunner) -> None:
+        self.runner = runner
+
+    def init_state(self, memory: torch.Tensor) -> dict[str, np.ndarray]:
+        return self.runner.initial_state(memory.numpy())
+
+    def mel_weight(self, r: int) -> torch.Tensor:
+        return torch.empty(0)  # baked into the artifact (for its r)
+
+    def step(self, state: Mapping[str, np.ndarray], memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None,
+             r: int, generator: torch.Generator | None = None, mel_weight: torch.Tensor | None = None,
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
+        m = None if mask is None else mask.cpu().numpy()
+        mels, stop, attn, new = self.runner.decoder_step(state, memory.numpy(), keys.numpy(), m, generator)
+        return torch.from_numpy(mels), torch.from_numpy(stop), torch.from_numpy(attn), new
+
+
+class ArtifactSynthesizer:
+    """The exported synthesizer in the shape :mod:`rtclone.synthesizer` drives, so its ``synthesize``
+    and ``stream`` (stop token, length guard, attention checks, chunked postnet) run from artifacts.
+
+    Provides ``dims`` (the exported dims as attributes), ``r``, ``encode``, ``decoder`` (init_state,
+    mel_weight, step), ``postnet_mel`` and the few nn.Module methods those functions call.
+    Usage: ``rtclone.synthesizer.stream(ArtifactSynthesizer(runner), text, embedding, options)``;
+    the same seed gives the torch model's mels (prenet masks drawn in the same order).
+    """
+
+    training = False
+
+    def __init__(self, runner: ArtifactRunner) -> None:
+        for component in ("text_encoder", "decoder_step", "postnet"):
+            runner._need(component)
+        self.runner = runner
+        self.dims = SimpleNamespace(**runner.dims("synthesizer"))
+        self.decoder = _ArtifactDecoder(runner)
+
+    @property
+    def r(self) -> int:
+        return self.runner.r
+
+    def parameters(self) -> Iterator[torch.Tensor]:
+        yield torch.zeros(0)  # callers read the device off the first parameter: the CPU
+
+    def eval(self) -> "ArtifactSynthesizer":
+        return self
+
+    def train(self, mode: bool = True) -> "ArtifactSynthesizer":
+        return self
+
+    def encode(self, chars: torch.Tensor, speakers: torch.Tensor,
+               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        memory, keys = self.runner.encode_text(chars.cpu().numpy(), speakers.cpu().numpy(), generator)
+        return torch.from_numpy(memory), torch.from_numpy(keys)
+
+    def postnet_mel(self, mels: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.runner.postnet(mels.detach().cpu().numpy()))
+
+
+class ArtifactVocoder:
+    """The exported vocoder in the shape :mod:`rtclone.vocoder_gen` drives, so its ``generate`` and
+    ``stream`` (fold/crossfade, mu-law, de-emphasis, streaming blocks) run from artifacts.
+
+    ``dims`` (the exported dims as attributes), ``lookahead``, ``conditioning`` (on the runner),
+    ``state_dict`` (the loop weights, for the native kernels: backend "cpu-native"/"auto") and
+    ``sample_loop`` (the kernels' plain-torch reference loop: backend "torch").
+    Usage: ``rtclone.vocoder_gen.generate(ArtifactVocoder(runner), mel, seed=0)``.
+    """
+
+    def __init__(self, runner: ArtifactRunner) -> None:
+        runner._need("vocoder_cond")
+        runner._need("vocoder_loop")
+        self.runner = runner
+        d = runner.dims("vocoder")
+        self.dims = SimpleNamespace(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        self.lookahead = runner.vocoder_lookahead
+        self._state = runner.vocoder_loop_state()
+
+    def conditioning(self, window: torch.Tensor) -> torch.Tensor:
+        """window (B, feat, n + 2 pad) → conditioning (B, n · hop, cond)."""
+        return torch.from_numpy(self.runner.vocoder_conditioning(window.detach().cpu().numpy()))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return dict(self._state)
+
+    def sample_loop(self, cond: torch.Tensor, uniforms: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        from .kernels.cpu import reference_generate
+
+        return reference_generate(self._state, cond.float(), uniforms.float(), self.dims.mode, self.dims.bits, state)
+
+
 def _static_widths(component: str, d: Mapping[str, Any]) -> dict[str, int]:
     if component == "encoder":
         return {"mels": d["n_mels"]}
@@ -368,15 +435,12 @@ class TorchScriptRunner(ArtifactRunner):
 
     def __init__(self, model_dir: str | Path, expect_dims: Mapping[str, Mapping[str, Any]] | None = None,
                  device: str = "cpu", verify_hashes: bool = True) -> None:
-        import torch
-
-        self._torch = torch
         self.device = torch.device(device)
         super().__init__(model_dir, expect_dims, verify_hashes)
 
     def _load(self, file: Path) -> tuple[Any, Any]:
         extra = {TS_EXTRA_FILE: ""}
-        module = self._torch.jit.load(str(file), map_location=self.device, _extra_files=extra)
+        module = torch.jit.load(str(file), map_location=self.device, _extra_files=extra)
         raw = extra[TS_EXTRA_FILE]
         try:
             return module.eval(), json.loads(raw) if raw else None
@@ -384,7 +448,6 @@ class TorchScriptRunner(ArtifactRunner):
             raise ArtifactError(f"{file}: unreadable rtclone metadata ({exc})") from exc
 
     def run(self, component: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        torch = self._torch
         names_in, names_out = COMPONENTS[component][1], COMPONENTS[component][2]
         args = [torch.from_numpy(np.asarray(feeds[n])).to(self.device) for n in names_in]
         with torch.inference_mode():

@@ -77,7 +77,8 @@ class Decoding:
         model, opt, r = self.model, self.options, self.r
         dec = model.decoder
         state = dec.init_state(self.memory)
-        mel_w = dec.mel_weight(r).contiguous()
+        mel_w = dec.mel_weight(r)
+        mel_w = mel_w.contiguous() if mel_w is not None else None
         mask = None if bool(self.mask.all()) else self.mask
         while not self.done:
             t = self.n_steps

@@ -29,7 +29,7 @@ from .tacotron_layers import CBHG, Decoder, Encoder
 from .text import text_to_ids
 
 __all__ = ["SynthesizerDims", "Tacotron", "TacotronOptions", "StreamInfo", "synthesize", "stream",
-           "encode_texts", "check_embeddings", "postnet_context", "postnet_lookahead"]
+           "encode_texts", "check_embeddings", "postnet_context", "postnet_lookahead", "quantize_decoder_int8"]
 
 
 @dataclass(frozen=True)
@@ -177,6 +177,25 @@ class Tacotron(nn.Module):
         mel_out = torch.cat(outs, dim=2)[:, :, :T]  # (B, n_mels, T)
         stop = torch.cat(stops, dim=1)[:, :T]  # (B, T)
         return mel_out, self.postnet_mel(mel_out), torch.stack(attns, dim=1), stop
+
+
+def quantize_decoder_int8(model: Tacotron) -> Tacotron:
+    """A copy of ``model`` whose decoder matmuls (GRU/LSTM cells, linears) use int8 weights (CPU).
+
+    Dynamic quantization (torch.ao): weights are stored in int8, activations quantized per call.
+    The autoregressive decoder is bound by weight memory traffic on a CPU, so this makes decoding
+    ~2-3× faster; the encoder and postnet stay float32. For inference only (eval mode, CPU).
+    """
+    import copy
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    q = copy.deepcopy(model).cpu().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao's deprecation notice (the API still works)
+        q.decoder = quantize_dynamic(q.decoder, {nn.Linear, nn.LSTMCell, nn.GRUCell}, dtype=torch.qint8)
+    return q
 
 
 @dataclass(frozen=True)

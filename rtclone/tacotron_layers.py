@@ -191,8 +191,12 @@ class Decoder(nn.Module):
             prev_frame=z(B, self.n_mels),
         )
 
-    def mel_weight(self, r: int) -> torch.Tensor:
-        """The rows of ``mel_proj`` that produce the first r of max_r frames: (n_mels·r, lstm)."""
+    def mel_weight(self, r: int) -> torch.Tensor | None:
+        """The rows of ``mel_proj`` that produce the first r of max_r frames: (n_mels·r, lstm).
+
+        None when ``mel_proj`` is not a plain Linear (e.g. int8 dynamically quantized)."""
+        if not isinstance(self.mel_proj, nn.Linear):
+            return None
         w = self.mel_proj.weight.view(self.n_mels, self.max_r, -1)[:, :r]
         return w.reshape(self.n_mels * r, -1)
 
@@ -216,7 +220,10 @@ class Decoder(nn.Module):
         x = x + h2
         if mel_weight is None:
             mel_weight = self.mel_weight(r)
-        mels = F.linear(x, mel_weight).view(B, self.n_mels, r)  # (B, n_mels, r)
+        if mel_weight is None:  # a quantized projection: all max_r frames, keep the first r
+            mels = self.mel_proj(x).view(B, self.n_mels, self.max_r)[:, :, :r]
+        else:
+            mels = F.linear(x, mel_weight).view(B, self.n_mels, r)  # (B, n_mels, r)
         stop = self.stop_proj(torch.cat([x, context], dim=1)).squeeze(1)  # (B,)
         new = DecoderState(attn_hidden, (h1, c1), (h2, c2), context, state.cumulative + scores, mels[:, :, -1])
         return mels, stop, scores, new

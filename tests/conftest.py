@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +24,7 @@ def _have(tool: str) -> bool:
 @functools.lru_cache(maxsize=None)
 def _synth_file(engine: str, voice: str, text: str, rate: int) -> Path:
     _CACHE.mkdir(parents=True, exist_ok=True)
-    key = abs(hash((engine, voice, text, rate)))
+    key = hashlib.sha1(repr((engine, voice, text, rate)).encode()).hexdigest()[:16]
     out = _CACHE / f"{engine}-{voice}-{key}.wav"
     if not out.exists():
         tmp = out.with_suffix(".tmp.wav")

@@ -8,8 +8,11 @@ examples, so the dynamic axes are exercised too.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -178,21 +181,60 @@ def test_vocoder_loop_weights_drive_the_native_kernel(models, exported, fmt):
     assert _maxerr(got, ref) < 1e-6  # identical levels (the sampled labels agree)
 
 
+def test_vocoder_generation_from_artifacts(models, exported):
+    """vocoder_gen.generate on the artifacts (ArtifactVocoder) gives the torch model's waveform."""
+    from rtclone.kernels import cpu
+    from rtclone.runners import ArtifactVocoder
+    from rtclone.vocoder_gen import generate
+
+    voc = models[2]
+    backend = "cpu-native" if cpu.available() else "torch"
+    mel = torch.randn(80, 12, generator=torch.Generator().manual_seed(6)) * 2.0  # (feat, T)
+    ref = voc.generate(mel, seed=3, backend=backend, fade_out=0.0)
+    got = generate(ArtifactVocoder(exported["onnx"][2]), mel, seed=3, backend=backend, fade_out=0.0)
+    assert got.shape == ref.shape == (11 * 4,) and ref.std() > 0.05  # a real (non-silent) waveform
+    assert np.abs(got - ref).max() < 1e-5
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_exported_pipeline_reproduces_torch_mels(models, exported, fmt):
-    """Same seed → the runner's greedy decoding gives the torch synthesizer's mels."""
+    """Same seed → synthesize/stream on the artifacts (ArtifactSynthesizer) give the torch model's mels."""
+    from rtclone.runners import ArtifactSynthesizer
+    from rtclone.synthesizer import stream
+
     syn, runner = models[1], exported[fmt][2]
-    spk = torch.nn.functional.normalize(torch.randn(256, generator=torch.Generator().manual_seed(5)), dim=0)
+    art = ArtifactSynthesizer(runner)
+    spk = torch.nn.functional.normalize(torch.randn(256, generator=torch.Generator().manual_seed(5)), dim=0).numpy()
     opts = TacotronOptions(seed=11, max_decoder_steps=8, on_max_length="truncate", stop_threshold=None,
-                           detect_attention_failure=False)
-    ref_mel, _, ref_stop = synthesize(syn, ["A short test."], spk.numpy(), opts)[0]
-    chars = encode_texts(["A short test."], syn.dims.num_chars).numpy()
-    mel, stop_step = runner.synthesize(chars, spk.numpy()[None], seed=11, max_steps=8, stop_threshold=None)
-    assert stop_step == ref_stop == 7 and mel.shape == ref_mel.shape == (80, 24)
-    assert _maxerr(mel, ref_mel) < TOL  # measured ~1e-7 after 8 recurrent steps + postnet
+                           detect_attention_failure=False, postnet_chunk=6, postnet_context=6)
+    (ref_mel, ref_attn, ref_stop), = synthesize(syn, ["A short test."], spk, opts)
+    (mel, attn, stop), = synthesize(art, ["A short test."], spk, opts)
+    assert stop == ref_stop == 7 and mel.shape == ref_mel.shape == (80, 24)
+    assert _maxerr(mel, ref_mel) < TOL and _maxerr(attn, ref_attn) < TOL  # measured ~1e-7 after 8 steps + postnet
+    chunks, ref_chunks = list(stream(art, "A short test.", spk, opts)), list(stream(syn, "A short test.", spk, opts))
+    assert [c.shape for c in chunks] == [c.shape for c in ref_chunks] and len(chunks) > 1
+    assert _maxerr(np.concatenate(chunks, 1), np.concatenate(ref_chunks, 1)) < TOL
     # another seed (other prenet masks) moves the mels by >10x the tolerance: the check has teeth
-    other, _ = runner.synthesize(chars, spk.numpy()[None], seed=12, max_steps=8, stop_threshold=None)
+    (other, _, _), = synthesize(art, ["A short test."], spk, dataclasses.replace(opts, seed=12))
     assert _maxerr(other, ref_mel) > 10 * TOL
+
+
+@pytest.mark.slow
+def test_runner_needs_no_model_modules(exported):
+    """A fresh interpreter serves the artifacts without importing any model module."""
+    code = (
+        "import sys, numpy as np\n"
+        "from rtclone.runners import load_runner\n"
+        f"r = load_runner({str(exported['onnx'][0])!r})\n"
+        "e = r.embed_mels(np.ones((1, 20, 40), np.float32))\n"
+        "c = r.vocoder_conditioning(np.zeros((1, 80, 5), np.float32))\n"
+        "bad = [m for m in ('rtclone.encoder', 'rtclone.synthesizer', 'rtclone.tacotron_layers', 'rtclone.vocoder',"
+        " 'rtclone.checkpoints') if m in sys.modules]\n"
+        "print(e.shape, c.shape, bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "(1, 16) (1, 4, 88) []"
 
 
 def test_prenet_masks_follow_dropout_rate():

@@ -13,7 +13,8 @@ import torch
 
 from rtclone import checkpoints
 from rtclone.errors import AttentionFailureError, InputShapeError, MaxLengthError, OptionsError, TextError
-from rtclone.synthesizer import (SynthesizerDims, StreamInfo, Tacotron, TacotronOptions, stream, synthesize)
+from rtclone.synthesizer import (SynthesizerDims, StreamInfo, Tacotron, TacotronOptions, quantize_decoder_int8, stream,
+                                 synthesize)
 
 RTVC_FORMATS = Path(__file__).resolve().parents[2] / "shared" / "rtvc-formats.md"
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -177,6 +178,20 @@ def test_stream_default_chunking_equals_offline(tiny):
     assert [c.shape[1] for c in chunks] == [4, 16, 16, 14]
     offline = synthesize(tiny, [TEXT], _emb(), opts)[0][0]
     np.testing.assert_allclose(np.concatenate(chunks, axis=1), offline, atol=1e-3)
+
+
+def test_int8_decoder_is_close_and_streams(tiny):
+    q = quantize_decoder_int8(tiny)
+    assert type(q.decoder.res_rnn1).__module__.startswith("torch.ao.nn.quantized")
+    assert isinstance(tiny.decoder.res_rnn1, torch.nn.LSTMCell)  # the original is untouched
+    opts = dataclasses.replace(FREE, max_decoder_steps=30)
+    ref = synthesize(tiny, [TEXT], _emb(), opts)[0][0]
+    out = synthesize(q, [TEXT], _emb(), opts)[0][0]
+    # int8 weights: within 2 % of the output range of the float model (measured ~0.1 %)
+    assert np.abs(out - ref).max() < 0.02 * np.abs(ref).max()
+    assert np.abs(out - ref).max() > 0  # it is really a different computation
+    streamed = np.concatenate(list(stream(q, TEXT, _emb(), opts)), axis=1)
+    np.testing.assert_allclose(streamed, out, atol=1e-3)
 
 
 def test_stop_token_ends_decoding(tiny):

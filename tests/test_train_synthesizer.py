@@ -157,9 +157,9 @@ def test_r_schedule():
 
 @pytest.mark.slow
 def test_tiny_model_overfits_and_aligns(prepared, tmp_path):
-    """150 steps on 3 utterances: the loss drops ≥ 5× (measured ~9×) and the alignment sharpens
-    (focus ≥ 0.25 and ≥ 2× the untrained model's; measured ~0.09 → ~0.30) along a diagonal
-    (peak-vs-step correlation ≥ 0.8; measured ~0.89)."""
+    """150 steps on 3 utterances: the loss drops ≥ 5× (measured 9.4×) and the alignment sharpens
+    (focus ≥ 0.2 and ≥ 2.5× the untrained model's; measured 0.078 → 0.302) along a diagonal
+    (peak-vs-step correlation ≥ 0.75; measured −0.34 → 0.89). ~30 s of CPU on a busy core."""
     ds = SynthDataset(prepared)
     dims = SynthesizerDims.tiny()
     torch.manual_seed(0)
@@ -170,8 +170,8 @@ def test_tiny_model_overfits_and_aligns(prepared, tmp_path):
     assert len(losses) == 150
     assert losses[0] / np.mean(losses[-5:]) >= 5.0
     after = _alignment(checkpoints.load_model(tmp_path / "synthesizer.pt", "synthesizer"), ds, r=4)
-    assert after["focus"] >= max(0.25, 2 * before["focus"]), (before, after)
-    assert after["diagonal"] >= 0.8, (before, after)
+    assert after["focus"] >= max(0.2, 2.5 * before["focus"]), (before, after)
+    assert after["diagonal"] >= 0.75, (before, after)
     assert (tmp_path / "alignments" / "step-000150.png").stat().st_size > 1000
 
 

@@ -124,17 +124,20 @@ def bench_vocoder(
 ) -> dict:
     """Time the sample loop for ``seconds`` of 16 kHz audio on random RTVC-dims weights.
 
-    backend: "cpu-native" or "torch" (the plain-torch reference loop). batched: RTVC folding
-    (target 8000, overlap 800 → B folds of 9600 steps; a single fold of T steps when T ≤ 9600).
-    Returns samples_per_s (audio samples per wall second), rtf (wall / audio seconds), wall_s,
+    backend: "cpu-native", "torch" (the plain-torch reference loop) or "auto" (native if built).
+    batched: RTVC folding (target 8000, overlap 800 → B folds of 9600 steps; a single fold of T
+    steps when T ≤ 9600); ``threads`` native threads across the folds. Returns samples_per_s
+    (audio samples per wall second), rtf (wall / audio seconds), cpu_s (process CPU time), wall_s,
     steps, batch and the setup.
     """
     if not 0.0 <= sparsity < 1.0:
         raise OptionsError(f"sparsity must be in [0, 1), got {sparsity}")
     if seconds <= 0:
         raise OptionsError(f"seconds must be > 0, got {seconds}")
+    if backend == "auto":
+        backend = "cpu-native" if available() else "torch"
     if backend not in ("cpu-native", "torch"):
-        raise OptionsError(f"backend must be 'cpu-native' or 'torch', got {backend!r}")
+        raise OptionsError(f"backend must be 'auto', 'cpu-native' or 'torch', got {backend!r}")
     if backend == "cpu-native" and not available():
         raise BackendUnavailableError(unavailable_reason() or "native CPU kernel unavailable")
     total = int(round(seconds * SAMPLE_RATE))
@@ -148,12 +151,14 @@ def bench_vocoder(
     if backend == "cpu-native":
         model = NativeWaveRNN(sd, block=block, value_dtype=value_dtype, threads=threads)
         setup_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         model.generate(cond, uniforms)
     else:
         setup_s = 0.0
+        c0 = time.process_time()
         reference_generate(sd, cond, uniforms)
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     return {
         "backend": backend,
         "sparsity": sparsity,
@@ -164,8 +169,10 @@ def bench_vocoder(
         "steps": steps,
         "samples": total,
         "wall_s": wall,
+        "cpu_s": cpu,
         "setup_s": setup_s,
         "samples_per_s": total / wall,
+        "samples_per_cpu_s": total / cpu if cpu > 0 else None,  # per core-second (shared machines)
         "steps_per_s": B * steps / wall,
         "rtf": wall / seconds,
         "value_dtype": str(value_dtype).replace("torch.", ""),

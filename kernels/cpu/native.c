@@ -1,8 +1,9 @@
 /* rtclone native CPU kernel: the fused, autoregressive WaveRNN sample loop.
  *
  * One call runs T steps of  I -> GRU1 -> GRU2 -> FC1 -> FC2 -> FC3 -> sample -> next input  for B
- * independent streams (OpenMP threads across streams), with no Python per sample and the GIL
- * released. The spec is /work/notes/wavernn_spec.md; the torch reference is reference.py.
+ * independent streams, with no Python per sample and the GIL released. Streams are dealt to
+ * OpenMP threads in contiguous shares; inside a thread, up to 4 streams advance in lockstep so
+ * that every weight block loaded serves all of them (16x1 AVX2 path). The spec is /work/notes/wavernn_spec.md; the torch reference is reference.py.
  *
  * Weights are block-sparse (rtclone.sparse.pack, BSR) with blocks transposed to (nnzb, bw, bh)
  * so that a block's bh rows are contiguous. A matrix whose col_idx is NULL is "dense": every
@@ -367,7 +368,7 @@ static float sample_mol(const float *out, float u0, float u1) {
 }
 
 /* ------------------------------------------------------------------------------------------ */
-/* the loop for one stream                                                                     */
+/* the loop for a group of streams                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 typedef struct {
     int T;
@@ -383,10 +384,6 @@ static size_t pad16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* G streams (1..GMAX) advance in lockstep so that each weight block loaded serves all of them. */
 #define GMAX 4
-
-typedef struct {
-    float *vI, *iv, *gi, *gh, *gi2, *gh2, *v2, *v3, *v4, *f2, *out, *e;
-} Scratch;
 
 static inline void matvec_g(const Model *M, int which, float *const *v, const float *const *add, float *const *y, int G) {
 #if RT_X86
@@ -406,9 +403,8 @@ static int run_group(const Model *M, const StreamArgs *a, int G) {
     float *buf = (float *)aligned_alloc(64, (per * G) * sizeof(float) + 64);
     if (!buf) return -1;
     memset(buf, 0, per * G * sizeof(float));
-    Scratch S[GMAX];
     float *vI[GMAX], *iv[GMAX], *gi[GMAX], *gh[GMAX], *gi2[GMAX], *gh2[GMAX], *v2[GMAX], *v3[GMAX], *v4[GMAX],
-        *f2[GMAX], *out[GMAX], *h1[GMAX], *h2[GMAX];
+        *f2[GMAX], *out[GMAX], *e[GMAX], *h1[GMAX], *h2[GMAX];
     const float *add[4][GMAX];
     const float *nulls[GMAX] = {NULL, NULL, NULL, NULL};
     float x[GMAX];
@@ -416,7 +412,7 @@ static int run_group(const Model *M, const StreamArgs *a, int G) {
         float *b = buf + per * g;
         vI[g] = b, iv[g] = vI[g] + nI, gi[g] = iv[g] + pad16(R), gh[g] = gi[g] + n3, gi2[g] = gh[g] + n3;
         gh2[g] = gi2[g] + n3, v2[g] = gh2[g] + n3, v3[g] = v2[g] + nRa, v4[g] = v3[g] + nRa, f2[g] = v4[g] + nFa;
-        out[g] = f2[g] + pad16(F), S[g].e = out[g] + nO;
+        out[g] = f2[g] + pad16(F), e[g] = out[g] + nO;
         h1[g] = a[g].h1, h2[g] = a[g].h2, x[g] = a[g].x[0];
     }
     const int Iin = M->m[M_I].cols, in2 = M->m[M_IH2].cols, in3 = M->m[M_FC1].cols, in4 = M->m[M_FC2].cols;
@@ -458,7 +454,7 @@ static int run_group(const Model *M, const StreamArgs *a, int G) {
         matvec_g(M, M_FC3, f2, nulls, out, G);
         for (int g = 0; g < G; g++) {
             const float *u = a[g].unif + 2L * t;
-            x[g] = M->mode_mol ? sample_mol(out[g], u[0], u[1]) : sample_raw(M, out[g], S[g].e, u[0]);
+            x[g] = M->mode_mol ? sample_mol(out[g], u[0], u[1]) : sample_raw(M, out[g], e[g], u[0]);
             a[g].out[t] = x[g];
         }
     }
