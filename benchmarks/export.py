@@ -9,8 +9,9 @@ Two latencies a server pays per request / per step:
 
 The torch baseline calls the modules directly (``model(...)``, ``decoder.step``); the exported
 paths go through :mod:`rtclone.runners` (numpy in/out), which is what ``--models DIR`` serving
-runs. Runs are interleaved (torch, onnx, torchscript, torch, ...) so load from other processes hits
-all alike. One thread everywhere. Prints median and IQR (ms) of wall and process-CPU time, parity
+runs. The decoder step also times rtclone's int8-weight torch decoder (``quantize_decoder_int8``,
+not exportable; its "error" is the quantization error, not parity). Runs are interleaved (torch,
+onnx, torchscript, torch, ...) so load from other processes hits all alike. One thread everywhere. Prints median and IQR (ms) of wall and process-CPU time, parity
 (max abs error vs torch) and the machine; writes JSON.
 
     python benchmarks/export.py [--runs 30] [--json benchmarks/results/export.json]
@@ -85,7 +86,7 @@ def _encoder_case(tmp: Path, partials: int, runs: int) -> dict:
 def _decoder_case(tmp: Path, name: str, dims, text_len: int, runs: int) -> dict:
     from rtclone.export import export_models
     from rtclone.runners import OnnxRunner, TorchScriptRunner
-    from rtclone.synthesizer import Tacotron
+    from rtclone.synthesizer import Tacotron, quantize_decoder_int8
 
     torch.manual_seed(0)
     syn = Tacotron(dims).eval()
@@ -110,7 +111,15 @@ def _decoder_case(tmp: Path, name: str, dims, text_len: int, runs: int) -> dict:
     def runner_fn(run) -> np.ndarray:
         return run.decoder_step(np_state0, mem_np, keys_np, mask_np, torch.Generator().manual_seed(1))[0]
 
-    fns = {"torch": torch_fn, "onnxruntime": lambda: runner_fn(ort_run), "torchscript": lambda: runner_fn(ts_run)}
+    # a peer measured in the same run: the torch decoder with int8 weights (not exportable; quantization error)
+    qdec = quantize_decoder_int8(syn).decoder
+
+    def int8_fn() -> np.ndarray:
+        with torch.inference_mode():
+            return qdec.step(state0, memory, keys, None, r, torch.Generator().manual_seed(1))[0].numpy()
+
+    fns = {"torch": torch_fn, "onnxruntime": lambda: runner_fn(ort_run), "torchscript": lambda: runner_fn(ts_run),
+           "torch_int8": int8_fn}
     ref = torch_fn()
     parity = {k: float(np.abs(f() - ref).max()) for k, f in fns.items() if k != "torch"}
     return {"dims": name, "r": r, "text_len": text_len, "lstm_dims": dims.lstm_dims,

@@ -94,6 +94,7 @@ def main() -> None:
     load1 = os.getloadavg()
     print(f"load average start/end {load0[0]:.1f} / {load1[0]:.1f}: shared machine, wall figures are noisy")
     args.out.mkdir(parents=True, exist_ok=True)
+    stem = "kernels_quick" if args.quick else "kernels"  # a quick run never overwrites the full one
     out = {
         "benchmark": "kernels",
         "quick": args.quick,
@@ -103,8 +104,8 @@ def main() -> None:
         "rows": rows,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    (args.out / "kernels.json").write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out / 'kernels.json'}")
+    (args.out / f"{stem}.json").write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.out / (stem + '.json')}")
 
 
 if __name__ == "__main__":

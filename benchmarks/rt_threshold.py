@@ -137,14 +137,18 @@ def main() -> None:
         str(B): step_cost(lambda B, n: (lambda: rtvc(cond[:B, :n, :80], cond[:B, :n, 80:])), B, torch_steps, reps)
         for B in batches
     }
-    costs["torch-ref"] = {
-        str(B): step_cost(lambda B, n: (lambda: reference_generate(dense_sd, cond[:B, :n], uni[:B, :n])), B, torch_steps, reps)
-        for B in batches
-    }
+
+    def ref_run(B: int, n: int):
+        return lambda: reference_generate(dense_sd, cond[:B, :n], uni[:B, :n])
+
+    def native_run(model: NativeWaveRNN):
+        return lambda B, n: (lambda: model.generate(cond[:B, :n], uni[:B, :n]))
+
+    costs["torch-ref"] = {str(B): step_cost(ref_run, B, torch_steps, reps) for B in batches}
     dense_native = NativeWaveRNN(dense_sd, dense_threshold=0.0)  # the dense path
-    costs["native-dense"] = {"1": step_cost(lambda B, n: (lambda: dense_native.generate(cond[:B, :n], uni[:B, :n])), 1, native_steps // 4, reps)}
+    costs["native-dense"] = {"1": step_cost(native_run(dense_native), 1, native_steps // 4, reps)}
     dense_native16 = NativeWaveRNN(dense_sd, dense_threshold=0.0, value_dtype=torch.float16)
-    costs["native-dense-fp16"] = {"1": step_cost(lambda B, n: (lambda: dense_native16.generate(cond[:B, :n], uni[:B, :n])), 1, native_steps // 4, reps)}
+    costs["native-dense-fp16"] = {"1": step_cost(native_run(dense_native16), 1, native_steps // 4, reps)}
     print(f"baselines done ({time.time() - t_start:.0f} s)")
 
     native: dict[str, dict] = {}
@@ -152,13 +156,13 @@ def main() -> None:
     for sp in sorted(set(sparsities) | set(extra)):
         sd = random_state_dict(sp, seed=0)
         forced_sparse = NativeWaveRNN(sd, dense_threshold=1.01)  # BSR path even when dense
-        sparse_only[str(sp)] = step_cost(lambda B, n: (lambda: forced_sparse.generate(cond[:B, :n], uni[:B, :n])), 1, native_steps, reps)["est"]
+        sparse_only[str(sp)] = step_cost(native_run(forced_sparse), 1, native_steps, reps)["est"]
         if sp not in sparsities:
             continue
         model = NativeWaveRNN(sd, threads=args.threads)
         n = native_steps if sp >= 0.8 else native_steps // 4
         native[str(sp)] = {
-            str(B): step_cost(lambda B, n: (lambda: model.generate(cond[:B, :n], uni[:B, :n])), B, max(50, n // max(1, B // 4)), reps, args.threads)
+            str(B): step_cost(native_run(model), B, max(50, n // max(1, B // 4)), reps, args.threads)
             for B in batches
         }
         print(f"native {sp:.3f}: {1 / native[str(sp)]['1']['est']:.0f} samples/s single stream")
@@ -216,11 +220,13 @@ def main() -> None:
     print("\nsparse (BSR path forced) vs dense native, single stream samples/s:")
     for sp, c in sorted(sparse_only.items(), key=lambda kv: float(kv[0])):
         print(f"  {float(sp) * 100:5.1f}%  {1 / c:>9.0f}   (dense native {1 / dense_cost:.0f})")
-    print(f"sparse/dense crossover: {'none' if crossover is None else f'{crossover * 100:g}%'} (first tested sparsity where BSR beats the dense path)")
+    cross = "none" if crossover is None else f"{crossover * 100:g}%"
+    print(f"sparse/dense crossover: {cross} (first tested sparsity where BSR beats the dense path)")
     load1 = os.getloadavg()
     print(f"load average at start/end: {load0[0]:.1f} / {load1[0]:.1f} (machine shared: numbers are noisy)")
 
     args.out.mkdir(parents=True, exist_ok=True)
+    stem = "rt_threshold_quick" if args.quick else "rt_threshold"  # a quick run never overwrites the full one
     result = {
         "benchmark": "rt_threshold",
         "quick": args.quick,
@@ -239,9 +245,9 @@ def main() -> None:
         "sparse_dense_crossover": crossover,
         "wall_s": time.time() - t_start,
     }
-    (args.out / "rt_threshold.json").write_text(json.dumps(result, indent=1))
-    plot(rows, lengths, sparse_only, dense_cost, args.out / "rt_threshold.png")
-    print(f"wrote {args.out / 'rt_threshold.json'} and rt_threshold.png ({time.time() - t_start:.0f} s)")
+    (args.out / f"{stem}.json").write_text(json.dumps(result, indent=1))
+    plot(rows, lengths, sparse_only, dense_cost, args.out / f"{stem}.png")
+    print(f"wrote {args.out / (stem + '.json')} and {stem}.png ({time.time() - t_start:.0f} s)")
 
 
 def plot(rows: list[dict], lengths: list[float], sparse_only: dict, dense_cost: float, path: Path) -> None:

@@ -1,8 +1,9 @@
 """Synthesizer speed: mel frames per second and time to the first streamed mel chunk.
 
 Measures rtclone's default dims (``SynthesizerDims.small()``) against RTVC's dims (the baseline,
-measured in the same run), each also with the int8 decoder (``quantize_decoder_int8``) on this CPU, with random seeded weights (speed does not depend on the
-values: decoding is free-running to a fixed length with the stop token off).
+measured in the same run), each also with the int8 decoder (``quantize_decoder_int8``), on this
+CPU, with random seeded weights (speed does not depend on the values: decoding is free-running to
+a fixed length with the stop token off).
 
 Goal (issue 3): default dims ≥ 400 frames/s (5× real time at 80 frames/s) and first chunk ≤ 60 ms.
 

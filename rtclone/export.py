@@ -203,7 +203,10 @@ class DecoderStepExport(nn.Module):
         self.decoder = tacotron.decoder
         self.r = tacotron.r
         self.n_mels = tacotron.dims.n_mels
-        self.register_buffer("mel_weight", tacotron.decoder.mel_weight(self.r).detach().clone().contiguous())
+        mel_weight = tacotron.decoder.mel_weight(self.r)  # (n_mels · r, lstm); None for a quantized decoder
+        if mel_weight is None:
+            raise OptionsError("the decoder is quantized (quantize_decoder_int8): export the float32 model")
+        self.register_buffer("mel_weight", mel_weight.detach().clone().contiguous())
 
     def forward(self, prev_frame: torch.Tensor, attn_hidden: torch.Tensor, rnn1_h: torch.Tensor, rnn1_c: torch.Tensor,
                 rnn2_h: torch.Tensor, rnn2_c: torch.Tensor, context: torch.Tensor, cumulative: torch.Tensor,
@@ -425,3 +428,18 @@ def export_models(out_dir: str | Path, *, encoder: nn.Module | None, synthesizer
     tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True))
     tmp.replace(out / MANIFEST)
     return manifest
+
+
+def export_checkpoints(out_dir: str | Path, *, encoder: str | Path | None = None, synthesizer: str | Path | None = None,
+                       vocoder: str | Path | None = None, format: str = "onnx", opset: int = OPSET) -> dict[str, Any]:
+    """``rtclone export``: load checkpoints of any supported format and export them with :func:`export_models`.
+
+    ``encoder`` defaults to resemblyzer's shipped pretrained weights; the synthesizer and the vocoder
+    are exported only when given. Raises CheckpointError for unreadable checkpoints.
+    """
+    from .checkpoints import load_encoder, load_model
+
+    return export_models(out_dir, encoder=load_encoder(encoder),
+                         synthesizer=load_model(synthesizer, "synthesizer") if synthesizer is not None else None,
+                         vocoder=load_model(vocoder, "vocoder") if vocoder is not None else None,
+                         format=format, opset=opset)

@@ -8,12 +8,14 @@ The pipeline knows no socket. The server, the CLI and the Python API all drive a
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator, Protocol
 
 import numpy as np
 
-from .errors import OptionsError
+from .errors import CheckpointError, InputShapeError, LimitExceededError, OptionsError, TextError
 
 BACKENDS = ("auto", "torch", "cpu-native", "triton")
 
@@ -72,3 +74,141 @@ class VoiceEngine(Protocol):
     def stream(self, text: str, embedding: np.ndarray, options: SynthesisOptions = SynthesisOptions()) -> Iterator[np.ndarray]:
         """Yield float32 PCM chunks at ``sample_rate`` as they are made. Raises TextError/InputShapeError/SynthesisError."""
         ...
+
+
+DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODEL_FILES = {"encoder": "encoder.pt", "synthesizer": "synthesizer.pt", "vocoder": "vocoder.pt"}
+
+
+@dataclass
+class CloneResult:
+    """Audio and timings of one :meth:`Cloner.clone` call."""
+
+    audio: np.ndarray  # (N,) float32 at sample_rate
+    sample_rate: int
+    ttfa_s: float  # time from the call to the first PCM chunk
+    elapsed_s: float  # total wall time
+    chunks: int
+
+    @property
+    def audio_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+    @property
+    def rtf(self) -> float:
+        """Real-time factor: compute time / audio time (< 1 is faster than real time)."""
+        return self.elapsed_s / self.audio_s if self.audio_s else float("inf")
+
+
+class Cloner:
+    """Reference audio + text → speech in that voice, streamed.
+
+    ``encoder`` is a :class:`rtclone.encoder.SpeakerEncoder`, ``synthesizer`` a
+    :class:`rtclone.synthesizer.Tacotron`, ``vocoder`` a :class:`rtclone.vocoder.WaveRNN` or a
+    :class:`rtclone.vocoder_gen.GriffinLimVocoder` (no weights). Text is cut into sentence chunks
+    (a short first one); each chunk's mel frames stream from the synthesizer into the vocoder,
+    whose PCM chunks are yielded as they are made.
+    """
+
+    sample_rate = 16000
+
+    def __init__(self, encoder: Any, synthesizer: Any, vocoder: Any, *, tacotron_overrides: dict[str, Any] | None = None) -> None:
+        self.encoder = encoder
+        self.synthesizer = synthesizer
+        self.vocoder = vocoder
+        # extra TacotronOptions fields (e.g. attention-failure thresholds) applied to every chunk
+        self.tacotron_overrides = dict(tacotron_overrides or {})
+
+    # ---- construction ----------------------------------------------------------------------
+    @classmethod
+    def from_paths(cls, encoder: str | Path | None = None, synthesizer: str | Path | None = None,
+                   vocoder: str | Path | None = None) -> "Cloner":  # fmt: skip
+        """Load checkpoints (rtclone or RTVC format). ``encoder=None``: resemblyzer's pretrained
+        weights; ``vocoder=None``: the Griffin-Lim baseline. A synthesizer is required."""
+        from .checkpoints import load_encoder, load_model
+        from .vocoder_gen import GriffinLimVocoder
+
+        if synthesizer is None:
+            raise CheckpointError("a synthesizer checkpoint is required (none given)")
+        enc = load_encoder(encoder)
+        syn = load_model(synthesizer, "synthesizer")
+        voc = load_model(vocoder, "vocoder") if vocoder is not None else GriffinLimVocoder()
+        return cls(enc, syn, voc)
+
+    @classmethod
+    def from_dir(cls, path: str | Path) -> "Cloner":
+        """Load ``synthesizer.pt`` (required), ``encoder.pt`` and ``vocoder.pt`` (optional) from a folder."""
+        path = Path(path)
+        if not path.is_dir():
+            raise CheckpointError(f"model directory not found: {path}")
+        files = {k: path / f for k, f in MODEL_FILES.items()}
+        if not files["synthesizer"].is_file():
+            raise CheckpointError(f"{files['synthesizer']}: missing (a model directory needs at least synthesizer.pt)")
+        return cls.from_paths(*(files[k] if files[k].is_file() else None for k in ("encoder", "synthesizer", "vocoder")))
+
+    @classmethod
+    def from_default(cls) -> "Cloner":
+        """The models shipped inside the package (``rtclone/models``)."""
+        if not (DEFAULT_MODELS_DIR / MODEL_FILES["synthesizer"]).is_file():
+            raise CheckpointError(
+                f"no default synthesizer is shipped in {DEFAULT_MODELS_DIR} yet; pass --synthesizer/--models "
+                "(an RTVC synthesizer.pt works) or train one with `rtclone train synthesizer`"
+            )
+        return cls.from_dir(DEFAULT_MODELS_DIR)
+
+    # ---- the engine interface -------------------------------------------------------------
+    def embed(self, audio: np.ndarray | str | Path | bytes, sr: int | None = None) -> np.ndarray:
+        """Reference audio (array at ``sr``, a path or file bytes) → (256,) L2-normalised embedding."""
+        from .audio import preprocess_wav
+        from .encoder import embed_utterance
+
+        wav = preprocess_wav(audio, sr)
+        return embed_utterance(self.encoder, wav)
+
+    def stream(self, text: str, embedding: np.ndarray, options: SynthesisOptions = SynthesisOptions()) -> Iterator[np.ndarray]:
+        """Yield float32 PCM chunks (16 kHz) of ``text`` spoken in the voice of ``embedding``."""
+        from .synthesizer import TacotronOptions
+        from .synthesizer import stream as synth_stream
+        from .text import split_sentences
+        from .vocoder_gen import VocoderOptions
+
+        if not isinstance(text, str):
+            raise TextError(f"text must be a string, got {type(text).__name__}")
+        if len(text) > options.max_chars:
+            raise LimitExceededError(f"text has {len(text)} characters; the limit is {options.max_chars}")
+        chunks = split_sentences(text, first_chunk_words=options.first_chunk_words, max_words=options.max_chunk_words)
+        if not chunks:
+            raise TextError("text is empty")
+        emb = _check_embedding(embedding, self.synthesizer.dims.speaker_embedding_size)
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            topts = TacotronOptions(**{"seed": (options.seed + i) % 2**63, "max_decoder_steps": options.max_decoder_steps,
+                                       **self.tacotron_overrides})  # fmt: skip
+            vopts = VocoderOptions(seed=(options.seed + i) % 2**63, backend=options.backend,
+                                   fade_out=options.fade_out_s if last else 0.0)  # fmt: skip
+            mels = synth_stream(self.synthesizer, chunk, emb, topts)
+            for pcm in self.vocoder.stream(mels, vopts):
+                yield np.clip(pcm, -1.0, 1.0)  # de-emphasis can overshoot; PCM leaves here bounded
+
+    def clone(self, text: str, voice: np.ndarray | str | Path | bytes, options: SynthesisOptions = SynthesisOptions(),
+              sr: int | None = None) -> CloneResult:  # fmt: skip
+        """Speak ``text`` in ``voice`` (an embedding, or reference audio/path/bytes). Returns audio and timings."""
+        t0 = time.perf_counter()
+        emb = voice if isinstance(voice, np.ndarray) and voice.ndim == 1 and sr is None and voice.size <= 1024 else self.embed(voice, sr)
+        parts, ttfa = [], None
+        for chunk in self.stream(text, emb, options):
+            if ttfa is None:
+                ttfa = time.perf_counter() - t0
+            parts.append(chunk)
+        audio = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
+        elapsed = time.perf_counter() - t0
+        return CloneResult(audio, self.sample_rate, ttfa if ttfa is not None else elapsed, elapsed, len(parts))
+
+
+def _check_embedding(embedding: Any, size: int) -> np.ndarray:
+    emb = np.asarray(embedding, dtype=np.float32)
+    if emb.shape != (size,):
+        raise InputShapeError(f"speaker embedding must have shape ({size},), got {emb.shape}")
+    if not np.all(np.isfinite(emb)):
+        raise InputShapeError("speaker embedding holds NaN or inf")
+    return emb

@@ -36,7 +36,7 @@ import torch
 
 from .errors import ArtifactError, BackendUnavailableError, InputShapeError
 from .export import (COMPONENTS, DECODER_STATE, MANIFEST, METADATA_KEY, NPZ_COMPONENTS, TS_EXTRA_FILE, check_loop_shapes,
-                     load_npz_artifact, check_metadata, read_manifest, sha256_file)
+                     check_metadata, load_npz_artifact, read_manifest, sha256_file)
 
 
 def prenet_masks(shape: tuple[int, ...], p: float, generator: Any = None) -> tuple[np.ndarray, np.ndarray]:

@@ -98,7 +98,8 @@ class Decoding:
                     if opt.on_max_length == "error":
                         raise MaxLengthError(
                             f"item {i}: no stop predicted within {self.max_steps[i] * r} frames "
-                            f"({self.text_lens[i]} symbols); raise max_frames / max_frames_per_char or use on_max_length='truncate'"
+                            f"({self.text_lens[i]} symbols); raise max_decoder_steps / max_frames_per_char "
+                            "or use on_max_length='truncate'"
                         )
                     self.stop_steps[i], self.reasons[i] = t, "max_length"
 

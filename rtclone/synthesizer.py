@@ -7,8 +7,11 @@ RTVC ``synthesizer.pt`` state dict (170 tensors) loads strictly. Layers live in
 Inference:
 - :func:`synthesize` — a batch of texts × speaker embeddings → (mel (80, T), alignment, stop step).
 - :func:`stream` — one text → mel chunks (80, t) as the decoder makes them; the postnet runs on
-  chunks with left/right context (``TacotronOptions.postnet_context``) and matches the offline
-  postnet within a tolerance (see ``tests/test_synthesizer.py``).
+  chunks with left/right context (``TacotronOptions.postnet_context``). The decoder frames are
+  identical to offline decoding (same seeded steps); the postnet frames match the offline postnet
+  within 1e-3 absolute (mels span [-4, 4]) with the default 12 frames of context — its convolutions
+  exactly, its bidirectional GRU approximately (``tests/test_synthesizer.py`` checks this).
+- :func:`quantize_decoder_int8` — an int8-weight copy of the decoder for faster CPU decoding.
 
 Prenet dropout stays on at inference (as in Tacotron/RTVC, the model was trained that way); its
 masks come from a generator seeded with ``TacotronOptions.seed``, so output is reproducible.
@@ -213,7 +216,7 @@ class TacotronOptions:
     max_stuck_frames: int = 120  # the attention peak stays on one symbol this long → stuck
     max_skip_chars: int = 8  # the attention peak jumps ahead by more symbols than this in one step → skip
     first_chunk: int = 4  # streaming: frames in the first yielded chunk (small: audio starts early)
-    postnet_chunk: int = 16  # streaming: frames per later chunk (larger: less postnet overhead)
+    postnet_chunk: int = 24  # streaming: frames per later chunk (larger: less postnet overhead)
     postnet_context: int = 12  # streaming: decoder frames of left and right context per postnet chunk
 
     def __post_init__(self) -> None:
@@ -221,7 +224,8 @@ class TacotronOptions:
             raise OptionsError(f"seed must be None or an integer in [0, 2**63), got {self.seed!r}")
         for name, lo, hi in (("max_decoder_steps", 1, 100_000), ("min_guard_frames", 1, 1_000_000),
                              ("min_frames", 0, 100_000), ("max_stuck_frames", 1, 1_000_000),
-                             ("max_skip_chars", 1, 100_000), ("first_chunk", 1, 10_000), ("postnet_chunk", 1, 10_000), ("postnet_context", 0, 10_000)):
+                             ("max_skip_chars", 1, 100_000), ("first_chunk", 1, 10_000), ("postnet_chunk", 1, 10_000),
+                             ("postnet_context", 0, 10_000)):
             v = getattr(self, name)
             if not _is_int(v) or not lo <= v <= hi:
                 raise OptionsError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
@@ -229,7 +233,8 @@ class TacotronOptions:
             raise OptionsError(f"max_frames_per_char must be a number in [0.5, 1000], got {self.max_frames_per_char!r}")
         if self.on_max_length not in ("error", "truncate"):
             raise OptionsError(f"on_max_length must be 'error' or 'truncate', got {self.on_max_length!r}")
-        if self.stop_threshold is not None and (not isinstance(self.stop_threshold, (int, float)) or not 0.0 < self.stop_threshold < 1.0):
+        st = self.stop_threshold
+        if st is not None and (not isinstance(st, (int, float)) or not 0.0 < st < 1.0):
             raise OptionsError(f"stop_threshold must be None or in (0, 1), got {self.stop_threshold!r}")
         if not isinstance(self.detect_attention_failure, bool):
             raise OptionsError("detect_attention_failure must be a bool")
@@ -325,10 +330,11 @@ def stream(model: Tacotron, text: str, embedding: np.ndarray | torch.Tensor,
            options: TacotronOptions = TacotronOptions(), info: StreamInfo | None = None) -> Iterator[np.ndarray]:
     """Stream the mel of one text: yields float32 (n_mels, t) chunks as the decoder makes them.
 
-    Each chunk is postnet output, emitted once ``options.postnet_context`` further frames are
-    decoded (``info.lookahead_frames``); concatenated, the chunks equal :func:`synthesize`'s mel
-    within the postnet-chunking tolerance. ``info`` (optional) is updated in place; the generator
-    also returns it. Errors as in :func:`synthesize` (raised from the iteration).
+    Each chunk is postnet output (``options.first_chunk`` frames first, then ``postnet_chunk``),
+    emitted once ``info.lookahead_frames`` further frames are decoded; concatenated, the chunks
+    equal :func:`synthesize`'s mel within the postnet-chunking tolerance (1e-3 absolute).
+    ``info`` (optional) is updated in place; the generator also returns it. Bad text/embedding
+    raise at the call; AttentionFailureError / MaxLengthError are raised from the iteration.
     """
     device = next(model.parameters()).device
     chars = encode_texts([text], model.dims.num_chars, device)

@@ -137,7 +137,8 @@ class LSA(nn.Module):
         self.W = nn.Linear(attn_dims, attn_dims, bias=True)
         self.v = nn.Linear(attn_dims, 1, bias=False)
 
-    def forward(self, keys: torch.Tensor, query: torch.Tensor, cumulative: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, keys: torch.Tensor, query: torch.Tensor, cumulative: torch.Tensor,
+                mask: torch.Tensor | None) -> torch.Tensor:
         """keys (B, T_text, A), query (B, A), cumulative (B, T_text), mask (B, T_text) bool → (B, T_text)."""
         loc = self.L(self.conv(cumulative.unsqueeze(1)).transpose(1, 2))  # (B, T_text, A)
         u = self.v(torch.tanh(self.W(query).unsqueeze(1) + keys + loc)).squeeze(-1)  # (B, T_text)

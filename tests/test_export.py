@@ -333,6 +333,34 @@ def test_artifact_version_inside_file_shapes_and_corruption(copy_of):
         load_runner(d, verify_hashes=False)
 
 
+def test_export_checkpoints_from_files(models, tmp_path):
+    from rtclone.checkpoints import save_model
+    from rtclone.export import export_checkpoints
+
+    enc, syn, voc = models
+    paths = {k: save_model(m, tmp_path / f"{k}.pt", k) for k, m in (("encoder", enc), ("synthesizer", syn), ("vocoder", voc))}
+    manifest = export_checkpoints(tmp_path / "out", **paths, format="torchscript")
+    runner = TorchScriptRunner(tmp_path / "out", expect_dims={"encoder": ENC_DIMS.__dict__, "vocoder": VOC_DIMS.__dict__,
+                                                             "synthesizer": SynthesizerDims.tiny().__dict__})
+    assert len(manifest["components"]) == 7 and runner.r == 3  # r travels in the checkpoint's decoder.r buffer
+    x = torch.rand(2, 30, 40)
+    assert _maxerr(runner.embed_mels(x.numpy()), enc(x)) < TOL
+
+
+def test_export_refuses_bad_requests(models, tmp_path):
+    from rtclone.errors import OptionsError
+    from rtclone.synthesizer import quantize_decoder_int8
+
+    enc, syn, _ = models
+    with pytest.raises(OptionsError, match="format must be one of"):
+        export_models(tmp_path, encoder=enc, format="tflite")
+    with pytest.raises(OptionsError, match="nothing to export"):
+        export_models(tmp_path, encoder=None)
+    with pytest.raises(OptionsError, match="quantized"):
+        export_models(tmp_path, encoder=None, synthesizer=quantize_decoder_int8(syn), format="torchscript")
+    assert not (tmp_path / MANIFEST).exists()
+
+
 def test_backend_mismatch_names_manifest(exported):
     with pytest.raises(ArtifactError, match="manifest.json: a onnx export, not torchscript"):
         TorchScriptRunner(exported["onnx"][0])

@@ -121,6 +121,17 @@ def test_streaming_continuation_equals_one_call():
 
 
 @needs_native
+def test_empty_inputs_return_empty_and_keep_state():
+    model = NativeWaveRNN(random_state_dict(0.0, **SMALL), precompute="never")
+    state = (torch.full((2,), 0.5), torch.ones(2, 32), torch.ones(2, 32))
+    samples, new_state = model.generate(_cond(2, 0, SMALL_COND), draw_uniforms(2, 0, 0), state=state)
+    assert samples.shape == (2, 0)
+    assert all(torch.equal(a, b) for a, b in zip(state, new_state))
+    samples, _ = NativeWaveRNN(random_state_dict(0.0, **SMALL)).generate(_cond(0, 5, SMALL_COND), draw_uniforms(0, 5, 0))
+    assert samples.shape == (0, 5)
+
+
+@needs_native
 def test_same_seed_same_samples_and_seed_matters():
     sd = random_state_dict(0.5, **SMALL)
     model = NativeWaveRNN(sd)
@@ -201,8 +212,10 @@ def test_prune_blocks_and_fold_count():
     blocks = p.reshape(4, 16, 40, 1).permute(0, 2, 1, 3).reshape(160, 16)
     kept = blocks.ne(0).any(dim=1)
     assert int(kept.sum()) == 16
-    norms = w.reshape(4, 16, 40, 1).permute(0, 2, 1, 3).reshape(160, 16).norm(dim=1)
+    norms = w.reshape(4, 16, 40, 1).permute(0, 2, 1, 3).reshape(160, 16).abs().sum(dim=1)  # L1 per block
     assert float(norms[kept].min()) >= float(norms[~kept].max())
+    fc3 = prune_blocks(torch.randn(30, 64), 0.5, (16, 1))  # 30 rows: pruned as if padded to 32
+    assert fc3.shape == (30, 64) and 0.4 < float(fc3.eq(0).float().mean()) < 0.6
     assert fold_count(8000) == 1 and fold_count(9600) == 1
     assert fold_count(32000) == 4  # RTVC: (32000-800)//8800 = 3 folds + a remainder fold
     assert fold_count(16 * 16000) == 29
@@ -286,3 +299,25 @@ def test_other_block_shapes_match_reference(block):
     ref, ref_state = reference_generate(sd, cond, u)
     assert torch.equal(samples, ref)
     assert _max_state_err(state, ref_state) < 1e-5
+
+
+@pytest.mark.parametrize("mode", ["RAW", "MOL"])
+def test_agrees_with_the_vocoders_torch_loop(mode):
+    """The shared spec, two teams: rtclone.vocoder.WaveRNN.sample_loop vs this package (and the kernel)."""
+    vocoder = pytest.importorskip("rtclone.vocoder")
+    dims = vocoder.VocoderDims(mode=mode, bits=9, rnn_dims=32, fc_dims=32, feat_dims=8, compute_dims=8,
+                               res_out_dims=16, res_blocks=1)  # fmt: skip
+    torch.manual_seed(12)
+    model = vocoder.WaveRNN(dims).eval()
+    sd = {k: v.detach() for k, v in model.state_dict().items()}
+    B, T = 2, 300
+    cond, u = _cond(B, T, 8 + 16, seed=12), draw_uniforms(B, T, seed=12)
+    with torch.no_grad():
+        theirs, their_state = model.sample_loop(cond, u)
+    ours, our_state = reference_generate(sd, cond, u, mode)
+    assert float((theirs - ours).abs().max()) < 1e-5
+    assert _max_state_err(their_state, our_state) < 1e-5
+    if kcpu.available():
+        native, native_state = NativeWaveRNN(sd, mode=mode).generate(cond, u)
+        assert float((theirs - native).abs().max()) < 1e-5
+        assert _max_state_err(their_state, native_state) < 1e-5

@@ -173,9 +173,9 @@ def test_stream_first_chunk_before_decoding_ends(tiny):
 
 
 def test_stream_default_chunking_equals_offline(tiny):
-    opts = dataclasses.replace(FREE, max_decoder_steps=25)  # defaults: first 4, then 16, context 12
+    opts = dataclasses.replace(FREE, max_decoder_steps=25)  # defaults: first 4, then 24, context 12
     chunks = list(stream(tiny, TEXT, _emb()[0], opts))
-    assert [c.shape[1] for c in chunks] == [4, 16, 16, 14]
+    assert [c.shape[1] for c in chunks] == [4, 24, 22]
     offline = synthesize(tiny, [TEXT], _emb(), opts)[0][0]
     np.testing.assert_allclose(np.concatenate(chunks, axis=1), offline, atol=1e-3)
 

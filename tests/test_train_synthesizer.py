@@ -18,8 +18,8 @@ from rtclone import checkpoints
 from rtclone.errors import InputShapeError, OptionsError
 from rtclone.synthesizer import SynthesizerDims, Tacotron
 from rtclone.train.synthesizer import (SynthDataset, alignment_scores, bucket_batches, collate, export_gta,
-                                       guided_attention_loss, prepare_synthesizer_data, r_at, synthesizer_items,
-                                       train_synthesizer)
+                                       guided_attention_loss, parse_r_schedule, prepare_synthesizer_data, r_at,
+                                       synthesizer_items, train_synthesizer)
 
 UTTERANCES = {"slt": ["The cat sat.", "Hello there."], "awb": ["Green apples."]}
 
@@ -151,6 +151,9 @@ def test_guided_attention_prefers_the_diagonal():
 def test_r_schedule():
     sched = [(0, 7), (100, 4), (300, 2)]
     assert [r_at(s, sched) for s in (0, 99, 100, 299, 300, 10_000)] == [7, 7, 4, 4, 2, 2]
+    assert parse_r_schedule("0:7,100:4,300:2") == sched
+    with pytest.raises(OptionsError):
+        parse_r_schedule("0-7")
     with pytest.raises(OptionsError):
         train_synthesizer("unused", "unused", dims=SynthesizerDims.tiny(), steps=1, r_schedule=[(5, 2)])
 

@@ -15,6 +15,7 @@ from collections.abc import Callable
 import torch
 
 from rtclone.errors import BackendUnavailableError, OptionsError
+from rtclone.sparse import block_mask
 
 from .reference import MATRIX_KEYS, draw_uniforms, fold_count, reference_generate
 from .wavernn import NativeWaveRNN, available, unavailable_reason
@@ -24,21 +25,15 @@ FOLD_TARGET, FOLD_OVERLAP = 8000, 800  # RTVC's batched generation
 
 
 def prune_blocks(w: torch.Tensor, sparsity: float, block: tuple[int, int]) -> torch.Tensor:
-    """Zero the ``sparsity`` fraction of (bh, bw) blocks with the smallest L2 norm (a copy)."""
+    """A copy of ``w`` with the ``sparsity`` fraction of its (bh, bw) blocks zeroed
+    (rtclone.sparse.block_mask: smallest L1 magnitude first); rows that do not fill a last block
+    (MoL's 30-row fc3) are pruned as if padded with zero rows."""
     rows, cols = w.shape
-    bh, bw = block
-    if rows % bh:  # e.g. MoL's 30-row fc3: prune as if padded with zero rows
+    bh = block[0]
+    if rows % bh:
         padded = torch.cat([w, w.new_zeros(bh - rows % bh, cols)])
         return prune_blocks(padded, sparsity, block)[:rows]
-    blocks = w.reshape(rows // bh, bh, cols // bw, bw)
-    norms = blocks.pow(2).sum(dim=(1, 3))  # (nbr, nbc)
-    n_drop = int(round(sparsity * norms.numel()))
-    if n_drop <= 0:
-        return w.clone()
-    keep = torch.ones(norms.numel(), dtype=torch.bool)
-    keep[torch.argsort(norms.flatten())[:n_drop]] = False
-    mask = keep.reshape(norms.shape)[:, None, :, None].expand_as(blocks)
-    return (blocks * mask).reshape(rows, cols)
+    return w * block_mask(w, block, sparsity)
 
 
 def random_state_dict(

@@ -400,7 +400,7 @@ static int run_group(const Model *M, const StreamArgs *a, int G) {
     const size_t nI = pad16(1 + feat + aux), n3 = pad16(3 * (size_t)R), nRa = pad16(R + aux), nFa = pad16(F + aux);
     const size_t nO = pad16(M->m[M_FC3].rows > n_out ? M->m[M_FC3].rows : n_out); /* rows may be padded */
     const size_t per = nI + pad16(R) + 4 * n3 + 2 * nRa + nFa + pad16(F) + 2 * nO + 16;
-    float *buf = (float *)aligned_alloc(64, (per * G) * sizeof(float) + 64);
+    float *buf = (float *)aligned_alloc(64, ((per * G * sizeof(float) + 127) / 64) * 64); /* size: multiple of 64 */
     if (!buf) return -1;
     memset(buf, 0, per * G * sizeof(float));
     float *vI[GMAX], *iv[GMAX], *gi[GMAX], *gh[GMAX], *gi2[GMAX], *gh2[GMAX], *v2[GMAX], *v3[GMAX], *v4[GMAX],

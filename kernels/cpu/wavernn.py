@@ -99,7 +99,12 @@ class NativeWaveRNN:
     ``threads`` OpenMP threads run independent streams (folds) in parallel.
     ``precompute``: "auto" | "always" | "never" - compute the conditioning columns' products of I,
     rnn2's input, fc1 and fc2 for all steps with one dense GEMM per chunk before the loop, instead
-    of inside it. "auto" precomputes a matrix's conditioning part only when it is mostly dense.
+    of inside it. "auto" precomputes a matrix's conditioning part only when it is mostly dense
+    (for pruned weights the in-loop sparse product is cheaper than the dense GEMM).
+    ``vectorized=False`` forces the portable scalar path (it is also used when the CPU lacks
+    AVX2/FMA/F16C; ``self.vectorized`` says which path runs). The fast AVX2 kernels cover
+    (16, 1) blocks; other block shapes run a generic loop.
+    Tolerances against :func:`reference_generate`: see tests/test_kernels_cpu.py.
     """
 
     def __init__(
@@ -186,6 +191,8 @@ class NativeWaveRNN:
         else:
             x, h1, h2 = (s.detach().to("cpu", torch.float32).clone().contiguous() for s in state)
         out = torch.empty(B, T)
+        if B == 0 or T == 0:
+            return out, (x, h1, h2)
         pre = self.cond_weights
         width = sum(cw[1].shape[1] for cw in pre if cw is not None)
         chunk = T if width == 0 else max(64, _ADDEND_BUDGET // (4 * B * width))

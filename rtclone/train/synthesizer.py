@@ -285,7 +285,8 @@ def _distributed() -> tuple[int, int, bool]:
 def _check_schedule(r_schedule: Sequence[tuple[int, int]], max_r: int) -> list[tuple[int, int]]:
     sched = sorted((int(s), int(r)) for s, r in r_schedule)
     if not sched or sched[0][0] != 0 or any(not 1 <= r <= max_r for _, r in sched):
-        raise OptionsError(f"r_schedule must be [(start_step, r), ...] starting at step 0 with 1 <= r <= {max_r}, got {r_schedule!r}")
+        raise OptionsError(f"r_schedule must be [(start_step, r), ...] starting at step 0 with 1 <= r <= {max_r}, "
+                           f"got {r_schedule!r}")
     return sched
 
 
@@ -310,7 +311,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
 
     if not (isinstance(steps, int) and steps >= 1 and isinstance(batch_size, int) and batch_size >= 1
             and checkpoint_every >= 1 and lr > 0 and guided_attention >= 0 and grad_clip > 0):
-        raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0, grad_clip > 0")
+        raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0 "
+                           "and grad_clip > 0")
     rank, world, own_pg = _distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out_dir = Path(out_dir)
@@ -426,7 +428,7 @@ def export_gta(model_ckpt: str | Path, prepared_dir: str | Path, out_dir: str | 
 
 
 # ---- torchrun entry point ------------------------------------------------------------------------
-def _parse_schedule(text: str) -> list[tuple[int, int]]:
+def parse_r_schedule(text: str) -> list[tuple[int, int]]:
     """"0:7,2000:4,4000:2" → [(0, 7), (2000, 4), (4000, 2)]."""
     try:
         return [(int(a), int(b)) for a, b in (part.split(":") for part in text.split(","))]
@@ -452,7 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[a.dims]()
     res = train_synthesizer(a.prepared, a.out, dims=dims, steps=a.steps, batch_size=a.batch_size,
-                            r_schedule=_parse_schedule(a.r_schedule), lr=a.lr, guided_attention=a.guided_attention,
+                            r_schedule=parse_r_schedule(a.r_schedule), lr=a.lr, guided_attention=a.guided_attention,
                             seed=a.seed, resume=not a.no_resume, progress=a.progress, checkpoint_every=a.checkpoint_every)
     if int(os.environ.get("RANK", "0")) == 0:
         res["final_loss"] = res["losses"][-1] if res["losses"] else None

@@ -1,0 +1,70 @@
+"""The Cloner pipeline on tiny seeded random models: streaming behaviour, options, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from rtclone.errors import CheckpointError, InputShapeError, LimitExceededError, OptionsError, TextError
+from rtclone.pipeline import Cloner, SynthesisOptions
+
+TACO = {"detect_attention_failure": False, "on_max_length": "truncate", "max_frames_per_char": 2.0, "stop_threshold": None}
+
+
+@pytest.fixture(scope="module")
+def cloner():
+    from rtclone.checkpoints import load_encoder
+    from rtclone.synthesizer import SynthesizerDims, Tacotron
+    from rtclone.vocoder import VocoderDims, WaveRNN
+
+    torch.manual_seed(0)
+    syn = Tacotron(SynthesizerDims.tiny()).eval()
+    voc = WaveRNN(VocoderDims(rnn_dims=32, fc_dims=32, compute_dims=16, res_out_dims=32, res_blocks=1)).eval()
+    return Cloner(load_encoder(), syn, voc, tacotron_overrides=TACO)
+
+
+def test_stream_yields_audio_and_equals_clone(cloner, speech):
+    ref = speech("The quick brown fox jumps over the lazy dog near the river bank.", voice="slt")
+    emb = cloner.embed(ref, 16000)
+    assert emb.shape == (256,) and abs(np.linalg.norm(emb) - 1) < 1e-5
+    opts = SynthesisOptions(seed=3, backend="torch")
+    text = "Hello there. This is a second sentence."
+    chunks = list(cloner.stream(text, emb, opts))
+    assert len(chunks) >= 2 and all(c.dtype == np.float32 and c.ndim == 1 for c in chunks)
+    audio = np.concatenate(chunks)
+    assert np.all(np.isfinite(audio)) and np.abs(audio).max() <= 1.0
+    # duration follows the length guard: 2 frames per symbol (+EOS) per sentence chunk, 200 samples per frame
+    assert 0.25 < len(audio) / 16000 < 3.0
+    again = cloner.clone(text, emb, opts)
+    assert np.array_equal(again.audio, audio), "same seed, same audio"
+    assert again.ttfa_s <= again.elapsed_s and again.rtf > 0
+    other = cloner.clone(text, emb, SynthesisOptions(seed=4, backend="torch")).audio
+    assert not np.array_equal(other, audio)
+
+
+@pytest.mark.parametrize("text, err", [("", TextError), ("   \n", TextError), ("🙂🙂", TextError), ("a" * 6000, LimitExceededError)])
+def test_bad_text(cloner, text, err):
+    with pytest.raises(err):
+        list(cloner.stream(text, np.ones(256, np.float32) / 16, SynthesisOptions(backend="torch")))
+
+
+@pytest.mark.parametrize("emb", [np.ones(255, np.float32), np.full(256, np.nan, np.float32)])
+def test_bad_embedding(cloner, emb):
+    with pytest.raises(InputShapeError):
+        list(cloner.stream("Hello.", emb, SynthesisOptions(backend="torch")))
+
+
+def test_options_are_validated():
+    with pytest.raises(OptionsError):
+        SynthesisOptions(backend="gpu")
+    with pytest.raises(OptionsError):
+        SynthesisOptions.from_dict({"seed": -1})
+    with pytest.raises(OptionsError, match="unknown option"):
+        SynthesisOptions.from_dict({"sede": 1})
+    assert SynthesisOptions.from_dict({"seed": 5}).seed == 5
+
+
+def test_missing_models_are_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="synthesizer.pt"):
+        Cloner.from_dir(tmp_path)
+    with pytest.raises(CheckpointError, match="not found"):
+        Cloner.from_dir(tmp_path / "nope")
