@@ -94,12 +94,12 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_corpus_build(args: argparse.Namespace) -> dict[str, Any]:
-    from .corpus import CorpusOptions, build_corpus
+    from .corpus import CorpusOptions, build_corpus, corpus_summary, plan_corpus
 
-    opts = CorpusOptions(seed=args.seed, n_voices=args.voices, utterances_per_voice=args.utterances)
-    manifest = build_corpus(Path(args.root), opts, progress=_progress(args))
-    n_voices = len(manifest.get("voices", []))
-    return {"message": f"corpus in {args.root}: {n_voices} voices", "root": args.root, "voices": n_voices}
+    opts = CorpusOptions(seed=args.seed, n_voices=args.voices, voices=tuple(args.voice or ()), utterances_per_voice=args.utterances,
+                         heldout_voices=args.heldout_voices, heldout_sentences=args.heldout_sentences, jobs=args.jobs)  # fmt: skip
+    manifest = plan_corpus(opts) if args.dry_run else build_corpus(Path(args.root), opts, progress=_progress(args))
+    return {"message": f"corpus {'plan' if args.dry_run else 'in ' + args.root}", "root": args.root, **corpus_summary(manifest)}
 
 
 def cmd_train_encoder(args: argparse.Namespace) -> dict[str, Any]:
@@ -126,6 +126,96 @@ def cmd_train_vocoder(args: argparse.Namespace) -> dict[str, Any]:
                            steps=args.steps, batch_size=args.batch_size, seed=args.seed, prune=prune,
                            checkpoint_every=args.checkpoint_every, progress=_progress(args))  # fmt: skip
     return {"message": f"vocoder run in {args.out}", **report}
+
+
+def _make_cloner(args: argparse.Namespace):
+    from .pipeline import Cloner
+
+    if args.models:
+        return Cloner.from_dir(args.models)
+    if args.synthesizer:
+        return Cloner.from_paths(args.encoder, args.synthesizer, args.vocoder)
+    return Cloner.from_default()
+
+
+def cmd_clone(args: argparse.Namespace) -> dict[str, Any]:
+    from .audio import save_wav
+    from .pipeline import SynthesisOptions
+
+    cloner = _make_cloner(args)
+    text = args.text if args.text is not None else sys.stdin.read()
+    result = cloner.clone(text, args.ref, SynthesisOptions(seed=args.seed, backend=args.backend))
+    save_wav(args.output, result.audio, result.sample_rate)
+    if args.play:
+        from .client import Player
+
+        player = Player()
+        player.feed(result.audio)
+        player.finish()
+    return {"message": f"wrote {args.output} ({result.audio_s:.2f} s)", "output": args.output, "audio_s": result.audio_s,
+            "ttfa_s": result.ttfa_s, "rtf": result.rtf, "elapsed_s": result.elapsed_s, "sample_rate": result.sample_rate}  # fmt: skip
+
+
+def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
+    from .export import export_checkpoints
+
+    manifest = export_checkpoints(args.output, encoder=args.encoder, synthesizer=args.synthesizer, vocoder=args.vocoder,
+                                  format=args.format)  # fmt: skip
+    return {"message": f"exported to {args.output}", "output": args.output, "format": args.format,
+            "components": sorted(manifest.get("components", {}))}  # fmt: skip
+
+
+def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
+    from .train import synthesizer as ts
+
+    prepared = Path(args.data)
+    if not (prepared / "metadata.json").is_file():  # raw (audio, transcript, speaker) folders: prepare first
+        from .checkpoints import load_encoder
+
+        prepared = Path(args.out) / "prepared"
+        if not (prepared / "metadata.json").is_file():
+            ts.prepare_synthesizer_data(Path(args.data), prepared, load_encoder(args.encoder), progress=_progress(args))
+    from .synthesizer import SynthesizerDims
+
+    dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[args.dims]()
+    report = ts.train_synthesizer(prepared, Path(args.out), dims=dims, steps=args.steps, batch_size=args.batch_size,
+                                  r_schedule=ts.parse_r_schedule(args.r_schedule), lr=args.lr,
+                                  guided_attention=args.guided_attention, seed=args.seed, resume=not args.no_resume,
+                                  progress=_progress(args), checkpoint_every=args.checkpoint_every)  # fmt: skip
+    report.pop("losses", None)
+    return {"message": f"synthesizer run in {args.out}", **report}
+
+
+def cmd_train_gta(args: argparse.Namespace) -> dict[str, Any]:
+    from .train.synthesizer import export_gta
+
+    return export_gta(args.checkpoint, Path(args.prepared), Path(args.out), progress=_progress(args))
+
+
+def cmd_bench_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from .synthesizer import SynthesizerDims, Tacotron, TacotronOptions, stream
+
+    dims = SynthesizerDims.small() if args.dims == "small" else SynthesizerDims()
+    torch.manual_seed(0)
+    model = Tacotron(dims).eval()
+    opts = TacotronOptions(stop_threshold=None, on_max_length="truncate", detect_attention_failure=False,
+                           max_decoder_steps=args.frames // model.r, min_guard_frames=args.frames)  # fmt: skip
+    text = "the quick brown fox jumps over the lazy dog, " * 4
+    emb = np.full(dims.speaker_embedding_size, 1 / 16, np.float32)
+    fps, first = [], []
+    for _ in range(args.runs):
+        t0 = time.perf_counter()
+        n, t_first = 0, None
+        for chunk in stream(model, text, emb, opts):
+            t_first = t_first if t_first is not None else time.perf_counter() - t0
+            n += chunk.shape[1]
+        fps.append(n / (time.perf_counter() - t0))
+        first.append(t_first)
+    return {"dims": args.dims, "frames": n, "frames_per_s": float(np.median(fps)), "frames_per_s_iqr": float(np.subtract(*np.percentile(fps, [75, 25]))),
+            "first_chunk_s": float(np.median(first)), "realtime_x": float(np.median(fps)) / 80.0, "runs": args.runs}  # fmt: skip
 
 
 def cmd_eval_encoder(args: argparse.Namespace) -> dict[str, Any]:
@@ -216,6 +306,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "info", cmd_info, "kind, format and dims of a checkpoint (rtclone, RTVC or resemblyzer)")
     p.add_argument("checkpoint")
 
+    p = _add(sub, "clone", cmd_clone, "speak TEXT in the voice of REF (wav at 16 kHz; timings in --json)")
+    p.add_argument("--ref", required=True, help="reference recording of the voice (~5 s of speech)")
+    p.add_argument("--text", help="text to speak (default: stdin)")
+    p.add_argument("-o", "--output", default="out.wav")
+    p.add_argument("--models", help="directory of checkpoints (encoder.pt, synthesizer.pt, vocoder.pt) or exported artifacts")
+    p.add_argument("--encoder")
+    p.add_argument("--synthesizer")
+    p.add_argument("--vocoder", help="vocoder checkpoint (default with --synthesizer: Griffin-Lim)")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu-native", "triton"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--play", action="store_true")
+
+    p = _add(sub, "export", cmd_export, "export models to ONNX or TorchScript (+ manifest) for the artifact runners")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--encoder", help="encoder checkpoint (default: pretrained)")
+    p.add_argument("--synthesizer")
+    p.add_argument("--vocoder")
+
     p = _add(sub, "serve", cmd_serve, "the WebSocket streaming server (also: python server.py)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8765)
@@ -256,8 +365,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(corpus, "build", cmd_corpus_build, "build the corpus from flite / espeak-ng voices")
     p.add_argument("root", nargs="?", default="data/corpus")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--voices", type=int, default=48)
-    p.add_argument("--utterances", type=int, default=40)
+    p.add_argument("--voices", type=int, default=40, help="number of voices (best quality first)")
+    p.add_argument("--voice", action="append", help="a voice by name instead (repeatable)")
+    p.add_argument("--utterances", type=int, default=120, help="training utterances per voice")
+    p.add_argument("--heldout-voices", type=int, default=4)
+    p.add_argument("--heldout-sentences", type=int, default=20)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--dry-run", action="store_true", help="print the plan without rendering")
 
     train = sub.add_parser("train", help="train a model").add_subparsers(dest="train_cmd", metavar="MODEL", required=True)
     p = _add(train, "encoder", cmd_train_encoder, "GE2E training of the speaker encoder")
@@ -288,6 +402,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-block", default="16x1")
     p.add_argument("--seed", type=int, default=0)
 
+    p = _add(train, "synthesizer", cmd_train_synthesizer, "Tacotron training (prepares raw corpora first); DDP: torchrun -m rtclone.train.synthesizer")
+    p.add_argument("data", help="prepared dir (metadata.json) or (audio, transcript, speaker) folders, e.g. the built-in corpus")
+    p.add_argument("out", help="run directory (checkpoints; resumes if present)")
+    p.add_argument("--encoder", help="encoder for the utterance embeddings (default: pretrained)")
+    p.add_argument("--dims", choices=("small", "rtvc", "tiny"), default="small")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--r-schedule", default="0:2", help="STEP:R pairs, e.g. 0:7,2000:4,4000:2")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--guided-attention", type=float, default=0.0)
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = _add(train, "gta", cmd_train_gta, "export ground-truth-aligned mels of a prepared set, for vocoder training")
+    p.add_argument("checkpoint")
+    p.add_argument("prepared")
+    p.add_argument("out")
+
     ev = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="eval_cmd", metavar="WHAT", required=True)
     p = _add(ev, "encoder", cmd_eval_encoder, "EER over a folder of speakers, and a UMAP plot")
     p.add_argument("data")
@@ -300,10 +433,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--encoder")
+    p = _add(bench, "synthesizer", cmd_bench_synthesizer, "mel frames/s and time to the first mel chunk (random weights)")
+    p.add_argument("--dims", choices=("small", "rtvc"), default="small")
+    p.add_argument("--frames", type=int, default=200)
+    p.add_argument("--runs", type=int, default=5)
     p = _add(bench, "vocoder", cmd_bench_vocoder, "vocoder samples/s and real-time factor (RTVC dims, random weights)")
     p.add_argument("--sparsity", type=float, default=0.96)
     p.add_argument("--seconds", type=float, default=2.0)
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu-native", "triton"])
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu-native"])
     p.add_argument("--batched", action="store_true", help="fold into batched segments (target 8000 / overlap 800)")
     p.add_argument("--seed", type=int, default=0)
     return parser

@@ -141,10 +141,24 @@ class Cloner:
         path = Path(path)
         if not path.is_dir():
             raise CheckpointError(f"model directory not found: {path}")
+        if (path / "manifest.json").is_file():
+            return cls.from_artifacts(path)
         files = {k: path / f for k, f in MODEL_FILES.items()}
         if not files["synthesizer"].is_file():
             raise CheckpointError(f"{files['synthesizer']}: missing (a model directory needs at least synthesizer.pt)")
         return cls.from_paths(*(files[k] if files[k].is_file() else None for k in ("encoder", "synthesizer", "vocoder")))
+
+    @classmethod
+    def from_artifacts(cls, path: str | Path) -> "Cloner":
+        """Run from exported ONNX/TorchScript artifacts (``rtclone export``); no model classes loaded."""
+        from .runners import ArtifactSynthesizer, ArtifactVocoder, load_runner
+        from .vocoder_gen import GriffinLimVocoder
+
+        runner = load_runner(path)
+        if not runner.has("encoder") or not runner.has("text_encoder"):
+            raise CheckpointError(f"{path}: the exported set needs at least the encoder and the synthesizer")
+        voc = ArtifactVocoder(runner) if runner.has("vocoder_cond") else GriffinLimVocoder()
+        return cls(runner, ArtifactSynthesizer(runner), voc)
 
     @classmethod
     def from_default(cls) -> "Cloner":
@@ -163,6 +177,8 @@ class Cloner:
         from .encoder import embed_utterance
 
         wav = preprocess_wav(audio, sr)
+        if hasattr(self.encoder, "embed_utterance"):  # an artifact runner
+            return self.encoder.embed_utterance(wav)
         return embed_utterance(self.encoder, wav)
 
     def stream(self, text: str, embedding: np.ndarray, options: SynthesisOptions = SynthesisOptions()) -> Iterator[np.ndarray]:
@@ -170,7 +186,8 @@ class Cloner:
         from .synthesizer import TacotronOptions
         from .synthesizer import stream as synth_stream
         from .text import split_sentences
-        from .vocoder_gen import VocoderOptions
+        from .vocoder_gen import GriffinLimVocoder, VocoderOptions
+        from .vocoder_gen import stream as vocoder_stream
 
         if not isinstance(text, str):
             raise TextError(f"text must be a string, got {type(text).__name__}")
@@ -187,7 +204,8 @@ class Cloner:
             vopts = VocoderOptions(seed=(options.seed + i) % 2**63, backend=options.backend,
                                    fade_out=options.fade_out_s if last else 0.0)  # fmt: skip
             mels = synth_stream(self.synthesizer, chunk, emb, topts)
-            for pcm in self.vocoder.stream(mels, vopts):
+            pcm_chunks = self.vocoder.stream(mels, vopts) if isinstance(self.vocoder, GriffinLimVocoder) else vocoder_stream(self.vocoder, mels, vopts)
+            for pcm in pcm_chunks:
                 yield np.clip(pcm, -1.0, 1.0)  # de-emphasis can overshoot; PCM leaves here bounded
 
     def clone(self, text: str, voice: np.ndarray | str | Path | bytes, options: SynthesisOptions = SynthesisOptions(),

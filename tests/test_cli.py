@@ -54,3 +54,31 @@ def test_error_without_json_goes_to_stderr(tmp_path, capsys):
 def test_unknown_command_is_a_usage_error():
     r = run("frobnicate")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_clone_without_models_names_the_missing_synthesizer(tmp_path, capsys):
+    status = main(["clone", "--ref", "x.wav", "--text", "hi", "-o", str(tmp_path / "o.wav"), "--models", str(tmp_path), "--json"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert status == 4 and out["error"]["code"] == "bad_checkpoint" and "synthesizer.pt" in out["error"]["message"]
+
+
+def test_clone_with_bad_reference_is_an_audio_error(tmp_path, capsys):
+    import torch
+
+    from rtclone.checkpoints import save_model
+    from rtclone.synthesizer import SynthesizerDims, Tacotron
+
+    torch.manual_seed(0)
+    save_model(Tacotron(SynthesizerDims.tiny()), tmp_path / "synthesizer.pt", "synthesizer")
+    (tmp_path / "ref.wav").write_bytes(b"RIFF\x00\x00garbage")
+    status = main(["clone", "--ref", str(tmp_path / "ref.wav"), "--text", "hi", "-o", str(tmp_path / "o.wav"),
+                   "--models", str(tmp_path), "--json"])
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert status == 3 and out["error"]["code"] == "audio_decode"
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_bench_synthesizer_json(capsys):
+    assert main(["bench", "synthesizer", "--frames", "40", "--runs", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["frames"] == 40 and out["frames_per_s"] > 0 and 0 < out["first_chunk_s"] < 60
