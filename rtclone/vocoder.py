@@ -351,17 +351,25 @@ def sample_raw(logits: torch.Tensor, u: torch.Tensor, levels: torch.Tensor) -> t
     label = #{k : cumsum(softmax)_k <= u * cumsum_n}, clamped to n - 1; ``levels[k]`` is the
     model-input value of label k (2 k / (n - 1) - 1 for the spec).
     """
-    c = torch.cumsum(torch.softmax(logits.float(), -1), -1)  # (B, n)
-    label = torch.searchsorted(c, u.unsqueeze(1) * c[:, -1:], right=True).clamp_(max=c.shape[1] - 1)
-    return levels[label[:, 0]]
+    return levels[inverse_cdf_label(logits, u)]
+
+
+def inverse_cdf_label(logits: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """label = #{k : cumsum(softmax(logits))_k <= u * cumsum_n}, clamped to n - 1: logits (B, n), u (B,) -> (B,)."""
+    c = torch.cumsum(torch.softmax(logits.float(), -1), -1)  # (B, n) float32
+    label = torch.searchsorted(c, u.float().unsqueeze(1) * c[:, -1:], right=True).clamp_(max=c.shape[1] - 1)
+    return label[:, 0]
 
 
 def sample_mol(params: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Mixture-of-logistics sample: params (B, 30), u (B, 2) -> x in [-1, 1] (B,)."""
+    """Mixture-of-logistics sample: params (B, 30), u (B, 2) -> x in [-1, 1] (B,).
+
+    The component k is the inverse-CDF choice on softmax(logit_probs) at u[:, 0] (the RAW rule);
+    x is the logistic draw of component k at u[:, 1].
+    """
     nmix = MOL_CLASSES // 3
     logit_probs, means, log_scales = params[:, :nmix], params[:, nmix : 2 * nmix], params[:, 2 * nmix :]
-    u1 = u[:, 0].clamp(1e-5, 1.0 - 1e-5)
-    k = torch.argmax(logit_probs - torch.log(-torch.log(u1)).unsqueeze(1), dim=1, keepdim=True)  # (B, 1)
+    k = inverse_cdf_label(logit_probs, u[:, 0]).unsqueeze(1)  # (B, 1)
     s = torch.clamp(log_scales.gather(1, k), min=-7.0).squeeze(1)
     u2 = u[:, 1].clamp(1e-5, 1.0 - 1e-5)
     return torch.clamp(means.gather(1, k).squeeze(1) + torch.exp(s) * (torch.log(u2) - torch.log(1.0 - u2)), -1.0, 1.0)

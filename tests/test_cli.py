@@ -82,3 +82,14 @@ def test_bench_synthesizer_json(capsys):
     assert main(["bench", "synthesizer", "--frames", "40", "--runs", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["frames"] == 40 and out["frames_per_s"] > 0 and 0 < out["first_chunk_s"] < 60
+
+
+def test_demo_separates_built_in_voices(tmp_path, capsys):
+    import shutil
+
+    if shutil.which("flite") is None:
+        pytest.skip("flite is not installed")
+    assert main(["demo", "-o", str(tmp_path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["same_speaker_cosine"] > out["threshold"] > out["different_speaker_cosine"]
+    assert len(list(tmp_path.glob("ref-*.wav"))) == 3

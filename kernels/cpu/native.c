@@ -313,9 +313,9 @@ static inline void exp_shift(const Model *M, const float *x, float shift, float 
     exp_shift_scalar(x, shift, e, n, 0);
 }
 
-/* RAW: inverse CDF of softmax(out) at u * total; the cumulative sum runs in float64. */
-static float sample_raw(const Model *M, const float *out, float *e, float u) {
-    const int n = M->n_out;
+/* Inverse CDF of softmax(out[0..n-1]) at u * total: the number of cumulative sums <= u * total,
+ * clamped to n - 1 (e: n floats of scratch). The cumulative sum runs in float64. */
+static int icdf_label(const Model *M, const float *out, float *e, int n, float u) {
     float mx = out[0];
     for (int k = 1; k < n; k++) mx = out[k] > mx ? out[k] : mx;
     exp_shift(M, out, mx, e, n);
@@ -346,22 +346,21 @@ static float sample_raw(const Model *M, const float *out, float *e, float u) {
         }
         break;
     }
-    return (float)(2 * label) / (float)(n - 1) - 1.0f;
+    return label;
 }
 
-static float sample_mol(const float *out, float u0, float u1) {
+/* RAW: label by inverse CDF at u, x = 2 label / (n - 1) - 1. */
+static float sample_raw(const Model *M, const float *out, float *e, float u) {
+    const int n = M->n_out;
+    return (float)(2 * icdf_label(M, out, e, n, u)) / (float)(n - 1) - 1.0f;
+}
+
+/* MoL: component by inverse CDF of softmax(logit_probs = out[0..9]) at u0 (the RAW rule), then the
+ * logistic draw of that component at u1. */
+static float sample_mol(const Model *M, const float *out, float *e, float u0, float u1) {
     const float lo = 1e-5f, hi = (float)(1.0 - 1e-5);
-    const float ua = fminf(fmaxf(u0, lo), hi), ub = fminf(fmaxf(u1, lo), hi);
-    const float g = logf(-logf(ua));
-    int best = 0;
-    float bv = out[0] - g;
-    for (int k = 1; k < 10; k++) {
-        const float val = out[k] - g;
-        if (val > bv) {
-            bv = val;
-            best = k;
-        }
-    }
+    const float ub = fminf(fmaxf(u1, lo), hi);
+    const int best = icdf_label(M, out, e, 10, u0);
     const float s = fmaxf(out[20 + best], -7.0f);
     const float x = out[10 + best] + expf(s) * (logf(ub) - logf(1.0f - ub));
     return fminf(fmaxf(x, -1.0f), 1.0f);
@@ -454,7 +453,7 @@ static int run_group(const Model *M, const StreamArgs *a, int G) {
         matvec_g(M, M_FC3, f2, nulls, out, G);
         for (int g = 0; g < G; g++) {
             const float *u = a[g].unif + 2L * t;
-            x[g] = M->mode_mol ? sample_mol(out[g], u[0], u[1]) : sample_raw(M, out[g], e[g], u[0]);
+            x[g] = M->mode_mol ? sample_mol(M, out[g], e[g], u[0], u[1]) : sample_raw(M, out[g], e[g], u[0]);
             a[g].out[t] = x[g];
         }
     }

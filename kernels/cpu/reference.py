@@ -141,16 +141,21 @@ def _gru(inp: torch.Tensor, h: torch.Tensor, w_ih, w_hh, b_ih, b_hh) -> torch.Te
 def sample_raw(out: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Inverse-CDF categorical sample of softmax(out) (B, n) at u[:, 0] (u: (B, 2)) → x in [-1, 1] (B,)."""
     n = out.shape[-1]
-    c = torch.cumsum(torch.softmax(out, dim=-1), dim=-1)  # (B, n)
-    label = (c <= u[:, :1].to(c.dtype) * c[:, -1:]).sum(dim=-1).clamp(max=n - 1)
+    label = _inverse_cdf(out, u[:, 0])
     return 2.0 * label.to(out.dtype) / (n - 1) - 1.0
 
 
+def _inverse_cdf(out: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
+    """#{k : cumsum(softmax(out))_k <= u0 * total}, clamped to n - 1: out (B, n), u0 (B,) → labels (B,)."""
+    c = torch.cumsum(torch.softmax(out, dim=-1), dim=-1)  # (B, n)
+    return (c <= u0[:, None].to(c.dtype) * c[:, -1:]).sum(dim=-1).clamp(max=out.shape[-1] - 1)
+
+
 def sample_mol(out: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Mixture-of-logistics sample (spec: one uniform per choice, one per value) (B, 30) → (B,)."""
+    """Mixture-of-logistics sample (B, 30) → (B,): component k by inverse CDF of softmax(logit_probs)
+    at u[:, 0] (the RAW rule), then the logistic draw of component k at u[:, 1]."""
     logit_probs, means, log_scales = out[:, :10], out[:, 10:20], out[:, 20:30]
-    u1 = u[:, 0].to(out.dtype).clamp(1e-5, 1 - 1e-5)
-    k = torch.argmax(logit_probs - torch.log(-torch.log(u1))[:, None], dim=1, keepdim=True)  # (B, 1)
+    k = _inverse_cdf(logit_probs, u[:, 0])[:, None]  # (B, 1)
     s = torch.clamp(log_scales.gather(1, k)[:, 0], min=-7.0)
     u2 = u[:, 1].to(out.dtype).clamp(1e-5, 1 - 1e-5)
     x = means.gather(1, k)[:, 0] + torch.exp(s) * (torch.log(u2) - torch.log(1 - u2))

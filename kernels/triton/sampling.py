@@ -8,16 +8,11 @@ bit-identical labels on every run; :func:`philox_uniforms` writes the numbers th
 
 - RAW (``n`` classes): ``p = softmax(logits)``, ``c = cumsum(p)``, label = ``#{k: c[k] <= u0*c[n-1]}``
   clamped to ``n-1``; ``x = 2*label/(n-1) - 1``.
-- MoL (30 outputs = 10 logit_probs | 10 means | 10 log_scales): component
-  ``k = argmax(logit_probs - log(-log(u0)))`` (``mol_select="spec"``), then ``x = clamp(mean_k +
-  exp(max(ls_k, -7)) * (log(u1) - log(1-u1)), -1, 1)`` with both uniforms clamped to
-  [1e-5, 1-1e-5]; label = ``k``.
-
-  Caveat: with ONE Gumbel draw shared by all ten components (the spec's formula) the noise term
-  is a constant, so ``k`` is always ``argmax(logit_probs)``: the spec samples the most likely
-  logistic, not the mixture. ``mol_select="inverse-cdf"`` picks ``k`` by the RAW inverse-CDF rule
-  on ``softmax(logit_probs)`` with ``u0`` instead, which samples the true mixture with the same two
-  uniforms. "spec" stays the default so all backends agree until the spec changes.
+- MoL (30 outputs = 10 logit_probs | 10 means | 10 log_scales): component ``k`` by the RAW
+  inverse-CDF rule on ``softmax(logit_probs)`` with ``u0``, then ``x = clamp(mean_k +
+  exp(max(ls_k, -7)) * (log(u1) - log(1-u1)), -1, 1)`` with ``u1`` clamped to [1e-5, 1-1e-5];
+  label = ``k``. (The spec's first version chose ``k = argmax(logit_probs - log(-log(u0)))`` with
+  one Gumbel draw shared by all components, which always picked the argmax component.)
 
 The device helpers :func:`raw_tile`, :func:`mol_tile` and :func:`draw_uniforms` are shared with the
 persistent WaveRNN kernel.
@@ -34,7 +29,6 @@ from rtclone.errors import InputShapeError, OptionsError
 from . import interpreting, require_backend
 
 MODES = ("RAW", "MOL")
-MOL_SELECT = ("spec", "inverse-cdf")  # how the MoL component is chosen (see the module docstring)
 N_MIX = 10  # mixture components of the MoL output (30 = 3 x 10)
 
 
@@ -59,13 +53,9 @@ def raw_tile(logits, idx, n_cls, u0):
 
 
 @triton.jit
-def mol_tile(out, idx, u0, u1, ICDF: tl.constexpr):
+def mol_tile(out, idx, u0, u1):
     """Mixture-of-logistics sample: out (BLOCK_B, NP) with 30 valid columns → (x float32, k int32)."""
-    if ICDF:
-        k = raw_tile(out, idx, 10, u0)
-    else:
-        g = tl.log(-tl.log(tl.minimum(tl.maximum(u0, 1e-5), 1.0 - 1e-5)))
-        k = tl.argmax(tl.where(idx[None, :] < 10, out - g[:, None], float("-inf")), axis=1).to(tl.int32)
+    k = raw_tile(out, idx, 10, u0)  # inverse CDF of softmax(logit_probs) at u0
     mean = tl.sum(tl.where(idx[None, :] == k[:, None] + 10, out, 0.0), axis=1)
     log_scale = tl.maximum(tl.sum(tl.where(idx[None, :] == k[:, None] + 20, out, 0.0), axis=1), -7.0)
     u = tl.minimum(tl.maximum(u1, 1e-5), 1.0 - 1e-5)
@@ -76,7 +66,7 @@ def mol_tile(out, idx, u0, u1, ICDF: tl.constexpr):
 @triton.jit
 def _sample_kernel(
     logits_ptr, stride, B, n_out, u_ptr, seed, offset, label_ptr, x_ptr,
-    MOL: tl.constexpr, ICDF: tl.constexpr, PHILOX: tl.constexpr, BLOCK_B: tl.constexpr, NP: tl.constexpr,
+    MOL: tl.constexpr, PHILOX: tl.constexpr, BLOCK_B: tl.constexpr, NP: tl.constexpr,
 ):
     offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
     mask_b = offs_b < B
@@ -90,7 +80,7 @@ def _sample_kernel(
         u0 = tl.load(u_ptr + 2 * offs_b, mask=mask_b, other=0.5)
         u1 = tl.load(u_ptr + 2 * offs_b + 1, mask=mask_b, other=0.5)
     if MOL:
-        x, label = mol_tile(logits, idx, u0, u1, ICDF)
+        x, label = mol_tile(logits, idx, u0, u1)
     else:
         label = raw_tile(logits, idx, n_out, u0)
         x = 2.0 * label.to(tl.float32) / (n_out - 1) - 1.0
@@ -102,13 +92,6 @@ def _sample_kernel(
 def _philox_kernel(u_ptr, seed, offset, n, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     tl.store(u_ptr + offs, tl.rand(seed, offset + offs), mask=offs < n)
-
-
-def check_mol_select(mol_select: str) -> bool:
-    """Validate ``mol_select``; True for the inverse-CDF component choice."""
-    if mol_select not in MOL_SELECT:
-        raise OptionsError(f"mol_select must be one of {MOL_SELECT}, got {mol_select!r}")
-    return mol_select == "inverse-cdf"
 
 
 def check_mode(mode: str, n_out: int) -> str:
@@ -136,7 +119,6 @@ def sample(
     uniforms: torch.Tensor | None = None,
     seed: int | None = None,
     offset: int = 0,
-    mol_select: str = "spec",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sample one value per row of ``logits`` (B, n_out) → (labels int32 (B,), x float32 (B,)).
 
@@ -144,7 +126,7 @@ def sample(
     up to float rounding at a CDF boundary) or a Philox ``seed`` (+ ``offset``, the counter of
     row 0's first draw). RAW labels are class indices, MoL labels are mixture components; ``x`` is
     the next model input (RAW: ``2*label/(n-1) - 1``, MoL: the clamped logistic draw).
-    ``mol_select`` is "spec" or "inverse-cdf" (see the module docstring). Tolerances against the
+    Tolerances against the
     reference: labels identical (a flip needs a uniform within float rounding of a CDF step),
     RAW ``x`` identical, MoL ``x`` within 2e-6 (exp/log rounding).
     """
@@ -152,7 +134,6 @@ def sample(
         raise InputShapeError(f"sample: logits must be (B, n_out), got {tuple(logits.shape)}")
     batch, n_out = logits.shape
     mol = check_mode(mode, n_out) == "MOL"
-    icdf = check_mol_select(mol_select)
     if (uniforms is None) == (seed is None):
         raise OptionsError("sample: give exactly one of uniforms= or seed=")
     if uniforms is not None:
@@ -174,7 +155,7 @@ def sample(
     _sample_kernel[(triton.cdiv(batch, block_b),)](
         logits, logits.stride(0), batch, n_out, uniforms if uniforms is not None else x,
         seed or 0, offset, labels, x,
-        MOL=mol, ICDF=icdf, PHILOX=uniforms is None, BLOCK_B=block_b, NP=triton.next_power_of_2(n_out),
+        MOL=mol, PHILOX=uniforms is None, BLOCK_B=block_b, NP=triton.next_power_of_2(n_out),
     )
     return labels, x
 
@@ -205,7 +186,7 @@ def _raw_reference(logits: torch.Tensor, u0: torch.Tensor) -> torch.Tensor:
 
 
 def sample_reference(
-    logits: torch.Tensor, uniforms: torch.Tensor, mode: str = "RAW", mol_select: str = "spec"
+    logits: torch.Tensor, uniforms: torch.Tensor, mode: str = "RAW"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain-torch sampling from pre-drawn ``uniforms`` (B, 2), the spec's formulas (float32)."""
     batch, n_out = logits.shape
@@ -213,11 +194,7 @@ def sample_reference(
     if check_mode(mode, n_out) == "RAW":
         labels = _raw_reference(logits, uniforms[:, 0])
         return labels.to(torch.int32), 2.0 * labels.float() / (n_out - 1) - 1.0
-    if check_mol_select(mol_select):
-        k = _raw_reference(logits[:, :N_MIX], uniforms[:, 0])  # (B,)
-    else:
-        u0 = uniforms[:, 0].clamp(1e-5, 1 - 1e-5)
-        k = torch.argmax(logits[:, :N_MIX] - torch.log(-torch.log(u0))[:, None], dim=1)  # (B,)
+    k = _raw_reference(logits[:, :N_MIX], uniforms[:, 0])  # (B,) inverse CDF of softmax(logit_probs)
     mean = logits[:, N_MIX:2 * N_MIX].gather(1, k[:, None])[:, 0]
     log_scale = logits[:, 2 * N_MIX:].gather(1, k[:, None])[:, 0].clamp(min=-7.0)
     u1 = uniforms[:, 1].clamp(1e-5, 1 - 1e-5)

@@ -144,7 +144,7 @@ def _wavernn_kernel(
             u0 = tl.load(u_ptr + counter, mask=mask_b, other=0.5)
             u1 = tl.load(u_ptr + counter + 1, mask=mask_b, other=0.5)
         if MOL:
-            x, k = mol_tile(logits, idx, u0, u1, False)
+            x, k = mol_tile(logits, idx, u0, u1)
         else:
             label = raw_tile(logits, idx, N_OUT, u0)
             x = 2.0 * label.to(tl.float32) / (N_OUT - 1) - 1.0
