@@ -139,16 +139,13 @@ def test_bsr_matmul_rejects_bad_inputs():
 
 
 # ---- sampling ------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "mode,n_out,mol_select",
-    [("RAW", 512, "spec"), ("RAW", 16, "spec"), ("MOL", 30, "spec"), ("MOL", 30, "inverse-cdf")],
-)
-def test_sample_with_uniforms_equals_reference(mode, n_out, mol_select):
+@pytest.mark.parametrize("mode,n_out", [("RAW", 512), ("RAW", 16), ("MOL", 30)])
+def test_sample_with_uniforms_equals_reference(mode, n_out):
     g = torch.Generator().manual_seed(n_out)
     logits = torch.randn(300, n_out, generator=g) * 2
     u = torch.rand(300, 2, generator=g)
-    labels, x = tk.sample(logits, mode, uniforms=u, mol_select=mol_select)
-    ref_labels, ref_x = tk.sample_reference(logits, u, mode, mol_select)
+    labels, x = tk.sample(logits, mode, uniforms=u)
+    ref_labels, ref_x = tk.sample_reference(logits, u, mode)
     assert labels.dtype == torch.int32 and torch.equal(labels, ref_labels)
     if mode == "RAW":
         assert torch.equal(x, ref_x)
@@ -160,15 +157,14 @@ def test_sample_with_uniforms_equals_reference(mode, n_out, mol_select):
 @pytest.mark.parametrize("mode,n_out", [("RAW", 512), ("MOL", 30)])
 def test_philox_sampling_is_reproducible(mode, n_out):
     logits = torch.randn(200, n_out, generator=torch.Generator().manual_seed(2))
-    sel = "inverse-cdf" if mode == "MOL" else "spec"
-    a = tk.sample(logits, mode, seed=1234, offset=10, mol_select=sel)
-    b = tk.sample(logits, mode, seed=1234, offset=10, mol_select=sel)
+    a = tk.sample(logits, mode, seed=1234, offset=10)
+    b = tk.sample(logits, mode, seed=1234, offset=10)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])  # bit-exact between runs
-    other_seed = tk.sample(logits, mode, seed=1235, offset=10, mol_select=sel)
-    other_offset = tk.sample(logits, mode, seed=1234, offset=12, mol_select=sel)
+    other_seed = tk.sample(logits, mode, seed=1235, offset=10)
+    other_offset = tk.sample(logits, mode, seed=1234, offset=12)
     assert (a[1] != other_seed[1]).float().mean() > 0.5 and (a[1] != other_offset[1]).float().mean() > 0.5
     # the kernel draws exactly the numbers philox_uniforms reports
-    ref = tk.sample_reference(logits, tk.philox_uniforms(1234, (200, 2), offset=10), mode, sel)
+    ref = tk.sample_reference(logits, tk.philox_uniforms(1234, (200, 2), offset=10), mode)
     assert torch.equal(a[0], ref[0])
     torch.testing.assert_close(a[1], ref[1], rtol=0, atol=2e-6)
 
@@ -201,7 +197,7 @@ def _mol_params() -> torch.Tensor:
 def test_mol_sampling_distribution_is_the_mixture():
     draws = 20000
     params = _mol_params()
-    k, x = tk.sample(params.expand(draws, 30), "MOL", seed=5, mol_select="inverse-cdf")
+    k, x = tk.sample(params.expand(draws, 30), "MOL", seed=5)
     pi = torch.softmax(params[:10].double(), 0).numpy()
     assert stats.chisquare(np.bincount(k.numpy(), minlength=10), draws * pi).pvalue > 1e-3
     means, scales = params[10:20].double().numpy(), np.exp(params[20:30].double().numpy())
@@ -214,21 +210,12 @@ def test_mol_sampling_distribution_is_the_mixture():
     assert stats.kstest(x.double().numpy(), one_logistic).pvalue < 1e-6  # the test has power
 
 
-def test_mol_spec_selection_always_picks_the_top_component():
-    """The spec's single shared Gumbel draw cannot change the argmax (reported as a spec issue)."""
-    params = _mol_params()
-    k, _ = tk.sample(params.expand(2000, 30), "MOL", seed=8)
-    assert torch.all(k == int(torch.argmax(params[:10])))
-
-
 def test_sample_rejects_bad_arguments():
     logits = torch.randn(4, 30)
     with pytest.raises(OptionsError):
         tk.sample(logits, "MOL")  # neither uniforms nor seed
     with pytest.raises(OptionsError):
         tk.sample(logits, "LINEAR", seed=1)
-    with pytest.raises(OptionsError):
-        tk.sample(logits, "MOL", seed=1, mol_select="gumbel")
     with pytest.raises(InputShapeError):
         tk.sample(torch.randn(4, 31), "MOL", seed=1)
     with pytest.raises(InputShapeError):
@@ -342,7 +329,7 @@ if which == "small":
     build(bsr_gemv._bsr_matmul_dot_kernel, sig, dict(HAS_BIAS=True, FP16=True, BH=16, BW=1, BLOCK_B=16, SLOTS=16))
     sig = dict(logits_ptr=f32, stride=i32, B=i32, n_out=i32, u_ptr=f32, seed="i64", offset=i32, label_ptr="*i32",
                x_ptr=f32)
-    build(sampling._sample_kernel, sig, dict(MOL=True, ICDF=True, PHILOX=True, BLOCK_B=16, NP=32))
+    build(sampling._sample_kernel, sig, dict(MOL=True, PHILOX=True, BLOCK_B=16, NP=32))
 else:
     sig = {}
     for m in "IABCDEFG":

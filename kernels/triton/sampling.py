@@ -125,10 +125,9 @@ def sample(
     Give either ``uniforms`` (B, 2) float32 in [0, 1) (labels then equal :func:`sample_reference`'s
     up to float rounding at a CDF boundary) or a Philox ``seed`` (+ ``offset``, the counter of
     row 0's first draw). RAW labels are class indices, MoL labels are mixture components; ``x`` is
-    the next model input (RAW: ``2*label/(n-1) - 1``, MoL: the clamped logistic draw).
-    Tolerances against the
-    reference: labels identical (a flip needs a uniform within float rounding of a CDF step),
-    RAW ``x`` identical, MoL ``x`` within 2e-6 (exp/log rounding).
+    the next model input (RAW: ``2*label/(n-1) - 1``, MoL: the clamped logistic draw). Tolerances
+    against the reference: labels identical (a flip needs a uniform within float rounding of a CDF
+    step), RAW ``x`` identical, MoL ``x`` within 2e-6 (exp/log rounding).
     """
     if logits.dim() != 2:
         raise InputShapeError(f"sample: logits must be (B, n_out), got {tuple(logits.shape)}")
