@@ -240,3 +240,21 @@ def test_ddp_two_cpu_processes(prepared, tmp_path):
     torch.manual_seed(0)
     init = Tacotron(SynthesizerDims.tiny()).state_dict()
     assert not torch.equal(init["decoder.rnn_input.weight"], ckpt.model_state["decoder.rnn_input.weight"])
+
+
+def test_built_in_corpus_feeds_only_its_training_split(tmp_path):
+    import shutil
+
+    from rtclone.corpus import CorpusOptions, build_corpus, list_utterances
+    from rtclone.train.synthesizer import synthesizer_items
+
+    if shutil.which("flite") is None or shutil.which("sox") is None:
+        pytest.skip("flite and sox are needed to build a corpus")
+    opts = CorpusOptions(seed=0, n_voices=3, utterances_per_voice=2, heldout_voices=1, heldout_sentences=1)
+    build_corpus(tmp_path, opts)
+    train = {(u["speaker"], u["text"]) for u in list_utterances(tmp_path, "train")}
+    evals = list_utterances(tmp_path, "eval")
+    items = synthesizer_items(tmp_path)
+    assert evals and len(items) == len(train)
+    assert {(int(i.speaker), i.text) for i in items} == {(int(s), t) for s, t in train}
+    assert not {i.audio.name for i in items} & {Path(u["path"]).name for u in evals}

@@ -50,6 +50,10 @@ def synthesizer_items(src: str | Path) -> list[Any]:
     src = Path(src)
     if not src.is_dir():
         raise InputShapeError(f"dataset root is not a directory: {src}")
+    if (src / "manifest.json").is_file():  # the built-in corpus: training split only (held-out voices/sentences stay out)
+        from ..corpus import list_utterances
+
+        return [Utterance(Path(u["path"]), u["text"], str(u["speaker"])) for u in list_utterances(src, "train")]
     wav_roots = sorted(p for p in src.glob("wav48*") if p.is_dir())
     if (src / "txt").is_dir() and wav_roots:  # VCTK
         items = []
