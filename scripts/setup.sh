@@ -15,7 +15,7 @@ if ! command -v flite >/dev/null || ! command -v espeak-ng >/dev/null; then
   fi
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip setuptools wheel
+.venv/bin/python -m pip install -q --upgrade pip wheel "setuptools<81"
 .venv/bin/python -m pip install -q torch==2.13.0
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
