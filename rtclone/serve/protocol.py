@@ -128,3 +128,13 @@ def decode_pcm16(data: bytes) -> np.ndarray:
     if len(data) % 2:
         raise ProtocolError(f"a PCM16 frame must hold an even number of bytes, got {len(data)}")
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32767.0
+
+
+def request_id_of(frame: str) -> str | None:
+    """The ``id`` of a text frame that failed validation, when it has a usable one (else None)."""
+    try:
+        msg = json.loads(frame)
+    except (ValueError, RecursionError):
+        return None
+    mid = msg.get("id") if isinstance(msg, dict) else None
+    return mid if isinstance(mid, str) and len(mid) <= MAX_ID_CHARS else None

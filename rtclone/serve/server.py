@@ -80,26 +80,16 @@ class ServerLimits:
 
 
 def make_engine(models: str | None = None) -> VoiceEngine:
-    """HOOK: build the engine ``rtclone serve`` uses (the default models, or those in ``models``).
+    """The engine ``rtclone serve`` uses: the shipped default models, or those in ``models``
+    (a folder of checkpoints or of exported artifacts). Raises CheckpointError naming what is missing."""
+    from ..pipeline import Cloner
 
-    Imports :class:`rtclone.pipeline.Cloner` lazily; raises CheckpointError with a clear message
-    when it, or its default models, are not available.
-    """
     try:
-        from ..pipeline import Cloner  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise CheckpointError("this rtclone has no cloning engine yet (rtclone.pipeline.Cloner is missing)") from exc
-    try:
-        if models is None:
-            return Cloner.from_default()
-        from_dir = getattr(Cloner, "from_dir", None)
-        if from_dir is None:
-            raise CheckpointError("loading models from a folder (--models) is not supported by this Cloner")
-        return from_dir(models)
+        return Cloner.from_default() if models is None else Cloner.from_dir(models)
     except RtcloneError:
         raise
     except (OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"the default models could not be loaded: {exc}") from exc
+        raise CheckpointError(f"the models could not be loaded: {exc}") from exc
 
 
 class StreamSlots:

@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ..errors import BusyError, LimitExceededError, ProtocolError, RtcloneError
 from ..pipeline import SynthesisOptions
-from .protocol import AUDIO_FORMAT, error_message, message, parse_message
+from .protocol import AUDIO_FORMAT, error_message, message, parse_message, request_id_of
 
 if TYPE_CHECKING:
     from websockets.asyncio.server import ServerConnection
@@ -105,6 +105,8 @@ class Session:
                     request_id = msg.get("id")
                     await self.on_message(msg)
             except Exception as exc:  # noqa: BLE001 - typed errors go back as such, others as "internal"
+                if request_id is None and isinstance(frame, str):
+                    request_id = request_id_of(frame)  # so the client can match an invalid request's error
                 await self.send_error(exc, request_id)
 
     async def close(self) -> None:
