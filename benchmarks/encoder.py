@@ -13,31 +13,18 @@ cosine between the two embeddings and the speedup; writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
+from _common import interleaved, machine as machine_record, write_json
 
 TEXT = ("Please call Stella. Ask her to bring these things with her from the store: six spoons of fresh "
         "snow peas, five thick slabs of blue cheese, and maybe a snack for her brother Bob. ")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def reference_speech(seconds: float, voice: str = "slt") -> np.ndarray:
@@ -56,29 +43,6 @@ def reference_speech(seconds: float, voice: str = "slt") -> np.ndarray:
             if preprocess_wav(raw).size >= seconds * 16000:
                 return raw
             text += TEXT
-
-
-def stats(wall: list[float], cpu: list[float]) -> dict[str, float]:
-    q1, med, q3 = np.percentile(np.asarray(wall) * 1000.0, [25, 50, 75])
-    c1, cmed, c3 = np.percentile(np.asarray(cpu) * 1000.0, [25, 50, 75])
-    return {"median_ms": float(med), "iqr_ms": float(q3 - q1), "q1_ms": float(q1), "q3_ms": float(q3),
-            "min_ms": float(min(wall) * 1000.0), "cpu_median_ms": float(cmed), "cpu_iqr_ms": float(c3 - c1), "runs": len(wall)}
-
-
-def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 2) -> dict[str, dict[str, float]]:
-    """Wall and process-CPU time of each function, runs interleaved; the CPU clock is steadier on a shared machine."""
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    wall: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(runs):
-        for k, f in fns.items():
-            c0, t0 = time.process_time(), time.perf_counter()
-            f()
-            wall[k].append(time.perf_counter() - t0)
-            cpu[k].append(time.process_time() - c0)
-    return {k: stats(wall[k], cpu[k]) for k in fns}
 
 
 def main() -> None:
@@ -104,8 +68,7 @@ def main() -> None:
     raw_full = reference_speech(max(args.seconds))
     full = preprocess_wav(raw_full)
 
-    machine = {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-               "python": platform.python_version(), "load_avg_1m": os.getloadavg()[0]}
+    machine = machine_record(torch_threads=torch.get_num_threads(), load_avg_1m=os.getloadavg()[0])
     print(f"machine: {machine['cpu']}, {machine['cores']} cores, torch {machine['torch']} with {machine['torch_threads']} "
           f"thread(s), load average {machine['load_avg_1m']:.2f}")
     results = []
@@ -136,10 +99,7 @@ def main() -> None:
         print(f"    speedup vs resemblyzer: embed incl. mel {row['speedup']:.2f}x (CPU time {row['speedup_cpu_time']:.2f}x), "
               f"from raw incl. VAD {row['speedup_from_raw']:.2f}x")
 
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"benchmark": "encoder", "machine": machine, "runs": args.runs, "results": results}, indent=2) + "\n")
-    print(f"wrote {out}")
+    write_json(args.json, {"benchmark": "encoder", "machine": machine, "runs": args.runs, "results": results})
 
 
 if __name__ == "__main__":

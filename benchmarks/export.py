@@ -20,43 +20,13 @@ onnx, torchscript, torch, ...) so load from other processes hits all alike. One 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
-
-from rtclone.kernels.cpu.bench import machine_info
-
-
-def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int = 3) -> dict[str, dict[str, float]]:
-    """Median and IQR (ms) of wall and process-CPU time per function, runs interleaved.
-
-    On a shared machine the CPU time is what the work costs on an idle core; wall time includes
-    waiting for other processes.
-    """
-    for _ in range(warmup):
-        for f in fns.values():
-            f()
-    wall: dict[str, list[float]] = {k: [] for k in fns}
-    cpu: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(runs):
-        for k, f in fns.items():
-            c0, t0 = time.process_time(), time.perf_counter()
-            f()
-            wall[k].append((time.perf_counter() - t0) * 1e3)
-            cpu[k].append((time.process_time() - c0) * 1e3)
-    out = {}
-    for k in fns:
-        q1, med, q3 = np.percentile(wall[k], [25, 50, 75])
-        c1, cmed, c3 = np.percentile(cpu[k], [25, 50, 75])
-        out[k] = {"median_ms": float(med), "iqr_ms": float(q3 - q1), "min_ms": float(min(wall[k])),
-                  "cpu_median_ms": float(cmed), "cpu_iqr_ms": float(c3 - c1), "runs": runs}
-    return out
+from _common import interleaved, machine, write_json
 
 
 def _encoder_case(tmp: Path, partials: int, runs: int) -> dict:
@@ -79,7 +49,7 @@ def _encoder_case(tmp: Path, partials: int, runs: int) -> dict:
     fns = {"torch": torch_fn, "onnxruntime": lambda: ort_run.embed_mels(mels), "torchscript": lambda: ts_run.embed_mels(mels)}
     ref = torch_fn()
     parity = {k: float(np.abs(f() - ref).max()) for k, f in fns.items() if k != "torch"}
-    return {"input": f"({partials}, 160, 40) partial mels", "latency": interleaved(fns, runs),
+    return {"input": f"({partials}, 160, 40) partial mels", "latency": interleaved(fns, runs, warmup=3),
             "max_abs_err_vs_torch": parity}
 
 
@@ -123,7 +93,7 @@ def _decoder_case(tmp: Path, name: str, dims, text_len: int, runs: int) -> dict:
     ref = torch_fn()
     parity = {k: float(np.abs(f() - ref).max()) for k, f in fns.items() if k != "torch"}
     return {"dims": name, "r": r, "text_len": text_len, "lstm_dims": dims.lstm_dims,
-            "latency": interleaved(fns, runs), "max_abs_err_vs_torch": parity}
+            "latency": interleaved(fns, runs, warmup=3), "max_abs_err_vs_torch": parity}
 
 
 def main() -> None:
@@ -143,8 +113,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         result = {
-            "machine": {**machine_info(), "onnxruntime": onnxruntime.__version__, "threads": 1,
-                        "loadavg_at_start": list(os.getloadavg())},
+            "machine": machine(onnxruntime=onnxruntime.__version__, threads=1, loadavg_at_start=list(os.getloadavg())),
             "encoder_embedding": _encoder_case(tmp, args.partials, args.runs),
             "decoder_step": [_decoder_case(tmp, "small", SynthesizerDims.small(), args.text_len, args.runs),
                              _decoder_case(tmp, "rtvc", SynthesizerDims(), args.text_len, args.runs)],
@@ -160,10 +129,7 @@ def main() -> None:
                         for k, v in case["latency"].items())
         err = ", ".join(f"{k} {v:.1e}" for k, v in case["max_abs_err_vs_torch"].items())
         print(f"{title}: {row}  (max abs err {err})")
-    out = Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from _common import run_record
 
 from rtclone.kernels.cpu import NativeWaveRNN, available, draw_uniforms, reference_generate
 from rtclone.kernels.cpu.bench import machine_info, measure, random_state_dict
@@ -96,10 +97,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "kernels_quick" if args.quick else "kernels"  # a quick run never overwrites the full one
     out = {
-        "benchmark": "kernels",
-        "quick": args.quick,
-        "machine": machine_info(),
-        "load_avg_start_end": [load0[0], load1[0]],
+        **run_record("kernels", args.quick, load0, load1),
         "baseline_torch_reference_samples_per_s": baseline,
         "rows": rows,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import sys
 import tempfile
 import threading
@@ -29,19 +28,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "The quick brown fox jumps over the lazy dog, and then it runs away into the woods."
-
-
-def machine() -> dict:
-    model = platform.processor()
-    try:
-        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
-            "load_avg": os.getloadavg()}  # fmt: skip
 
 
 def build_engine(kind: str, models: str | None, chunk_delay_s: float):
@@ -204,8 +194,8 @@ def main() -> None:
             results = asyncio.run(run_levels(f"ws://127.0.0.1:{port}", levels, args.requests, args.text, args.jitter_ms / 1000))
         finally:
             stop()
-    record = {"engine": args.engine, "machine": machine(), "text_chars": len(args.text), "requests_per_client": args.requests,
-              "jitter_ms": args.jitter_ms, "baseline_engine_alone": base, "levels": results}  # fmt: skip
+    record = {"engine": args.engine, "machine": machine(load_avg=os.getloadavg()), "text_chars": len(args.text),
+              "requests_per_client": args.requests, "jitter_ms": args.jitter_ms, "baseline_engine_alone": base, "levels": results}  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"latency_{args.engine}.json").write_text(json.dumps(record, indent=2))

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from _common import run_record
 
 from rtclone.kernels.cpu import NativeWaveRNN, available, draw_uniforms, fold_count, reference_generate
 from rtclone.kernels.cpu.bench import FOLD_OVERLAP, FOLD_TARGET, SAMPLE_RATE, machine_info, measure, random_state_dict
@@ -228,10 +229,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "rt_threshold_quick" if args.quick else "rt_threshold"  # a quick run never overwrites the full one
     result = {
-        "benchmark": "rt_threshold",
-        "quick": args.quick,
-        "machine": machine_info(),
-        "load_avg_start_end": [load0[0], load1[0]],
+        **run_record("rt_threshold", args.quick, load0, load1),
         "threads_batched": args.threads,
         "clock": args.clock,
         "method": "per-step cost per B measured (median of repeats; 'est' = CPU time / threads with clock=cpu, "

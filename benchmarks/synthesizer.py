@@ -13,15 +13,14 @@ Goal (issue 3): default dims ≥ 400 frames/s (5× real time at 80 frames/s) and
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _common import machine, write_json
 
 from rtclone.synthesizer import (StreamInfo, SynthesizerDims, Tacotron, TacotronOptions, quantize_decoder_int8, stream,
                                  synthesize)
@@ -29,16 +28,6 @@ from rtclone.synthesizer import (StreamInfo, SynthesizerDims, Tacotron, Tacotron
 TEXT = "The birch canoe slid on the smooth planks, glue the sheet to the dark blue background."
 FIRST_TEXT = "The birch canoe slid on the"  # a pipeline's first text chunk (first_chunk_words = 6)
 FRAMES_PER_SECOND_OF_AUDIO = 80  # hop 200 at 16 kHz
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _summary(xs: list[float]) -> dict[str, float]:
@@ -106,9 +95,7 @@ def main() -> None:
                measure("rtvc (baseline)", SynthesizerDims(), a.frames, a.repeats, a.r),
                measure("rtvc int8 decoder", SynthesizerDims(), a.frames, a.repeats, a.r, int8=True)]
     report = {
-        "benchmark": "synthesizer", "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "threads": a.threads,
-                                                "load_avg_1m": os.getloadavg()[0], "torch": torch.__version__,
-                                                "python": platform.python_version()},
+        "benchmark": "synthesizer", "machine": machine(threads=a.threads, load_avg_1m=os.getloadavg()[0]),
         "text": TEXT, "first_text": FIRST_TEXT, "goal": {"frames_per_s": 400, "first_chunk_ms": 60}, "results": results,
     }
     for r in results:
@@ -118,10 +105,7 @@ def main() -> None:
               f"first chunk {r['first_chunk_ms']['median']:6.1f} ms [{r['first_chunk_ms']['min']:.1f}-{r['first_chunk_ms']['max']:.1f}] "
               f"(6-word text: {r['first_chunk_ms_6_words']['median']:.1f} ms)")
     print(f"machine: {report['machine']}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
-    print(f"wrote {out}")
+    write_json(a.out, report, indent=1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ dicts load strictly. Loading never depends on file names.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import importlib.util
 from dataclasses import dataclass
@@ -73,14 +72,6 @@ def resemblyzer_weights_path() -> Path:
     return path
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _detect_kind(state: dict[str, Any]) -> str | None:
     for kind, keys in _RTVC_SIGNATURES.items():
         if all(k in state for k in keys):
@@ -100,8 +91,10 @@ def read_checkpoint(path: str | Path, expect_kind: str | None = None) -> Checkpo
     ckpt = parse_checkpoint(obj, source=str(path))
     ckpt.path = path
     if ckpt.format == "rtvc" and ckpt.kind == "encoder":
+        from .export import sha256_file  # lazy: importing checkpoints stays light
+
         try:
-            if _sha256(path) == _sha256(resemblyzer_weights_path()):
+            if sha256_file(path) == sha256_file(resemblyzer_weights_path()):
                 ckpt.format = "resemblyzer"
         except CheckpointError:
             pass

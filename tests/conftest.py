@@ -67,8 +67,37 @@ def speech():
     return make_speech
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch intra-op thread for a whole test module (restored after it): the CI budget is per
+    core, and oversubscribed OpenMP threads crawl. Test modules use it via
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)
     np.random.seed(0)
     yield
+
+
+# Synthesizer options that let a random tiny Tacotron finish deterministically (no stop token,
+# no attention-failure check, a short length guard).
+TINY_TACOTRON_OVERRIDES = {"detect_attention_failure": False, "on_max_length": "truncate", "max_frames_per_char": 2.0, "stop_threshold": None}
+
+
+def tiny_cloner(seed: int = 0):
+    """A Cloner with the pretrained encoder and tiny seeded random synthesizer + vocoder."""
+    from rtclone.checkpoints import load_encoder
+    from rtclone.pipeline import Cloner
+    from rtclone.synthesizer import SynthesizerDims, Tacotron
+    from rtclone.vocoder import VocoderDims, WaveRNN
+
+    torch.manual_seed(seed)
+    syn = Tacotron(SynthesizerDims.tiny()).eval()
+    voc = WaveRNN(VocoderDims(rnn_dims=32, fc_dims=32, compute_dims=16, res_out_dims=32, res_blocks=1)).eval()
+    return Cloner(load_encoder(), syn, voc, tacotron_overrides=TINY_TACOTRON_OVERRIDES)

@@ -24,12 +24,7 @@ from rtclone.encoder import (
 from rtclone.errors import AudioError, AudioTooShortError, InputShapeError, OptionsError, SilentAudioError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 SENTENCE = "Please call Stella. Ask her to bring these things with her from the store."

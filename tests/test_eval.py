@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import make_speech
 from rtclone.audio import save_wav
@@ -16,12 +15,7 @@ from rtclone.errors import InputShapeError
 from rtclone.eval import equal_error_rate, eval_encoder, pair_scores, plot_umap
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 # The calibration set of rtclone.encoder.DEFAULT_VERIFY_THRESHOLD (also the training test's voices).

@@ -36,12 +36,7 @@ SMALL = dict(rnn_dims=32, fc_dims=32, feat_dims=8, aux_dims=4)
 SMALL_COND = 8 + 4 * 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 def _cond(B: int, T: int, width: int, seed: int = 0) -> torch.Tensor:

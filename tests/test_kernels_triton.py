@@ -43,14 +43,11 @@ def _skip_reason() -> str | None:
     return None
 
 
-pytestmark = [pytest.mark.triton, pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason()))]
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [
+    pytest.mark.triton,
+    pytest.mark.usefixtures("one_thread"),  # conftest: one torch thread for the module
+    pytest.mark.skipif(_skip_reason() is not None, reason=str(_skip_reason())),
+]
 
 
 def _sparse(rows: int, cols: int, block: tuple[int, int], density: float, seed: int) -> torch.Tensor:

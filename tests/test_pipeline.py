@@ -3,23 +3,17 @@
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_TACOTRON_OVERRIDES, tiny_cloner
 
 from rtclone.errors import CheckpointError, InputShapeError, LimitExceededError, OptionsError, TextError
 from rtclone.pipeline import Cloner, SynthesisOptions
 
-TACO = {"detect_attention_failure": False, "on_max_length": "truncate", "max_frames_per_char": 2.0, "stop_threshold": None}
+TACO = TINY_TACOTRON_OVERRIDES
 
 
 @pytest.fixture(scope="module")
 def cloner():
-    from rtclone.checkpoints import load_encoder
-    from rtclone.synthesizer import SynthesizerDims, Tacotron
-    from rtclone.vocoder import VocoderDims, WaveRNN
-
-    torch.manual_seed(0)
-    syn = Tacotron(SynthesizerDims.tiny()).eval()
-    voc = WaveRNN(VocoderDims(rnn_dims=32, fc_dims=32, compute_dims=16, res_out_dims=32, res_blocks=1)).eval()
-    return Cloner(load_encoder(), syn, voc, tacotron_overrides=TACO)
+    return tiny_cloner(0)
 
 
 def test_stream_yields_audio_and_equals_clone(cloner, speech):

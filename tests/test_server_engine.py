@@ -3,27 +3,17 @@ enrol from speech, stream a sentence, and get exactly the audio the library make
 
 import numpy as np
 import pytest
-import torch
-
+from conftest import tiny_cloner
 from fakes import run
 from rtclone.client import Client, wav_bytes
-from rtclone.pipeline import Cloner, SynthesisOptions
+from rtclone.pipeline import SynthesisOptions
 from rtclone.serve.server import make_engine, running_server
 from rtclone.errors import CheckpointError, ProtocolError
-
-TACO = {"detect_attention_failure": False, "on_max_length": "truncate", "max_frames_per_char": 2.0, "stop_threshold": None}
 
 
 @pytest.fixture(scope="module")
 def cloner():
-    from rtclone.checkpoints import load_encoder
-    from rtclone.synthesizer import SynthesizerDims, Tacotron
-    from rtclone.vocoder import VocoderDims, WaveRNN
-
-    torch.manual_seed(1)
-    syn = Tacotron(SynthesizerDims.tiny()).eval()
-    voc = WaveRNN(VocoderDims(rnn_dims=32, fc_dims=32, compute_dims=16, res_out_dims=32, res_blocks=1)).eval()
-    return Cloner(load_encoder(), syn, voc, tacotron_overrides=TACO)
+    return tiny_cloner(1)
 
 
 def test_server_streams_the_cloners_audio(cloner, tmp_path, speech):

@@ -43,13 +43,7 @@ RTVC_SOME_SHAPES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the CI budget is per core, and oversubscribed OpenMP threads crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 def _emb(n: int = 1, seed: int = 0) -> np.ndarray:

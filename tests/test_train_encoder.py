@@ -16,12 +16,7 @@ from rtclone.train.encoder import GRAD_CLIP_NORM, ge2e_loss, read_log, similarit
 from test_eval import CALIBRATION_SENTENCES, CALIBRATION_VOICES, write_voice_folder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 # ---- loss ------------------------------------------------------------------------------------

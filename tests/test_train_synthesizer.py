@@ -24,13 +24,7 @@ from rtclone.train.synthesizer import (SynthDataset, alignment_scores, bucket_ba
 UTTERANCES = {"slt": ["The cat sat.", "Hello there."], "awb": ["Green apples."]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the CI budget is per core, and oversubscribed OpenMP threads crawl."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 def _write_corpus(root: Path, utterances: dict[str, list[str]]) -> Path:

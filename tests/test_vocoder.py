@@ -21,12 +21,7 @@ from rtclone.vocoder_gen import GriffinLimVocoder, VocoderOptions, fold_with_ove
 TINY = VocoderDims(rnn_dims=32, fc_dims=32, res_blocks=1, compute_dims=16, res_out_dims=32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
 
 
 def tiny(mode: str = "RAW", seed: int = 0) -> WaveRNN:

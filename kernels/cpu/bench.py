@@ -17,7 +17,7 @@ import torch
 from rtclone.errors import BackendUnavailableError, OptionsError
 from rtclone.sparse import block_mask
 
-from .reference import MATRIX_KEYS, draw_uniforms, fold_count, reference_generate
+from .reference import BIAS_KEYS, MATRIX_KEYS, MOL_OUTPUTS, draw_uniforms, fold_count, loop_shapes, reference_generate
 from .wavernn import NativeWaveRNN, available, unavailable_reason
 
 SAMPLE_RATE = 16000
@@ -52,25 +52,15 @@ def random_state_dict(
     weights; every loop matrix is block-pruned to ``sparsity`` (I with (bh, 1) blocks)."""
     g = torch.Generator().manual_seed(seed)
     R, Fd, aux = rnn_dims, fc_dims, aux_dims
-    n_out = 30 if mode.upper() == "MOL" else 2**bits
-    shapes = {
-        "I.weight": (R, 1 + feat_dims + aux),
-        "rnn1.weight_ih_l0": (3 * R, R),
-        "rnn1.weight_hh_l0": (3 * R, R),
-        "rnn2.weight_ih_l0": (3 * R, R + aux),
-        "rnn2.weight_hh_l0": (3 * R, R),
-        "fc1.weight": (Fd, R + aux),
-        "fc2.weight": (Fd, Fd + aux),
-        "fc3.weight": (n_out, Fd),
-    }
+    n_out = MOL_OUTPUTS if mode.upper() == "MOL" else 2**bits
+    shapes = loop_shapes(R, Fd, feat_dims, aux, n_out)
     sd: dict[str, torch.Tensor] = {}
-    for key in MATRIX_KEYS:
+    for key, bias_key in zip(MATRIX_KEYS, BIAS_KEYS):
         rows, cols = shapes[key]
         bound = cols**-0.5
         w = (torch.rand(rows, cols, generator=g) * 2 - 1) * bound
         blk = (block[0], 1) if key == "I.weight" else block
         sd[key] = prune_blocks(w, sparsity, blk) if sparsity > 0 else w
-        bias_key = key.replace("weight", "bias")
         sd[bias_key] = (torch.rand(rows, generator=g) * 2 - 1) * bound
     return sd
 

@@ -14,27 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from rtclone.errors import CheckpointError, InputShapeError, OptionsError
+from rtclone.sparse import PRUNABLE
 
-MATRIX_KEYS = (
-    "I.weight",
-    "rnn1.weight_ih_l0",
-    "rnn1.weight_hh_l0",
-    "rnn2.weight_ih_l0",
-    "rnn2.weight_hh_l0",
-    "fc1.weight",
-    "fc2.weight",
-    "fc3.weight",
-)
-BIAS_KEYS = (
-    "I.bias",
-    "rnn1.bias_ih_l0",
-    "rnn1.bias_hh_l0",
-    "rnn2.bias_ih_l0",
-    "rnn2.bias_hh_l0",
-    "fc1.bias",
-    "fc2.bias",
-    "fc3.bias",
-)
+MATRIX_KEYS = PRUNABLE  # the loop's matrices (RTVC names), defined once in rtclone.sparse
+BIAS_KEYS = tuple(k.replace("weight", "bias") for k in MATRIX_KEYS)  # same order: I.bias, rnn1.bias_ih_l0, ...
 MOL_OUTPUTS = 30  # 10 logit probs, 10 means, 10 log scales
 
 
@@ -58,6 +41,23 @@ class LoopDims:
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # x (B,), h1 (B, R), h2 (B, R)
 
 
+def loop_shapes(rnn_dims: int, fc_dims: int, feat_dims: int, aux_dims: int, n_out: int) -> dict[str, tuple[int, ...]]:
+    """Shape of every loop tensor (MATRIX_KEYS, then BIAS_KEYS) for the given sizes."""
+    R, Fd, feat, aux = rnn_dims, fc_dims, feat_dims, aux_dims
+    weights = {
+        "I.weight": (R, 1 + feat + aux),
+        "rnn1.weight_ih_l0": (3 * R, R),
+        "rnn1.weight_hh_l0": (3 * R, R),
+        "rnn2.weight_ih_l0": (3 * R, R + aux),
+        "rnn2.weight_hh_l0": (3 * R, R),
+        "fc1.weight": (Fd, R + aux),
+        "fc2.weight": (Fd, Fd + aux),
+        "fc3.weight": (n_out, Fd),
+    }
+    biases = {b: (weights[w][0],) for w, b in zip(MATRIX_KEYS, BIAS_KEYS)}
+    return {**weights, **biases}
+
+
 def loop_dims(state_dict: dict[str, torch.Tensor], mode: str = "RAW", bits: int = 9) -> LoopDims:
     """Validate the loop's tensors in an RTVC-keyed state dict and return its sizes."""
     mode_u = mode.upper()
@@ -73,30 +73,33 @@ def loop_dims(state_dict: dict[str, torch.Tensor], mode: str = "RAW", bits: int 
     aux = state_dict["rnn2.weight_ih_l0"].shape[1] - R
     feat = state_dict["I.weight"].shape[1] - 1 - aux
     n_out = MOL_OUTPUTS if mode_u == "MOL" else 2**bits
-    expected = {
-        "I.weight": (R, 1 + feat + aux),
-        "rnn1.weight_ih_l0": (3 * R, R),
-        "rnn1.weight_hh_l0": (3 * R, R),
-        "rnn2.weight_ih_l0": (3 * R, R + aux),
-        "rnn2.weight_hh_l0": (3 * R, R),
-        "fc1.weight": (Fd, R + aux),
-        "fc2.weight": (Fd, Fd + aux),
-        "fc3.weight": (n_out, Fd),
-        "I.bias": (R,),
-        "rnn1.bias_ih_l0": (3 * R,),
-        "rnn1.bias_hh_l0": (3 * R,),
-        "rnn2.bias_ih_l0": (3 * R,),
-        "rnn2.bias_hh_l0": (3 * R,),
-        "fc1.bias": (Fd,),
-        "fc2.bias": (Fd,),
-        "fc3.bias": (n_out,),
-    }
+    expected = loop_shapes(R, Fd, feat, aux, n_out)
     for key, shape in expected.items():
         if tuple(state_dict[key].shape) != shape:
             raise CheckpointError(f"{key} has shape {tuple(state_dict[key].shape)}, expected {shape} (mode {mode_u})")
     if aux < 0 or feat < 0:
         raise CheckpointError("inconsistent I / rnn2 input widths")
     return LoopDims(R, Fd, feat, aux, n_out, mode_u == "MOL")
+
+
+def loop_backend_dims(
+    state_dict: dict[str, torch.Tensor],
+    mode: str,
+    bits: int,
+    value_dtype: torch.dtype,
+    threads: int,
+    block: tuple[int, int] | None = None,
+) -> LoopDims:
+    """Validate the constructor arguments shared by the loop backends (NativeWaveRNN,
+    TritonWaveRNN): weight dtype float32/float16, ``threads`` >= 1, ``block`` (if given) two
+    positive sizes; then the state dict (:func:`loop_dims`). Raises OptionsError / CheckpointError."""
+    if value_dtype not in (torch.float32, torch.float16):
+        raise OptionsError(f"value_dtype must be float32 or float16, got {value_dtype}")
+    if block is not None and (len(block) != 2 or min(block) < 1):
+        raise OptionsError(f"block must be (bh, bw) with positive sizes, got {block}")
+    if threads < 1:
+        raise OptionsError(f"threads must be >= 1, got {threads}")
+    return loop_dims(state_dict, mode, bits)
 
 
 def check_inputs(dims: LoopDims, cond: torch.Tensor, uniforms: torch.Tensor, state: State | None) -> None:
@@ -298,6 +301,8 @@ __all__ = [
     "LoopDims",
     "State",
     "loop_dims",
+    "loop_shapes",
+    "loop_backend_dims",
     "check_inputs",
     "reference_generate",
     "replay_reference",

@@ -13,7 +13,7 @@ import torch
 from rtclone.errors import BackendUnavailableError, OptionsError
 from rtclone.sparse import pack
 
-from .reference import BIAS_KEYS, MATRIX_KEYS, LoopDims, State, check_inputs, loop_dims
+from .reference import BIAS_KEYS, MATRIX_KEYS, LoopDims, State, check_inputs, loop_backend_dims
 
 _native = None
 _import_error: str | None = None
@@ -123,13 +123,9 @@ class NativeWaveRNN:
         native = _load()
         if native is None:
             raise BackendUnavailableError(_import_error or "native CPU kernel unavailable")
-        if value_dtype not in (torch.float32, torch.float16):
-            raise OptionsError(f"value_dtype must be float32 or float16, got {value_dtype}")
         if precompute not in ("auto", "always", "never"):
             raise OptionsError(f"precompute must be 'auto', 'always' or 'never', got {precompute!r}")
-        if threads < 1:
-            raise OptionsError(f"threads must be >= 1, got {threads}")
-        self.dims: LoopDims = loop_dims(state_dict, mode, bits)
+        self.dims: LoopDims = loop_backend_dims(state_dict, mode, bits, value_dtype, threads)
         self.threads = threads
         d = self.dims
         R, Fd, feat, aux = d.rnn_dims, d.fc_dims, d.feat_dims, d.aux_dims

@@ -25,7 +25,8 @@ import triton
 import triton.language as tl
 
 from rtclone.errors import InputShapeError, OptionsError
-from rtclone.kernels.cpu.reference import BIAS_KEYS, MATRIX_KEYS, State, check_inputs, loop_dims, reference_generate
+from rtclone.kernels.cpu.reference import (BIAS_KEYS, MATRIX_KEYS, State, check_inputs, loop_backend_dims,
+                                          reference_generate)
 from rtclone.sparse import BlockSparseMatrix, pack
 
 from . import interpreting, require_backend
@@ -184,13 +185,7 @@ class TritonWaveRNN:
         threads: int = 1,
         device: str | torch.device | None = None,
     ) -> None:
-        if value_dtype not in (torch.float32, torch.float16):
-            raise OptionsError(f"value_dtype must be float32 or float16, got {value_dtype}")
-        if len(block) != 2 or min(block) < 1:
-            raise OptionsError(f"block must be (bh, bw) with positive sizes, got {block}")
-        if threads < 1:
-            raise OptionsError(f"threads must be >= 1, got {threads}")
-        self.dims = loop_dims(state_dict, mode, bits)
+        self.dims = loop_backend_dims(state_dict, mode, bits, value_dtype, threads, block)
         self.block = (int(block[0]), int(block[1]))
         if device is None:
             device = "cuda" if torch.cuda.is_available() and not interpreting() else "cpu"
