@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-import torch
 from conftest import TINY_TACOTRON_OVERRIDES, tiny_cloner
 
 from rtclone.errors import CheckpointError, InputShapeError, LimitExceededError, OptionsError, TextError
