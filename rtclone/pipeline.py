@@ -162,7 +162,14 @@ class Cloner:
 
     @classmethod
     def from_default(cls) -> "Cloner":
-        """The models shipped inside the package (``rtclone/models``)."""
+        """The models shipped inside the package (``rtclone/models``).
+
+        When an exported ONNX set of them is shipped too (``rtclone/models/onnx``), that is used:
+        onnxruntime is the fastest CPU runtime measured (``benchmarks/export.py``) and its parity
+        with the torch modules is tested.
+        """
+        if (DEFAULT_MODELS_DIR / "onnx" / "manifest.json").is_file():
+            return cls.from_artifacts(DEFAULT_MODELS_DIR / "onnx")
         if not (DEFAULT_MODELS_DIR / MODEL_FILES["synthesizer"]).is_file():
             raise CheckpointError(
                 f"no default synthesizer is shipped in {DEFAULT_MODELS_DIR} yet; pass --synthesizer/--models "

@@ -80,3 +80,18 @@ def test_exported_pipeline_equals_torch_pipeline(cloner, tmp_path, speech):
     a = cloner.clone("Export parity.", emb_t, opts).audio
     b = art.clone("Export parity.", emb_t, opts).audio
     assert a.shape == b.shape and np.max(np.abs(a - b)) < 1e-3
+
+
+def test_default_models_prefer_the_shipped_onnx_set(cloner, tmp_path, monkeypatch):
+    from rtclone import pipeline
+    from rtclone.checkpoints import save_model
+    from rtclone.export import export_checkpoints
+    from rtclone.runners import ArtifactSynthesizer
+
+    monkeypatch.setattr(pipeline, "DEFAULT_MODELS_DIR", tmp_path)
+    with pytest.raises(CheckpointError, match="no default synthesizer"):
+        Cloner.from_default()
+    save_model(cloner.synthesizer, tmp_path / "synthesizer.pt", "synthesizer")
+    assert not isinstance(Cloner.from_default().synthesizer, ArtifactSynthesizer)  # checkpoints only
+    export_checkpoints(tmp_path / "onnx", synthesizer=tmp_path / "synthesizer.pt", format="onnx")
+    assert isinstance(Cloner.from_default().synthesizer, ArtifactSynthesizer)
