@@ -172,8 +172,8 @@ class Cloner:
             return cls.from_artifacts(DEFAULT_MODELS_DIR / "onnx")
         if not (DEFAULT_MODELS_DIR / MODEL_FILES["synthesizer"]).is_file():
             raise CheckpointError(
-                f"no default synthesizer is shipped in {DEFAULT_MODELS_DIR} yet; pass --synthesizer/--models "
-                "(an RTVC synthesizer.pt works) or train one with `rtclone train synthesizer`"
+                f"no default synthesizer is shipped in {DEFAULT_MODELS_DIR} yet; pass --models DIR (a folder with synthesizer.pt, e.g. RTVC's, or an export) "
+                "or train one with `rtclone train synthesizer`"
             )
         return cls.from_dir(DEFAULT_MODELS_DIR)
 
