@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import warnings
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator
 
@@ -120,8 +121,18 @@ def _kernel_runner(model: "WaveRNN", backend: str, options: VocoderOptions) -> R
     except (ImportError, AttributeError) as exc:
         raise BackendUnavailableError(f"{backend} backend unavailable: {type(exc).__name__}: {exc}") from exc
     state = {k: v.detach() for k, v in model.state_dict().items()}
-    runner = cls(state, mode=model.dims.mode, bits=model.dims.bits, block=options.sparse_block, threads=options.threads)
-    return runner.generate
+    # Packing the weights costs 0.02-0.3 s, so a kernel is built once per model and reused until a
+    # weight changes: in-place updates (optimizer steps, load_state_dict) bump a tensor's _version.
+    key = (backend, options.sparse_block, options.threads, tuple((k, v._version, v.data_ptr()) for k, v in state.items()))
+    cached = _KERNELS.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    runner = cls(state, mode=model.dims.mode, bits=model.dims.bits, block=options.sparse_block, threads=options.threads).generate
+    _KERNELS[model] = (key, runner)
+    return runner
+
+
+_KERNELS: "weakref.WeakKeyDictionary[Any, tuple[tuple, Runner]]" = weakref.WeakKeyDictionary()
 
 
 def make_runner(model: "WaveRNN", options: VocoderOptions) -> Runner:

@@ -331,3 +331,27 @@ def test_native_backend_matches_torch_reference():
     assert np.mean(ref == native) >= 0.95  # spec: same uniforms -> same labels (rare flips tolerated)
     parts = model.stream([mel[:, :7], mel[:, 7:30], mel[:, 30:]], backend="cpu-native", **kw)
     assert np.array_equal(np.concatenate(list(parts)), native)
+
+
+def test_native_kernel_is_built_once_and_rebuilt_after_a_weight_change():
+    import rtclone.kernels.cpu as native
+    from rtclone.vocoder import VocoderDims, WaveRNN
+    from rtclone.vocoder_gen import VocoderOptions, make_runner
+
+    if not native.available():
+        pytest.skip(f"native kernel unavailable: {native.unavailable_reason()}")
+    torch.manual_seed(0)
+    model = WaveRNN(VocoderDims(rnn_dims=32, fc_dims=32, compute_dims=16, res_out_dims=32, res_blocks=1))
+    opts = VocoderOptions(backend="cpu-native")
+    first = make_runner(model, opts)
+    assert make_runner(model, opts) is first
+    cond = torch.randn(1, 50, model.dims.cond_dims)
+    u = torch.rand(1, 50, 2, generator=torch.Generator().manual_seed(0))
+    before, _ = first(cond, u)
+    with torch.no_grad():
+        model.fc3.bias.add_(5.0 * torch.randn_like(model.fc3.bias))
+    second = make_runner(model, opts)
+    assert second is not first
+    after, _ = second(cond, u)
+    ref, _ = model.sample_loop(cond, u)
+    assert not torch.equal(before, after) and torch.allclose(after, ref, atol=1e-5)
