@@ -217,9 +217,11 @@ class Cloner:
 
     def clone(self, text: str, voice: np.ndarray | str | Path | bytes, options: SynthesisOptions = SynthesisOptions(),
               sr: int | None = None) -> CloneResult:  # fmt: skip
-        """Speak ``text`` in ``voice`` (an embedding, or reference audio/path/bytes). Returns audio and timings."""
+        """Speak ``text`` in ``voice``: an embedding (D,) when ``sr`` is None, else reference audio
+        (an array at ``sr``), or a path / file bytes. Returns audio and timings."""
         t0 = time.perf_counter()
-        emb = voice if isinstance(voice, np.ndarray) and voice.ndim == 1 and sr is None and voice.size <= 1024 else self.embed(voice, sr)
+        is_embedding = isinstance(voice, np.ndarray) and sr is None and voice.shape == (self.synthesizer.dims.speaker_embedding_size,)
+        emb = voice if is_embedding else self.embed(voice, sr)
         parts, ttfa = [], None
         for chunk in self.stream(text, emb, options):
             if ttfa is None:
