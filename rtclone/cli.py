@@ -36,12 +36,15 @@ def _jsonable(v: Any) -> Any:
 
 
 def _emit(result: dict[str, Any], as_json: bool) -> None:
+    message_only = result.pop("message_only", False)  # the message already says it all (details in --json)
     if as_json:
         print(json.dumps(_jsonable({"ok": True, **result})))
         return
     message = result.pop("message", None)
     if message:
         print(message)
+    if message_only:
+        return
     for key, value in result.items():
         if isinstance(value, float):
             value = f"{value:.4g}"
@@ -122,7 +125,13 @@ def cmd_train_vocoder(args: argparse.Namespace) -> dict[str, Any]:
     if args.prune_target:
         block = tuple(int(x) for x in args.prune_block.lower().split("x"))
         prune = PruneSchedule(target=args.prune_target, start=args.prune_start, end=args.prune_end, every=args.prune_every, block=block)
+    from .vocoder import VocoderDims
+
+    dims = None
+    if not (Path(args.out) / "vocoder.pt").is_file():
+        dims = VocoderDims(rnn_dims=args.rnn_dims, fc_dims=args.fc_dims)
     report = train_vocoder(vocoder_pairs(Path(args.wavs), Path(args.mels) if args.mels else None), Path(args.out),
+                           dims=dims, lr=args.lr,
                            steps=args.steps, batch_size=args.batch_size, seed=args.seed, prune=prune,
                            checkpoint_every=args.checkpoint_every, progress=_progress(args))  # fmt: skip
     return {"message": f"vocoder run in {args.out}", **report}
@@ -266,6 +275,22 @@ def cmd_eval_encoder(args: argparse.Namespace) -> dict[str, Any]:
 
     model = _load_encoder(args.encoder)
     return eval_encoder(model, Path(args.data), umap_png=args.umap, max_utterances_per_speaker=args.max_utterances, progress=_progress(args))
+
+
+def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
+    from .eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table
+
+    opts = CloneEvalOptions(seen_voices=args.seen, heldout_voices=args.heldout, sentences=args.sentences,
+                            ref_seconds=args.ref_seconds, seed=args.seed)  # fmt: skip
+    cloner = _make_cloner(args)
+    log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
+    report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log)
+    report["models"] = args.models or args.synthesizer or "default"
+    report["goals"] = check_goals(report)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return {"message": format_table(report) + (f"\nwrote {args.output}" if args.output else ""), "message_only": True, **report}
 
 
 def cmd_bench_encoder(args: argparse.Namespace) -> dict[str, Any]:
@@ -447,6 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prune-end", type=int, default=50_000)
     p.add_argument("--prune-every", type=int, default=500)
     p.add_argument("--prune-block", default="16x1")
+    p.add_argument("--rnn-dims", type=int, default=512, help="GRU width (RTVC: 512; a new run only, a resumed run keeps its dims)")
+    p.add_argument("--fc-dims", type=int, default=512, help="FC width (RTVC: 512)")
+    p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--seed", type=int, default=0)
 
     p = _add(train, "synthesizer", cmd_train_synthesizer, "Tacotron training (prepares raw corpora first); DDP: torchrun -m rtclone.train.synthesizer")
@@ -474,6 +502,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder")
     p.add_argument("--umap", help="write a UMAP projection PNG here")
     p.add_argument("--max-utterances", type=int, help="use at most this many utterances per speaker")
+
+    p = _add(ev, "clone", cmd_eval_clone, "cloning quality on a built corpus: pocketsphinx WER and speaker similarity, "
+             "seen and held-out voices, ground truth as the ceiling")
+    p.add_argument("corpus", help="a corpus built by `rtclone corpus build`")
+    p.add_argument("--seen", type=int, default=8, help="training voices to evaluate")
+    p.add_argument("--heldout", type=int, default=4, help="held-out voices to evaluate")
+    p.add_argument("--sentences", type=int, default=5, help="held-out sentences per voice")
+    p.add_argument("--ref-seconds", type=float, default=5.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", help="write the JSON report here")
+    p.add_argument("--models", help="model directory (default: the shipped models)")
+    p.add_argument("--encoder")
+    p.add_argument("--synthesizer")
+    p.add_argument("--vocoder", help="vocoder checkpoint (default with --synthesizer: Griffin-Lim)")
 
     bench = sub.add_parser("bench", help="one measurement").add_subparsers(dest="bench_cmd", metavar="WHAT", required=True)
     p = _add(bench, "encoder", cmd_bench_encoder, "time to embed a reference")

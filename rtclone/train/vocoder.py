@@ -9,6 +9,7 @@ pre-emphasised wav, quantised to mu-law labels (RAW) or 16-bit linear values (Mo
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import dataclass
@@ -81,9 +82,16 @@ def vocoder_pairs(wav_dir: str | Path, mel_dir: str | Path | None = None) -> lis
     """(wav, mel) pairs for ``train_vocoder`` from a folder of audio files (searched recursively).
 
     With ``mel_dir`` (e.g. GTA mels), each wav pairs with ``mel_dir/<stem>.npy`` and wavs without
-    one are skipped; without it, mels are computed from the audio (ground truth).
+    one are skipped; without it, mels are computed from the audio (ground truth). A built-in corpus
+    (a folder with ``manifest.json``) gives its training split only: held-out voices and sentences
+    stay out of training.
     """
-    wavs = sorted(p for ext in ("wav", "flac", "mp3", "ogg") for p in Path(wav_dir).rglob(f"*.{ext}"))
+    if (Path(wav_dir) / "manifest.json").is_file():
+        from ..corpus import list_utterances
+
+        wavs = sorted(Path(u["path"]) for u in list_utterances(Path(wav_dir), "train"))
+    else:
+        wavs = sorted(p for ext in ("wav", "flac", "mp3", "ogg") for p in Path(wav_dir).rglob(f"*.{ext}"))
     if mel_dir is None:
         return [(w, None) for w in wavs]
     mels = {p.stem: p for p in Path(mel_dir).rglob("*.npy")}
@@ -212,8 +220,17 @@ def train_vocoder(
 
         bar = tqdm(total=steps, initial=min(step, steps), desc="vocoder", unit="step")
 
+    logged = 0  # losses already summarised in log.jsonl
+
     def save(loss: float | None) -> None:
+        nonlocal logged
         save_model(model, ckpt_path, "vocoder", meta={"step": step, "loss": loss, "lr": lr, "seed": seed})
+        if losses[logged:]:
+            row = {"step": step, "loss": float(np.mean(losses[logged:])), "steps": len(losses) - logged,
+                   "sparsity": measure_sparsity(model, prune.block)["total"] if prune else 0.0}
+            with open(out_dir / "log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            logged = len(losses)
         tmp = opt_path.with_name(opt_path.name + ".tmp")
         torch.save({"optimizer": opt.state_dict(), "step": step}, tmp)
         tmp.replace(opt_path)

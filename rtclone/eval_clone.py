@@ -1,0 +1,207 @@
+"""Cloning quality on the built-in corpus: intelligibility (pocketsphinx WER) and speaker similarity.
+
+For each chosen voice — *seen* ones (in the training split) and *held-out* ones (never trained
+on) — a reference of about ``ref_seconds`` is cut from its utterances of training sentences, and
+the cloner speaks held-out sentences (never trained on) in that voice. Measured per voice:
+
+- ``wer``: pocketsphinx WER of the clone against the sentence text, next to ``gt_wer``, the WER of
+  the corpus's own recording of the same voice saying the same sentences (the ceiling: the
+  recogniser is not perfect even on the real thing);
+- ``similarity``: cosine between the pretrained encoder's embeddings of each clone and of the
+  reference, next to ``gt_similarity`` (the real recording against the same reference);
+- identification: whether each clone is closer to its own reference than to every other voice's
+  reference in the set.
+
+:func:`check_goals` compares the summary with the issue's goals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .asr import Transcriber, WerCount, word_error_rate
+from .errors import OptionsError, RtcloneError
+
+__all__ = ["CloneEvalOptions", "evaluate_cloning", "check_goals", "format_table", "GOALS"]
+
+# the goals of the main-job issue
+GOALS = {"wer_ratio_seen": 1.5, "similarity_seen": 0.80, "similarity_heldout": 0.70, "identification": 1.0}
+
+
+@dataclass(frozen=True)
+class CloneEvalOptions:
+    """Which voices and sentences to evaluate (validated here)."""
+
+    seen_voices: int = 8  # first N training voices of the corpus (0 = none)
+    heldout_voices: int = 4  # first N held-out voices (0 = none)
+    sentences: int = 5  # held-out sentences per voice
+    ref_seconds: float = 5.0  # reference length (whole utterances until at least this long)
+    seed: int = 0  # synthesis seed
+
+    def __post_init__(self) -> None:
+        for name in ("seen_voices", "heldout_voices", "sentences"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise OptionsError(f"{name} must be a non-negative integer, got {v!r}")
+        if self.seen_voices + self.heldout_voices == 0 or self.sentences == 0:
+            raise OptionsError("nothing to evaluate: need at least one voice and one sentence")
+        if not 1.0 <= float(self.ref_seconds) <= 60.0:
+            raise OptionsError(f"ref_seconds must be in [1, 60], got {self.ref_seconds!r}")
+
+
+def _pick_voices(manifest: dict, options: CloneEvalOptions) -> list[tuple[dict, str]]:
+    seen = [v for v in manifest["voices"] if v["split"] == "train"][: options.seen_voices]
+    held = [v for v in manifest["voices"] if v["split"] != "train"][: options.heldout_voices]
+    return [(v, "seen") for v in seen] + [(v, "heldout") for v in held]
+
+
+def _reference(root: Path, utts: list[dict], train_sentences: set[int], seconds: float) -> tuple[np.ndarray, list[str]]:
+    from .audio import load_audio
+
+    parts, ids, n = [], [], 0
+    for u in sorted(utts, key=lambda u: u["id"]):
+        if u["sentence"] not in train_sentences:
+            continue
+        wav = load_audio(root / u["path"])
+        parts.append(wav)
+        ids.append(u["id"])
+        n += len(wav)
+        if n >= seconds * 16000:
+            break
+    if not parts:
+        raise RtcloneError("no reference utterance found for a voice")
+    return np.concatenate(parts), ids
+
+
+def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions = CloneEvalOptions(), *,
+                     transcriber: Transcriber | None = None, encoder: Any = None,
+                     log: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+    """Clone held-out sentences in seen and held-out voices of a built corpus and measure them.
+
+    ``cloner`` is a :class:`rtclone.pipeline.Cloner`; similarity always uses ``encoder`` (default:
+    the pretrained encoder), whatever encoder the cloner conditions on. A clone that fails (e.g.
+    the synthesizer's attention fails) counts as all words wrong and is listed under ``failures``.
+    """
+    from .audio import load_audio, preprocess_wav
+    from .checkpoints import load_encoder
+    from .encoder import embed_utterance
+    from .pipeline import SynthesisOptions
+
+    root = Path(corpus)
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    transcriber = transcriber or Transcriber()
+    encoder = encoder if encoder is not None else load_encoder()
+    heldout_sentences = list(manifest["sentences"]["heldout"])[: options.sentences]
+    train_sentences = set(manifest["sentences"]["train"])
+    by_speaker: dict[str, list[dict]] = {}
+    for u in manifest["utterances"]:
+        by_speaker.setdefault(str(u["speaker"]), []).append(u)
+
+    def embed(wav: np.ndarray) -> np.ndarray:
+        return embed_utterance(encoder, preprocess_wav(wav, 16000))
+
+    voices = _pick_voices(manifest, options)
+    refs = {}
+    for v, _ in voices:
+        wav, ids = _reference(root, by_speaker[str(v["speaker"])], train_sentences, options.ref_seconds)
+        refs[str(v["speaker"])] = (wav, ids, embed(wav))
+    speakers = [str(v["speaker"]) for v, _ in voices]
+    ref_matrix = np.stack([refs[s][2] for s in speakers])  # (V, D)
+
+    rows, failures = [], []
+    t_start = time.perf_counter()
+    for v, group in voices:
+        spk = str(v["speaker"])
+        ref_wav, ref_ids, ref_emb = refs[spk]
+        voice_emb = cloner.embed(ref_wav, 16000)
+        utt_of = {u["sentence"]: u for u in by_speaker[spk]}
+        wer, gt_wer, sims, gt_sims, hits, seconds, synth_s = WerCount(0, 0), WerCount(0, 0), [], [], 0, 0.0, 0.0
+        for s in heldout_sentences:
+            u = utt_of[s]
+            gt = load_audio(root / u["path"])
+            gt_wer = gt_wer + word_error_rate(u["text"], transcriber.transcribe(gt))
+            gt_sims.append(float(np.dot(embed(gt), ref_emb)))
+            t0 = time.perf_counter()
+            try:
+                out = cloner.clone(u["text"], voice_emb, SynthesisOptions(seed=options.seed)).audio
+            except RtcloneError as exc:
+                failures.append({"speaker": spk, "id": u["id"], "error": f"{type(exc).__name__}: {exc}"})
+                wer = wer + word_error_rate(u["text"], "")
+                sims.append(0.0)  # a failed clone has no voice: counts against similarity too
+                continue
+            finally:
+                synth_s += time.perf_counter() - t0
+            seconds += len(out) / 16000
+            hyp = transcriber.transcribe(out) if len(out) else ""
+            wer = wer + word_error_rate(u["text"], hyp)
+            try:
+                e = embed(out)
+            except RtcloneError:  # silent/too short output: no voice at all
+                sims.append(0.0)
+                continue
+            sims.append(float(np.dot(e, ref_emb)))
+            hits += int(speakers[int(np.argmax(ref_matrix @ e))] == spk)
+        row = {"speaker": spk, "voice": v["name"], "group": group, "reference_ids": ref_ids,
+               "reference_s": round(len(ref_wav) / 16000, 2), "sentences": len(heldout_sentences),
+               "wer": wer.wer, "gt_wer": gt_wer.wer, "words": wer.words, "errors": wer.errors, "gt_errors": gt_wer.errors,
+               "similarity": float(np.mean(sims)) if sims else 0.0, "gt_similarity": float(np.mean(gt_sims)),
+               "identified": hits, "audio_s": round(seconds, 2), "synthesis_s": round(synth_s, 2)}  # fmt: skip
+        rows.append(row)
+        if log is not None:
+            log(f"{spk} {v['name']:<24} {group:<8} wer {row['wer']:.3f} (gt {row['gt_wer']:.3f}) sim {row['similarity']:.3f} "
+                f"(gt {row['gt_similarity']:.3f}) identified {hits}/{len(heldout_sentences)}")
+    summary = {g: _summarise([r for r in rows if r["group"] == g]) for g in ("seen", "heldout")}
+    return {"corpus": str(root), "options": asdict(options), "voices": rows, "failures": failures,
+            "summary": {g: s for g, s in summary.items() if s is not None},
+            "seconds": round(time.perf_counter() - t_start, 1)}  # fmt: skip
+
+
+def _summarise(rows: list[dict]) -> dict[str, Any] | None:
+    if not rows:
+        return None
+    words = sum(r["words"] for r in rows)
+    wer = sum(r["errors"] for r in rows) / words
+    gt_wer = sum(r["gt_errors"] for r in rows) / words
+    n = sum(r["sentences"] for r in rows)
+    return {"voices": len(rows), "utterances": n, "wer": wer, "gt_wer": gt_wer,
+            "wer_ratio": wer / gt_wer if gt_wer > 0 else (1.0 if wer == 0 else float("inf")),
+            "similarity": float(np.mean([r["similarity"] for r in rows])),
+            "min_similarity": float(min(r["similarity"] for r in rows)),
+            "gt_similarity": float(np.mean([r["gt_similarity"] for r in rows])),
+            "identification": sum(r["identified"] for r in rows) / n}  # fmt: skip
+
+
+def check_goals(report: dict[str, Any]) -> dict[str, bool]:
+    """Each goal of the main-job issue → met or not (only for the groups evaluated)."""
+    s = report["summary"]
+    goals: dict[str, bool] = {}
+    if "seen" in s:
+        goals["wer_seen_within_1.5x_gt"] = s["seen"]["wer_ratio"] <= GOALS["wer_ratio_seen"]
+        goals["similarity_seen_>=0.80"] = s["seen"]["similarity"] >= GOALS["similarity_seen"]
+    if "heldout" in s:
+        goals["similarity_heldout_>=0.70"] = s["heldout"]["similarity"] >= GOALS["similarity_heldout"]
+    goals["every_clone_closest_to_its_reference"] = all(g["identification"] >= GOALS["identification"] for g in s.values())
+    return goals
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """The per-voice rows, the group summaries and the goals as a text table."""
+    lines = [f"{'speaker':<8}{'voice':<26}{'group':<9}{'WER':>7}{'GT WER':>8}{'sim':>7}{'GT sim':>8}{'ident':>7}"]
+    for r in report["voices"]:
+        lines.append(f"{r['speaker']:<8}{r['voice']:<26}{r['group']:<9}{r['wer']:>7.3f}{r['gt_wer']:>8.3f}"
+                     f"{r['similarity']:>7.3f}{r['gt_similarity']:>8.3f}{r['identified']:>4}/{r['sentences']:<2}")  # fmt: skip
+    for g, s in report["summary"].items():
+        lines.append(f"{g:<8}{s['voices']} voices, {s['utterances']} utterances: WER {s['wer']:.3f} (GT {s['gt_wer']:.3f}, "
+                     f"ratio {s['wer_ratio']:.2f}), similarity {s['similarity']:.3f} (min {s['min_similarity']:.3f}, "
+                     f"GT {s['gt_similarity']:.3f}), identified {s['identification']:.0%}")  # fmt: skip
+    if report["failures"]:
+        lines.append(f"{len(report['failures'])} clone(s) failed, e.g. {report['failures'][0]['error']}")
+    for name, ok in check_goals(report).items():
+        lines.append(f"goal {name}: {'met' if ok else 'NOT met'}")
+    return "\n".join(lines)

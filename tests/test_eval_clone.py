@@ -1,0 +1,144 @@
+"""Cloning evaluation: WER arithmetic, the pocketsphinx transcriber, and `evaluate_cloning` driven by
+stand-in cloners whose right answers are known (the corpus's own recordings)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rtclone.asr import Transcriber, WerCount, normalize_words, word_error_rate, word_errors
+from rtclone.corpus import CorpusOptions, build_corpus, engine_available
+from rtclone.errors import AttentionFailureError, OptionsError
+from rtclone.eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table
+
+from conftest import make_speech
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.mark.parametrize("ref, hyp, errors", [
+    ("a b c", "a b c", 0),
+    ("a b c", "a x c", 1),       # substitution
+    ("a b c", "a c", 1),         # deletion
+    ("a b c", "a b c d", 1),     # insertion
+    ("a b c", "", 3),
+    ("", "a b", 2),
+    ("the cat sat", "cat sat the", 2),
+])  # fmt: skip
+def test_word_errors(ref, hyp, errors):
+    assert word_errors(ref.split(), hyp.split()) == errors
+
+
+def test_word_errors_matches_brute_force_on_random_sequences():
+    rng = np.random.default_rng(0)
+
+    def brute(a, b):  # plain recursion with memo: the textbook definition
+        from functools import lru_cache
+
+        @lru_cache(None)
+        def d(i, j):
+            if i == 0 or j == 0:
+                return i + j
+            return min(d(i - 1, j) + 1, d(i, j - 1) + 1, d(i - 1, j - 1) + (a[i - 1] != b[j - 1]))
+
+        return d(len(a), len(b))
+
+    for _ in range(50):
+        a = tuple(rng.choice(list("abcd"), size=rng.integers(0, 7)))
+        b = tuple(rng.choice(list("abcd"), size=rng.integers(0, 7)))
+        assert word_errors(a, b) == brute(a, b)
+
+
+def test_normalisation_spells_numbers_and_drops_punctuation():
+    assert normalize_words("Dr. Smith paid $5, didn't he?") == normalize_words("doctor smith paid five dollars didn't he")
+    assert normalize_words("   ") == []
+    c = word_error_rate("I have 2 cats.", "i have two hats")
+    assert (c.errors, c.words, c.wer) == (1, 4, 0.25)
+    assert (WerCount(1, 4) + WerCount(3, 4)).wer == 0.5
+
+
+@pytest.fixture(scope="module")
+def transcriber():
+    return Transcriber()
+
+
+def test_transcriber_understands_flite_and_hears_nothing_in_silence(transcriber):
+    text = "the weather is nice today and we will go for a walk"
+    wav = make_speech(text, "slt")
+    assert word_error_rate(text, transcriber.transcribe(wav)).wer <= 0.4
+    assert transcriber.transcribe(np.zeros(16000, np.float32)) == ""
+    assert transcriber.transcribe(np.zeros(0, np.float32)) == ""
+
+
+# ---- evaluate_cloning on a tiny corpus -------------------------------------------------------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    if not engine_available("flite"):
+        pytest.skip("flite or sox is not installed")
+    root = tmp_path_factory.mktemp("evalcorpus")
+    build_corpus(root, CorpusOptions(seed=1, voices=("flite-slt", "flite-rms", "flite-kal16"), utterances_per_voice=3,
+                                     heldout_voices=1, heldout_sentences=2))  # fmt: skip
+    return root, json.loads((root / "manifest.json").read_text())
+
+
+class RecordingCloner:
+    """Stands in for a Cloner: 'clones' by returning the corpus's recording of the text by the voice
+    ``shift`` places after the reference's voice (0: a perfect clone; 1: always the wrong voice)."""
+
+    def __init__(self, root, manifest, shift=0, fail=False):
+        from rtclone.audio import load_audio
+
+        self.speakers = [str(v["speaker"]) for v in manifest["voices"]]
+        self.audio = {(str(u["speaker"]), u["text"]): root / u["path"] for u in manifest["utterances"]}
+        self.first = {}
+        for u in sorted(manifest["utterances"], key=lambda u: u["id"]):
+            self.first.setdefault(str(u["speaker"]), load_audio(root / u["path"])[:4000])
+        self.shift, self.fail, self.load = shift, fail, load_audio
+
+    def embed(self, wav, sr):
+        (idx,) = [i for i, s in enumerate(self.speakers) if np.array_equal(wav[:4000], self.first[s])]
+        return np.eye(len(self.speakers), dtype=np.float32)[idx]
+
+    def clone(self, text, emb, options):
+        if self.fail:
+            raise AttentionFailureError("stand-in failure")
+        spk = self.speakers[(int(np.argmax(emb)) + self.shift) % len(self.speakers)]
+        return type("R", (), {"audio": self.load(self.audio[(spk, text)])})
+
+
+def test_perfect_clone_reaches_the_ground_truth_ceiling(corpus, transcriber):
+    root, manifest = corpus
+    opts = CloneEvalOptions(seen_voices=2, heldout_voices=1, sentences=2, ref_seconds=3.0)
+    report = evaluate_cloning(RecordingCloner(root, manifest), root, opts, transcriber=transcriber)
+    assert [r["group"] for r in report["voices"]] == ["seen", "seen", "heldout"]
+    assert {r["speaker"] for r in report["voices"]} == {str(v["speaker"]) for v in manifest["voices"]}
+    for r in report["voices"]:
+        assert r["wer"] == r["gt_wer"] and r["errors"] == r["gt_errors"] and r["words"] > 0
+        assert r["similarity"] == pytest.approx(r["gt_similarity"], abs=1e-6)
+        assert r["identified"] == 2
+        assert r["reference_s"] >= 3.0
+    assert report["failures"] == []
+    goals = check_goals(report)
+    assert goals["wer_seen_within_1.5x_gt"] and goals["every_clone_closest_to_its_reference"]
+    assert "goal every_clone_closest_to_its_reference: met" in format_table(report)
+
+
+def test_wrong_voice_is_caught_and_failures_count_as_errors(corpus, transcriber):
+    root, manifest = corpus
+    opts = CloneEvalOptions(seen_voices=2, heldout_voices=1, sentences=1, ref_seconds=3.0)
+    wrong = evaluate_cloning(RecordingCloner(root, manifest, shift=1), root, opts, transcriber=transcriber)
+    for r in wrong["voices"]:
+        assert r["identified"] == 0
+        assert r["similarity"] < r["gt_similarity"] - 0.05
+    assert not check_goals(wrong)["every_clone_closest_to_its_reference"]
+
+    failed = evaluate_cloning(RecordingCloner(root, manifest, fail=True), root, opts, transcriber=transcriber)
+    assert len(failed["failures"]) == 3 and "AttentionFailureError" in failed["failures"][0]["error"]
+    assert all(r["wer"] == 1.0 and r["similarity"] == 0.0 for r in failed["voices"])
+    assert failed["summary"]["seen"]["wer_ratio"] > 1.5
+
+
+@pytest.mark.parametrize("kw", [dict(seen_voices=-1), dict(seen_voices=0, heldout_voices=0), dict(sentences=0), dict(ref_seconds=0.5)])
+def test_options_are_validated(kw):
+    with pytest.raises(OptionsError):
+        CloneEvalOptions(**kw)
