@@ -12,45 +12,68 @@ Prints a table (median and spread) and writes JSON + PNG.
 
     python benchmarks/latency.py --engine fake            # the deterministic test engine
     python benchmarks/latency.py --engine default         # rtclone's default models (make_engine)
-    python benchmarks/latency.py --clients 1,2 --requests 2 --quick
+    python benchmarks/latency.py --engine random          # random weights: tiny synthesizer, RTVC-size vocoder at 96 %
+    python benchmarks/latency.py --clients 1,2 --requests 2 --no-batch-vocoder
+
+Library use (``rtclone bench server``): ``run(engine, clients, ...) -> dict`` returns the record
+(see :func:`run`); nothing is printed or written.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from _common import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 TEXT = "The quick brown fox jumps over the lazy dog, and then it runs away into the woods."
+ENGINES = ("fake", "default", "random")
+# a random tiny Tacotron has no trained stop token or alignment: run it to a fixed length instead
+RANDOM_TACOTRON = {"detect_attention_failure": False, "on_max_length": "truncate", "max_frames_per_char": 2.0, "stop_threshold": None}
+
+
+def _import_from(folder: Path, name: str):
+    """Import a helper module next to this script (``_common``) or in tests/ (``fakes``)."""
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+    return importlib.import_module(name)
 
 
 def build_engine(kind: str, models: str | None, chunk_delay_s: float):
     if kind == "fake":
-        sys.path.insert(0, str(ROOT / "tests"))
-        from fakes import FakeEngine
-
         # ~0.1 s chunks that take chunk_delay_s of wall time each (sleep: no CPU) → RTF ≈ delay / 0.1
-        return FakeEngine(chunk_s=0.1, chunk_delay_s=chunk_delay_s, first_delay_s=chunk_delay_s, seconds_per_char=0.06)
+        fake = _import_from(ROOT / "tests", "fakes").FakeEngine
+        return fake(chunk_s=0.1, chunk_delay_s=chunk_delay_s, first_delay_s=chunk_delay_s, seconds_per_char=0.06)
+    if kind == "random":
+        import torch
+
+        from rtclone.checkpoints import load_encoder
+        from rtclone.kernels.cpu.bench import random_state_dict
+        from rtclone.pipeline import Cloner
+        from rtclone.synthesizer import SynthesizerDims, Tacotron
+        from rtclone.vocoder import VocoderDims, WaveRNN
+
+        torch.manual_seed(0)
+        voc = WaveRNN(VocoderDims()).eval()  # RTVC dims, loop weights block-pruned to 96 %
+        voc.load_state_dict(random_state_dict(0.96), strict=False)
+        return Cloner(load_encoder(), Tacotron(SynthesizerDims.tiny()).eval(), voc, tacotron_overrides=RANDOM_TACOTRON)
     from rtclone.serve.server import make_engine
 
     return make_engine(models)
 
 
 def reference_audio() -> np.ndarray:
-    sys.path.insert(0, str(ROOT / "tests"))
-    from fakes import voice_like
-
-    return voice_like(3.0, 160.0)
+    return _import_from(ROOT / "tests", "fakes").voice_like(3.0, 160.0)
 
 
 def pct(xs: list[float], q: float) -> float | None:
@@ -102,7 +125,7 @@ async def one_client(url: str, voice_id: str, text: str, requests: int, jitter_s
     return out
 
 
-def start_server_thread(engine, max_streams: int, voices_dir: str):
+def start_server_thread(engine, max_streams: int, voices_dir: str, batch_vocoder: bool = True):
     """A server on its own event loop thread; returns (port, stop)."""
     from rtclone.serve.server import ServerLimits, running_server
 
@@ -112,7 +135,7 @@ def start_server_thread(engine, max_streams: int, voices_dir: str):
         stop = asyncio.Event()
         box["stop"] = lambda: loop.call_soon_threadsafe(stop.set)
         limits = ServerLimits(max_streams=max_streams, max_queue=64)
-        async with running_server(engine, voices_dir=voices_dir, limits=limits) as srv:
+        async with running_server(engine, voices_dir=voices_dir, limits=limits, batch_vocoder=batch_vocoder) as srv:
             box["port"] = srv.port
             ready.set()
             await stop.wait()
@@ -168,9 +191,57 @@ def plot(results: dict, base: dict, path: Path, title: str) -> None:
     fig.savefig(path, dpi=100)
 
 
+def run(
+    engine: str = "fake",
+    clients: Sequence[int] = (1, 2, 4, 8),
+    *,
+    models: str | None = None,
+    requests: int = 3,
+    text: str = TEXT,
+    jitter_ms: float = 150.0,
+    chunk_delay_s: float = 0.02,
+    threads: int = 1,
+    batch_vocoder: bool = True,
+    baseline_reps: int = 3,
+) -> dict:
+    """Measure the server under 1..N concurrent streaming clients; returns the JSON-able record.
+
+    ``engine``: "fake" (tests' deterministic engine, ``chunk_delay_s`` of sleep per 0.1 s chunk),
+    "default" (``make_engine(models)``) or "random" (random weights, RTVC-size vocoder). ``clients``:
+    the concurrency levels; each client streams ``text`` ``requests`` times. ``threads``: torch
+    threads (real engines). ``batch_vocoder``: the server's shared vocoder batching (on by default,
+    as in ``rtclone serve``). Record keys: engine, machine, batch_vocoder, text_chars,
+    requests_per_client, jitter_ms, baseline_engine_alone {ttfa_s, rtf}, levels {N: {clients,
+    streams, wall_s, ttfa_s, client_rtf, server_rtf (each p50/p95/min/max), realtime_streams,
+    all_realtime}}.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    clients = list(clients)
+    if not clients or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in clients):
+        raise ValueError(f"clients must be positive integers, got {clients!r}")
+    if engine != "fake":
+        import torch
+
+        torch.set_num_threads(threads)
+    eng = build_engine(engine, models, chunk_delay_s)
+    emb = eng.embed(reference_audio(), 16000)
+    base = baseline(eng, emb, text, reps=baseline_reps)
+    with tempfile.TemporaryDirectory() as voices:
+        port, stop = start_server_thread(eng, max(clients), voices, batch_vocoder)
+        try:
+            results = asyncio.run(run_levels(f"ws://127.0.0.1:{port}", clients, requests, text, jitter_ms / 1000))
+        finally:
+            stop()
+    machine = _import_from(Path(__file__).resolve().parent, "_common").machine
+    return {"engine": engine, "machine": machine(load_avg=os.getloadavg()), "batch_vocoder": batch_vocoder,
+            "text_chars": len(text), "requests_per_client": requests, "jitter_ms": jitter_ms,
+            "baseline_engine_alone": base, "levels": results}  # fmt: skip
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--engine", choices=["fake", "default"], default="fake")
+    ap.add_argument("--engine", choices=ENGINES, default="fake")
     ap.add_argument("--models", default=None, help="model folder for --engine default")
     ap.add_argument("--clients", default="1,2,4,8", help="concurrency levels")
     ap.add_argument("--requests", type=int, default=3, help="utterances per client per level")
@@ -178,30 +249,20 @@ def main() -> None:
     ap.add_argument("--jitter-ms", type=float, default=150.0, help="client jitter buffer for the real-time check")
     ap.add_argument("--chunk-delay", type=float, default=0.02, help="fake engine: seconds of 'compute' per 0.1 s chunk")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (real engine)")
+    ap.add_argument("--no-batch-vocoder", action="store_true", help="every stream runs its own vocoder loop")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
-    levels = [int(x) for x in args.clients.split(",")]
-    if args.engine == "default":
-        import torch
-
-        torch.set_num_threads(args.threads)
-    engine = build_engine(args.engine, args.models, args.chunk_delay)
-    emb = engine.embed(reference_audio(), 16000)
-    base = baseline(engine, emb, args.text, reps=3)
-    with tempfile.TemporaryDirectory() as voices:
-        port, stop = start_server_thread(engine, max(levels), voices)
-        try:
-            results = asyncio.run(run_levels(f"ws://127.0.0.1:{port}", levels, args.requests, args.text, args.jitter_ms / 1000))
-        finally:
-            stop()
-    record = {"engine": args.engine, "machine": machine(load_avg=os.getloadavg()), "text_chars": len(args.text),
-              "requests_per_client": args.requests, "jitter_ms": args.jitter_ms, "baseline_engine_alone": base, "levels": results}  # fmt: skip
+    record = run(args.engine, [int(x) for x in args.clients.split(",")], models=args.models, requests=args.requests,
+                 text=args.text, jitter_ms=args.jitter_ms, chunk_delay_s=args.chunk_delay, threads=args.threads,
+                 batch_vocoder=not args.no_batch_vocoder)  # fmt: skip
+    results, base = record["levels"], record["baseline_engine_alone"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"latency_{args.engine}.json").write_text(json.dumps(record, indent=2))
-    plot(results, base, out / f"latency_{args.engine}.png", f"rtclone server, engine={args.engine}, {record['machine']['cores']} cores")
+    stem = f"latency_{args.engine}{'_nobatch' if args.no_batch_vocoder else ''}"
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=2))
+    plot(results, base, out / f"{stem}.png", f"rtclone server, engine={args.engine}, {record['machine']['cores']} cores")
     b = base["ttfa_s"]
-    print(f"machine: {record['machine']}")
+    print(f"machine: {record['machine']}; vocoder batching {'on' if record['batch_vocoder'] else 'off'}")
     print(f"baseline (engine alone): TTFA p50 {b['p50'] * 1000:.1f} ms [{b['min'] * 1000:.1f}-{b['max'] * 1000:.1f}], "
           f"RTF p50 {base['rtf']['p50']:.3f}")  # fmt: skip
     print(f"{'clients':>7} {'streams':>7} {'TTFA p50':>9} {'TTFA p95':>9} {'spread':>17} {'cRTF p50':>8} {'sRTF p50':>8} {'realtime':>8}")
@@ -210,7 +271,7 @@ def main() -> None:
         print(f"{n:>7} {r['streams']:>7} {t['p50'] * 1000:>7.1f}ms {t['p95'] * 1000:>7.1f}ms "
               f"{t['min'] * 1000:>7.1f}-{t['max'] * 1000:>6.1f}ms {r['client_rtf']['p50']:>8.3f} "
               f"{r['server_rtf']['p50']:>8.3f} {r['realtime_streams']:>4}/{r['streams']:<3}")  # fmt: skip
-    print(f"wrote {out / f'latency_{args.engine}.json'} and .png")
+    print(f"wrote {out / f'{stem}.json'} and .png")
 
 
 if __name__ == "__main__":

@@ -192,11 +192,11 @@ def resample(wav: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.
         return wav
     if orig_sr <= 0 or target_sr <= 0:
         raise SampleRateError(f"sample rates must be positive, got {orig_sr} -> {target_sr}")
-    import librosa
+    import soxr  # librosa's own "soxr_hq" backend, without librosa's import cost (numba compiles for seconds)
 
-    return librosa.resample(wav, orig_sr=int(orig_sr), target_sr=int(target_sr), res_type="soxr_hq").astype(
-        np.float32, copy=False
-    )
+    y = np.asarray(soxr.resample(wav, int(orig_sr), int(target_sr), quality="HQ"), dtype=np.float32)
+    n = int(np.ceil(len(wav) * int(target_sr) / int(orig_sr)))  # librosa's output length (zero-padded or cut)
+    return np.pad(y, (0, n - len(y))) if len(y) < n else y[:n]
 
 
 # ---- level and silence -------------------------------------------------------------------------
@@ -262,11 +262,39 @@ def _hann(n: int) -> np.ndarray:
     return scipy.signal.get_window("hann", n, fftbins=True)  # periodic, as librosa uses
 
 
+# Slaney's mel scale (librosa's default, htk=False): linear below 1 kHz, logarithmic above.
+_MEL_HZ_PER_MEL = 200.0 / 3.0
+_MEL_BREAK_HZ = 1000.0
+_MEL_BREAK = _MEL_BREAK_HZ / _MEL_HZ_PER_MEL  # 15 mels
+_MEL_LOG_STEP = np.log(6.4) / 27.0  # mels per natural-log unit of frequency above the break
+
+
+def hz_to_mel(f: np.ndarray | float) -> np.ndarray:
+    """Slaney mel of frequency ``f`` in Hz."""
+    f = np.asarray(f, dtype=np.float64)
+    above = _MEL_BREAK + np.log(np.maximum(f, _MEL_BREAK_HZ) / _MEL_BREAK_HZ) / _MEL_LOG_STEP
+    return np.where(f >= _MEL_BREAK_HZ, above, f / _MEL_HZ_PER_MEL)
+
+
+def mel_to_hz(m: np.ndarray | float) -> np.ndarray:
+    """Inverse of :func:`hz_to_mel`."""
+    m = np.asarray(m, dtype=np.float64)
+    above = _MEL_BREAK_HZ * np.exp(_MEL_LOG_STEP * (np.maximum(m, _MEL_BREAK) - _MEL_BREAK))
+    return np.where(m >= _MEL_BREAK, above, m * _MEL_HZ_PER_MEL)
+
+
 @functools.lru_cache(maxsize=8)
 def _mel_basis(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
-    import librosa
-
-    fb = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)  # (n_mels, 1 + n_fft/2)
+    """Triangular Slaney-normalised (area 1) mel filterbank (n_mels, 1 + n_fft/2), float32 — the
+    same matrix as ``librosa.filters.mel`` (tested), computed here in numpy (librosa's import
+    costs seconds of numba compilation in every process)."""
+    fmax = sr / 2.0 if fmax is None else float(fmax)
+    bins = np.linspace(0.0, sr / 2.0, 1 + n_fft // 2)  # (F,) centre frequency of each FFT bin
+    edges = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))  # (n_mels + 2,)
+    lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (bins - lo) / (mid - lo)  # (n_mels, F)
+    falling = (hi - bins) / (hi - mid)
+    fb = (np.maximum(0.0, np.minimum(rising, falling)) * (2.0 / (hi - lo))).astype(np.float32)
     fb.setflags(write=False)
     return fb
 
@@ -369,15 +397,40 @@ def griffin_lim(mel: np.ndarray, n_iter: int = 32, power: float = GRIFFIN_LIM_PO
     Linear magnitude (``synth_mel_to_linear``) raised to ``power`` (RTVC's sharpening), fast
     Griffin-Lim (momentum 0.99, seeded random initial phase), then de-emphasis.
     """
-    import librosa
-
-    mag = synth_mel_to_linear(mel) ** power  # (401, T)
-    wav = librosa.griffinlim(
-        mag, n_iter=n_iter, hop_length=SYN_HOP, win_length=SYN_WIN, n_fft=SYN_N_FFT, center=True,
-        random_state=seed,
-    )  # fmt: skip  # ((T - 1) * hop,)
+    mag = synth_mel_to_linear(mel).T ** power  # (T, 401)
+    T = mag.shape[0]
+    length = (T - 1) * SYN_HOP
+    rng = np.random.default_rng(seed)
+    phase = np.exp(2j * np.pi * rng.random(mag.shape))  # (T, 401)
+    prev = np.zeros_like(phase)
+    alpha = 0.99  # fast Griffin-Lim (Perraudin et al. 2013): extrapolate the consistent projection
+    for _ in range(n_iter):
+        proj = _stft_frames(_istft(mag * phase, SYN_N_FFT, SYN_HOP, length), SYN_N_FFT, SYN_HOP, np.float64)
+        step = proj + alpha * (proj - prev)
+        prev = proj
+        phase = step / np.maximum(np.abs(step), 1e-16)
+    wav = _istft(mag * phase, SYN_N_FFT, SYN_HOP, length) if length else np.zeros(0)
     wav = np.pad(wav, (0, SYN_HOP))  # T * hop samples, the length a vocoder gives for T frames
     return de_emphasis(wav).astype(np.float32)
+
+
+def _istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
+    """Inverse of ``_stft_frames`` (centred, periodic Hann): complex (T, 1 + n_fft/2) → ``length`` samples.
+
+    Windowed overlap-add divided by the summed squared window (the least-squares inverse)."""
+    if n_fft % hop:
+        raise AudioError(f"n_fft {n_fft} must be a multiple of hop {hop}")
+    T, k = spec.shape[0], n_fft // hop
+    win = _hann(n_fft)
+    frames = (scipy.fft.irfft(spec, n=n_fft, axis=-1) * win).reshape(T, k, hop)  # (T, k, hop)
+    out = np.zeros((T + k - 1, hop))
+    norm = np.zeros((T + k - 1, hop))
+    wsq = (win**2).reshape(k, hop)
+    for j in range(k):  # frame t's j-th hop-long piece lands in output block t + j
+        out[j : j + T] += frames[:, j]
+        norm[j : j + T] += wsq[j]
+    y = (out / np.where(norm > 1e-11, norm, 1.0)).reshape(-1)
+    return y[n_fft // 2 : n_fft // 2 + length]
 
 
 # ---- emphasis and mu-law -----------------------------------------------------------------------

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .errors import RtcloneError
+from .errors import OptionsError, RtcloneError
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
 
@@ -277,6 +277,34 @@ def cmd_eval_encoder(args: argparse.Namespace) -> dict[str, Any]:
     return eval_encoder(model, Path(args.data), umap_png=args.umap, max_utterances_per_speaker=args.max_utterances, progress=_progress(args))
 
 
+def cmd_bench_server(args: argparse.Namespace) -> dict[str, Any]:
+    """Loopback load on a real server: `benchmarks/latency.py` (needs a source checkout)."""
+    import importlib.util
+
+    from .errors import BackendUnavailableError
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
+    if not path.is_file():
+        raise BackendUnavailableError(f"`rtclone bench server` runs {path.name} from a source checkout; not found at {path}")
+    spec = importlib.util.spec_from_file_location("rtclone_bench_latency", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(mod)
+        clients = [int(c) for c in args.clients.split(",")]
+        try:
+            record = mod.run(args.engine, clients, models=args.models, requests=args.requests, batch_vocoder=not args.no_batch_vocoder)
+        except ValueError as exc:
+            raise OptionsError(str(exc)) from exc
+    finally:
+        sys.path.remove(str(path.parent))
+    lines = [f"server benchmark, engine {args.engine}, vocoder batching {'on' if not args.no_batch_vocoder else 'off'}"]
+    for n, lv in record["levels"].items():
+        lines.append(f"{n} client(s): TTFA p50 {lv['ttfa_s']['p50'] * 1000:.0f} ms p95 {lv['ttfa_s']['p95'] * 1000:.0f} ms, "
+                     f"client RTF p50 {lv['client_rtf']['p50']:.2f}, real-time streams {lv['realtime_streams']}/{lv['streams']}")  # fmt: skip
+    return {"message": "\n".join(lines), "message_only": True, **record}
+
+
 def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
     from .eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table
 
@@ -328,7 +356,8 @@ def cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
     from .serve.server import serve_main
 
     status = serve_main(host=args.host, port=args.port, models=args.models, voices_dir=args.voices_dir, token=args.token,
-                        max_streams=args.max_streams, max_queue=args.max_queue)  # fmt: skip
+                        max_streams=args.max_streams, max_queue=args.max_queue,
+                        batch_vocoder=not args.no_batch_vocoder)  # fmt: skip
     return {"message": "server stopped", "status": status}
 
 
@@ -405,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", help="require this bearer token (also $RTCLONE_TOKEN)")
     p.add_argument("--max-streams", type=int, default=4)
     p.add_argument("--max-queue", type=int, default=8)
+    p.add_argument("--no-batch-vocoder", action="store_true", help="run each stream's vocoder alone (default: concurrent streams share batched vocoder steps)")
 
     p = _add(sub, "say", cmd_say, "speak text in a voice through a running server (streams; prints TTFA and RTF)")
     p.add_argument("--server", default="ws://127.0.0.1:8765")
@@ -522,6 +552,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--encoder")
+    p = _add(bench, "server", cmd_bench_server, "TTFA and real-time streams of a loopback server under 1..N clients (source checkout)")
+    p.add_argument("--engine", default="default", choices=["default", "random", "fake"])
+    p.add_argument("--models", help="model directory for --engine default (default: the shipped models)")
+    p.add_argument("--clients", default="1,2,4,8", help="comma-separated concurrency levels")
+    p.add_argument("--requests", type=int, default=3, help="requests per client")
+    p.add_argument("--no-batch-vocoder", action="store_true")
     p = _add(bench, "synthesizer", cmd_bench_synthesizer, "mel frames/s and time to the first mel chunk (random weights)")
     p.add_argument("--dims", choices=("small", "rtvc"), default="small")
     p.add_argument("--frames", type=int, default=200)

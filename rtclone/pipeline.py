@@ -11,11 +11,14 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 import numpy as np
 
 from .errors import CheckpointError, InputShapeError, LimitExceededError, OptionsError, TextError
+
+if TYPE_CHECKING:
+    from .vocoder_batch import BatcherOptions, VocoderBatcher
 
 BACKENDS = ("auto", "torch", "cpu-native", "triton")
 
@@ -32,6 +35,8 @@ class SynthesisOptions:
     vocoder_chunk_frames: int = 10  # mel frames handed to the vocoder stream at a time
     max_decoder_steps: int = 2000  # synthesizer guard per text chunk (decoder steps)
     fade_out_s: float = 0.0  # fade the very end of the utterance out over this many seconds
+    # synthesizer attention window (back, ahead) around the last peak, in symbols; None: off
+    attention_window: tuple[int, int] | None = (1, 4)
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
@@ -50,6 +55,10 @@ class SynthesisOptions:
                 raise OptionsError(f"{name} must be an integer in [{lo}, {hi}], got {v!r}")
         if not isinstance(self.fade_out_s, (int, float)) or not 0.0 <= self.fade_out_s <= 5.0:
             raise OptionsError(f"fade_out_s must be a number in [0, 5], got {self.fade_out_s!r}")
+        from .synthesizer import TacotronOptions
+
+        w = TacotronOptions(attention_window=self.attention_window).attention_window  # validated there
+        object.__setattr__(self, "attention_window", w)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "SynthesisOptions":
@@ -74,6 +83,9 @@ class VoiceEngine(Protocol):
     def stream(self, text: str, embedding: np.ndarray, options: SynthesisOptions = SynthesisOptions()) -> Iterator[np.ndarray]:
         """Yield float32 PCM chunks at ``sample_rate`` as they are made. Raises TextError/InputShapeError/SynthesisError."""
         ...
+
+    # Optional (the server calls them when present): ``start_vocoder_batching() -> bool`` makes
+    # concurrent streams share the vocoder's sample loop, ``stop_vocoder_batching()`` undoes it.
 
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -118,6 +130,33 @@ class Cloner:
         self.vocoder = vocoder
         # extra TacotronOptions fields (e.g. attention-failure thresholds) applied to every chunk
         self.tacotron_overrides = dict(tacotron_overrides or {})
+        # shared by concurrent streams while batching is on (see start_vocoder_batching)
+        self.vocoder_batcher: "VocoderBatcher | None" = None
+
+    # ---- vocoder batching (opt-in; the server turns it on) -----------------------------------------
+    @property
+    def batch_vocoder(self) -> bool:
+        """True while concurrent streams share one :class:`~rtclone.vocoder_batch.VocoderBatcher`."""
+        return self.vocoder_batcher is not None
+
+    def start_vocoder_batching(self, options: "BatcherOptions | None" = None) -> bool:
+        """Run the WaveRNN sample loops of concurrent ``stream`` calls stacked in shared calls on one
+        worker thread (``options``: :class:`~rtclone.vocoder_batch.BatcherOptions`). Returns False
+        (and does nothing) for the Griffin-Lim vocoder, which has no sample loop. Idempotent."""
+        from .vocoder_batch import BatcherOptions, VocoderBatcher
+        from .vocoder_gen import GriffinLimVocoder
+
+        if isinstance(self.vocoder, GriffinLimVocoder):
+            return False
+        if self.vocoder_batcher is None:
+            self.vocoder_batcher = VocoderBatcher(options if options is not None else BatcherOptions())
+        return True
+
+    def stop_vocoder_batching(self) -> None:
+        """Stop batching and join the batcher's thread; running streams go on unbatched. Idempotent."""
+        batcher, self.vocoder_batcher = self.vocoder_batcher, None
+        if batcher is not None:
+            batcher.close()
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -207,11 +246,15 @@ class Cloner:
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
             topts = TacotronOptions(**{"seed": (options.seed + i) % 2**63, "max_decoder_steps": options.max_decoder_steps,
+                                       "attention_window": options.attention_window,
                                        **self.tacotron_overrides})  # fmt: skip
             vopts = VocoderOptions(seed=(options.seed + i) % 2**63, backend=options.backend,
                                    fade_out=options.fade_out_s if last else 0.0)  # fmt: skip
             mels = synth_stream(self.synthesizer, chunk, emb, topts)
-            pcm_chunks = self.vocoder.stream(mels, vopts) if isinstance(self.vocoder, GriffinLimVocoder) else vocoder_stream(self.vocoder, mels, vopts)
+            if isinstance(self.vocoder, GriffinLimVocoder):
+                pcm_chunks = self.vocoder.stream(mels, vopts)
+            else:
+                pcm_chunks = vocoder_stream(self.vocoder, mels, vopts, batcher=self.vocoder_batcher)
             for pcm in pcm_chunks:
                 yield np.clip(pcm, -1.0, 1.0)  # de-emphasis can overshoot; PCM leaves here bounded
 

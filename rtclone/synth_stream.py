@@ -80,18 +80,26 @@ class Decoding:
         mel_w = dec.mel_weight(r)
         mel_w = mel_w.contiguous() if mel_w is not None else None
         mask = None if bool(self.mask.all()) else self.mask
+        win = opt.attention_window
+        positions = torch.arange(self.mask.size(1), device=self.mask.device).unsqueeze(0)  # (1, T_text)
         while not self.done:
             t = self.n_steps
-            mels, stop, scores, state = dec.step(state, self.memory, self.keys, mask, r, self.generator, mel_w)
+            step_mask = mask
+            if win is not None:
+                peak = torch.tensor(self._peak, device=positions.device).unsqueeze(1)  # (B, 1)
+                step_mask = (positions >= peak - win[0]) & (positions <= peak + win[1]) & self.mask  # (B, T_text)
+            mels, stop, scores, state = dec.step(state, self.memory, self.keys, step_mask, r, self.generator, mel_w)
             self.n_steps += 1
             yield mels, scores
             stop_p = torch.sigmoid(stop).tolist() if opt.stop_threshold is not None else None
-            peaks = scores.argmax(dim=1).tolist() if opt.detect_attention_failure else None
+            peaks = scores.argmax(dim=1).tolist() if opt.detect_attention_failure or win is not None else None
             for i, s in enumerate(self.stop_steps):
                 if s is not None:
                     continue
-                if peaks is not None:
+                if peaks is not None and opt.detect_attention_failure:
                     self._check_attention(i, t, peaks[i])
+                elif peaks is not None and peaks[i] != self._peak[i]:
+                    self._peak[i], self._peak_since[i] = peaks[i], t
                 if stop_p is not None and stop_p[i] > opt.stop_threshold and (t + 1) * r > opt.min_frames:
                     self.stop_steps[i], self.reasons[i] = t, "stop_token"
                 elif t + 1 >= self.max_steps[i]:

@@ -215,6 +215,10 @@ class TacotronOptions:
     detect_attention_failure: bool = True  # raise AttentionFailureError on stuck/skipping attention
     max_stuck_frames: int = 120  # the attention peak stays on one symbol this long → stuck
     max_skip_chars: int = 8  # the attention peak jumps ahead by more symbols than this in one step → skip
+    # (back, ahead): at each step attend only to symbols within [peak - back, peak + ahead] of the
+    # previous step's attention peak (monotonic windowing); None: the whole text. Keeps a young
+    # or unlucky model from jumping over words or going back; a well-aligned model never notices.
+    attention_window: tuple[int, int] | None = None
     first_chunk: int = 4  # streaming: frames in the first yielded chunk (small: audio starts early)
     postnet_chunk: int = 24  # streaming: frames per later chunk (larger: less postnet overhead)
     postnet_context: int = 12  # streaming: decoder frames of left and right context per postnet chunk
@@ -236,6 +240,11 @@ class TacotronOptions:
         st = self.stop_threshold
         if st is not None and (not isinstance(st, (int, float)) or not 0.0 < st < 1.0):
             raise OptionsError(f"stop_threshold must be None or in (0, 1), got {self.stop_threshold!r}")
+        w = self.attention_window
+        if w is not None:
+            if not (isinstance(w, (tuple, list)) and len(w) == 2 and all(_is_int(v) and 0 <= v <= 1000 for v in w) and w[1] >= 1):
+                raise OptionsError(f"attention_window must be None or (back, ahead) integers with back >= 0 and ahead >= 1, got {w!r}")
+            object.__setattr__(self, "attention_window", (int(w[0]), int(w[1])))
         if not isinstance(self.detect_attention_failure, bool):
             raise OptionsError("detect_attention_failure must be a bool")
 

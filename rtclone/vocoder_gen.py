@@ -30,6 +30,7 @@ from .errors import BackendUnavailableError, InputShapeError, OptionsError
 
 if TYPE_CHECKING:
     from .vocoder import WaveRNN
+    from .vocoder_batch import BatchLane, VocoderBatcher
 
 BACKENDS = ("auto", "torch", "cpu-native", "triton")
 State = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -229,23 +230,42 @@ def stream_info(model: "WaveRNN", options: VocoderOptions | None = None, **overr
 
 
 def stream(
-    model: "WaveRNN", mel_chunks: Iterable[np.ndarray | torch.Tensor], options: VocoderOptions | None = None, **overrides: Any
+    model: "WaveRNN",
+    mel_chunks: Iterable[np.ndarray | torch.Tensor],
+    options: VocoderOptions | None = None,
+    *,
+    batcher: "VocoderBatcher | None" = None,
+    **overrides: Any,
 ) -> Iterator[np.ndarray]:
     """Yield float32 PCM chunks at 16 kHz as mel chunks (feat, t) arrive.
 
     The concatenation equals ``generate(mel, batched=False)`` of the concatenated mels for the same
     options. Latency: a block of ``cond_block`` frames is made once ``model.lookahead`` more frames
     have arrived; the last ``fade_out`` seconds are held back until the stream ends.
+    With a ``batcher`` (:class:`rtclone.vocoder_batch.VocoderBatcher`) the blocks run through it,
+    stacked with the blocks of other streams using it; the stream holds a lane of it while it runs.
     """
     opts = resolve_options(options, overrides)
     if opts.batched:
         raise OptionsError("streaming generation is sequential: use batched=False")
     mu_law = _use_mu_law(model, opts)
     runner = make_runner(model, opts)
-    return _stream(model, iter(mel_chunks), opts, runner, mu_law)
+    if batcher is None:
+        return _stream(model, iter(mel_chunks), opts, runner, mu_law)
+    return _batched_stream(model, iter(mel_chunks), opts, runner, mu_law, batcher)
 
 
-def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runner: Runner, mu_law: bool) -> Iterator[np.ndarray]:
+def _batched_stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runner: Runner, mu_law: bool,
+                    batcher: "VocoderBatcher") -> Iterator[np.ndarray]:  # fmt: skip
+    with batcher.lane(runner) as lane:  # opened on the first pull, closed when the stream ends or is closed
+        yield from _stream(model, chunks, opts, runner, mu_law, lane)
+
+
+def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runner: Runner, mu_law: bool,
+            lane: "BatchLane | None" = None) -> Iterator[np.ndarray]:  # fmt: skip
+    """The stream's blocks, run by ``runner`` or, with a batcher ``lane``, submitted to it: then the
+    next block's conditioning is computed while a block runs (when its frames are in), and the lane
+    is told it is idle while the stream waits for mel chunks."""
     d = model.dims
     hop, fb, pad = d.hop_length, opts.cond_block, d.pad
     need_after = max(model.lookahead, 1)  # >= 1 so a made block never passes the final (T - 1) * hop
@@ -254,23 +274,34 @@ def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runne
     de_emph = _DeEmphasis() if opts.de_emphasis else None
     buf = _MelBuffer(d.feat_dims)
     state: State | None = None
+    prefetched: torch.Tensor | None = None  # conditioning of block k, computed while block k - 1 ran
     pending = np.zeros(0)
     k = 0  # next block
 
-    def make_block(n: int) -> np.ndarray:
-        nonlocal state
-        window = buf.window(k * fb - pad, fb + 2 * pad)  # (feat, fb + 2 pad)
-        cond = model.conditioning(window.unsqueeze(0))[:, :n]  # (1, n, cond)
+    def conditioning(j: int, n: int) -> torch.Tensor:
+        window = buf.window(j * fb - pad, fb + 2 * pad)  # (feat, fb + 2 pad)
+        return model.conditioning(window.unsqueeze(0))[:, :n]  # (1, n, cond)
+
+    def make_block(n: int, next_ready: bool = False) -> np.ndarray:
+        nonlocal state, prefetched
+        cond = prefetched if prefetched is not None else conditioning(k, n)
+        prefetched = None
         uniforms = torch.rand(1, n, 2, generator=gen)
-        samples, state = runner(cond, uniforms, state)
+        if lane is None:
+            samples, state = runner(cond, uniforms, state)
+        else:
+            future = lane.submit(cond, uniforms, state)
+            if next_ready:  # block k + 1 has all its frames: same window now as later
+                prefetched = conditioning(k + 1, n)
+            samples, state = lane.wait(future)
         y = _decode(samples[0], d.bits, mu_law)
         buf.drop_before((k + 1) * fb - pad)
         return de_emph(y) if de_emph is not None else y
 
-    for chunk in chunks:
+    for chunk in _announce_waits(chunks, None if lane is None else lane.idle):
         buf.append(check_mel(chunk, d.feat_dims, allow_empty=True))
         while (k + 1) * fb + need_after <= buf.n_frames:
-            pending = np.concatenate([pending, make_block(fb * hop)])
+            pending = np.concatenate([pending, make_block(fb * hop, (k + 2) * fb + need_after <= buf.n_frames)])
             k += 1
             cut = len(pending) - hold
             if cut > 0:
@@ -285,6 +316,20 @@ def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runne
     _fade_tail(pending, min(hold, wave_len))
     if len(pending):
         yield pending.astype(np.float32)
+
+
+def _announce_waits(chunks: Iterator[Any], idle: Callable[[], None] | None) -> Iterator[Any]:
+    """``chunks``, calling ``idle()`` before each pull (the producer, e.g. the synthesizer, may take a while)."""
+    if idle is None:
+        yield from chunks
+        return
+    while True:
+        idle()
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            return
+        yield chunk
 
 
 # ---- batched ------------------------------------------------------------------------------------

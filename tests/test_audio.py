@@ -379,3 +379,34 @@ def test_denoise_improves_snr_of_speech_in_white_noise():
     assert snr(out) > snr(clean + noise) + 6.0  # measured +10.2 dB
     assert snr(denoise(clean)) > 20.0  # clean speech is left nearly untouched (measured 31.8 dB)
     assert audio.denoise is denoise
+
+
+# ---- librosa-free front-end ----------------------------------------------------------------------
+@pytest.mark.parametrize("sr, n_fft, n_mels, fmin, fmax", [(16000, 400, 40, 0.0, None), (16000, 800, 80, 55.0, 7600.0)])
+def test_mel_basis_equals_librosa(sr, n_fft, n_mels, fmin, fmax):
+    from rtclone.audio import _mel_basis
+
+    ours = _mel_basis(sr, n_fft, n_mels, fmin, fmax)
+    ref = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+    assert ours.shape == ref.shape and ours.dtype == np.float32
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("orig", [8000, 22050, 44100, 48000])
+def test_resample_equals_librosa_soxr_hq(orig):
+    x = np.random.default_rng(orig).standard_normal(orig + 7).astype(np.float32) * 0.3
+    ours, ref = resample(x, orig, 16000), librosa.resample(x, orig_sr=orig, target_sr=16000, res_type="soxr_hq")
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-7)
+
+
+def test_audio_front_end_does_not_import_librosa():
+    # librosa's import compiles numba code for seconds (tens of seconds on a loaded machine) in
+    # every process; the runtime path must not need it.
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom rtclone import audio\nx = np.random.default_rng(0).standard_normal(22050).astype(np.float32) * 0.1\n"
+            "w = audio.resample(x, 22050)\naudio.encoder_mel(w)\nm = audio.synth_mel(w)\naudio.griffin_lim(m, n_iter=2)\n"
+            "assert 'librosa' not in sys.modules, 'librosa was imported'\n")  # fmt: skip
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)

@@ -93,3 +93,15 @@ def test_demo_separates_built_in_voices(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["same_speaker_cosine"] > out["threshold"] > out["different_speaker_cosine"]
     assert len(list(tmp_path.glob("ref-*.wav"))) == 3
+
+
+def test_bench_server_runs_the_latency_benchmark_on_the_fake_engine(capsys):
+    assert main(["bench", "server", "--engine", "fake", "--clients", "1,2", "--requests", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["ok"] and out["engine"] == "fake" and out["batch_vocoder"] is True
+    levels = {int(k): v for k, v in out["levels"].items()}
+    assert sorted(levels) == [1, 2]
+    for n, lv in levels.items():
+        assert lv["streams"] == n  # one request per client
+        assert 0 < lv["ttfa_s"]["p50"] <= lv["ttfa_s"]["p95"] < lv["wall_s"]
+    assert main(["bench", "server", "--engine", "fake", "--clients", "0"]) != 0  # a clear error, not a traceback

@@ -240,6 +240,42 @@ def test_attention_skip_is_detected(monkeypatch):
     assert out[0][0].shape == (80, 80)
 
 
+def test_attention_window_keeps_attention_near_the_last_peak():
+    from rtclone.synth_stream import Decoding
+    from rtclone.synthesizer import encode_texts
+
+    torch.manual_seed(0)
+    model = Tacotron(SynthesizerDims.tiny()).eval()
+    with torch.no_grad():  # a random model whose attention wants to jump to the end
+        model.decoder.attn_net.v.weight.normal_(0, 5.0)
+    chars = encode_texts([TEXT], model.dims.num_chars)
+    back, ahead = 1, 2
+    run = Decoding(model, chars, torch.from_numpy(_emb()), dataclasses.replace(FREE, attention_window=(back, ahead)))
+    peak, jumps = 0, []
+    with torch.no_grad():
+        for _, scores in run:
+            w = scores[0]
+            outside = torch.ones_like(w, dtype=torch.bool)
+            outside[max(0, peak - back) : peak + ahead + 1] = False
+            assert float(w[outside].sum()) == 0.0  # no weight outside the window
+            new = int(w.argmax())
+            jumps.append(new - peak)
+            peak = new
+    assert max(jumps) <= ahead and min(jumps) >= -back and peak > 0
+    # without the window the same model jumps further in one step
+    free = Decoding(model, chars, torch.from_numpy(_emb()), FREE)
+    with torch.no_grad():
+        peaks = [int(s[0].argmax()) for _, s in free]
+    assert max(np.diff([0] + peaks)) > ahead
+
+
+@pytest.mark.parametrize("w", [(1,), (-1, 3), (1, 0), "ab", (1.5, 2)])
+def test_attention_window_is_validated(w):
+    with pytest.raises(OptionsError):
+        TacotronOptions(attention_window=w)
+    assert TacotronOptions(attention_window=[1, 4]).attention_window == (1, 4)
+
+
 @pytest.mark.parametrize("text", ["", "   ", "...", "###", "\u2603"])
 def test_bad_text(tiny, text):
     with pytest.raises(TextError):

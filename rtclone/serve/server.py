@@ -1,7 +1,10 @@
 """The rtclone WebSocket server (``rtclone serve``): streaming synthesis, voices, HTTP probes.
 
 One asyncio event loop handles every connection (:mod:`rtclone.serve.session`); engine work runs
-in a bounded pool of worker threads. HTTP GET routes share the port: ``/`` (the browser page),
+in a bounded pool of worker threads. Concurrent streams share the vocoder: an engine that offers
+``start_vocoder_batching`` (the Cloner, for a WaveRNN vocoder) runs their sample-loop blocks
+stacked on one batching thread (:mod:`rtclone.vocoder_batch`) unless ``batch_vocoder=False``.
+HTTP GET routes share the port: ``/`` (the browser page),
 ``/healthz``, ``/readyz`` (200 only once the engine is loaded) and ``/metrics`` (Prometheus).
 The wire protocol is in docs/PROTOCOL.md and :mod:`rtclone.serve.protocol`.
 """
@@ -144,9 +147,12 @@ class RtcloneServer:
         voices_dir: str | Path | None = None,
         limits: ServerLimits = ServerLimits(),
         token: str | None = None,
+        batch_vocoder: bool = True,
     ) -> None:
         self.engine = engine
         self.limits = limits
+        self.batch_vocoder = batch_vocoder
+        self._batching_started = False  # this server turned the engine's vocoder batching on
         self.token = token or None
         self.registry = VoiceRegistry(voices_dir or default_voices_dir(), max_voices=limits.max_voices)
         self.metrics = ServerMetrics()
@@ -157,6 +163,21 @@ class RtcloneServer:
         self.port: int | None = None
         self._ws: Server | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._start_batching()
+
+    def _start_batching(self) -> None:
+        """Turn on the engine's vocoder batching (when wanted, offered, and not already on)."""
+        start = getattr(self.engine, "start_vocoder_batching", None)
+        if not self.batch_vocoder or start is None or getattr(self.engine, "batch_vocoder", False):
+            return
+        self._batching_started = bool(start())
+        if self._batching_started:
+            log.info("vocoder batching on: concurrent streams share the sample loop")
+
+    def _stop_batching(self) -> None:
+        if self._batching_started:
+            self._batching_started = False
+            self.engine.stop_vocoder_batching()  # type: ignore[union-attr]
 
     # ---- helpers used by sessions -----------------------------------------------------------------
     def welcome(self) -> str:
@@ -277,6 +298,7 @@ class RtcloneServer:
     async def load_engine(self, factory: Callable[[], VoiceEngine]) -> None:
         """Build the engine in a worker thread while the server already answers /healthz."""
         self.engine = await asyncio.to_thread(factory)
+        self._start_batching()
         self.metrics.ready = True
         log.info("engine loaded: %s", type(self.engine).__name__)
 
@@ -298,6 +320,7 @@ class RtcloneServer:
         leftovers = [t for t in self._tasks if not t.done()]
         if leftovers:
             await asyncio.wait(leftovers, timeout=5.0)
+        await asyncio.to_thread(self._stop_batching)  # joins the batching thread (after its block in progress)
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
@@ -322,6 +345,7 @@ async def serve(
     token: str | None = None,
     engine_factory: Callable[[], VoiceEngine] | None = None,
     stop: asyncio.Event | None = None,
+    batch_vocoder: bool = True,
 ) -> None:
     """Run the server until SIGTERM/SIGINT (or ``stop`` is set), then shut down gracefully.
 
@@ -335,7 +359,8 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     # The audio front-end (decoding, PCM16) is imported lazily elsewhere; load it before the first request.
     await asyncio.to_thread(importlib.import_module, "rtclone.audio")
-    server = await RtcloneServer(engine, voices_dir=voices_dir, limits=limits, token=token).start(host, port)
+    server = await RtcloneServer(engine, voices_dir=voices_dir, limits=limits, token=token,
+                                 batch_vocoder=batch_vocoder).start(host, port)  # fmt: skip
     log.info("rtclone server listening on ws://%s:%d (voices in %s)", host, server.port, server.registry.folder)
     try:
         if engine is None and engine_factory is not None:
@@ -364,11 +389,12 @@ def run_server(
     voices_dir: str | Path | None = None,
     limits: ServerLimits = ServerLimits(),
     token: str | None = None,
+    batch_vocoder: bool = True,
 ) -> None:
     """Blocking entry point: serve ``engine`` (or ``make_engine(models)``) until SIGTERM/SIGINT."""
     factory = None if engine is not None else (lambda: make_engine(models))
     asyncio.run(serve(engine, host=host, port=port, voices_dir=voices_dir, limits=limits, token=token,
-                      engine_factory=factory))  # fmt: skip
+                      engine_factory=factory, batch_vocoder=batch_vocoder))  # fmt: skip
 
 
 def serve_main(
@@ -382,13 +408,15 @@ def serve_main(
     max_text_chars: int = 5000,
     max_reference_s: float = 60.0,
     log_level: str = "info",
+    batch_vocoder: bool = True,
 ) -> int:
-    """``rtclone serve``: returns the process exit status. The token may also come from $RTCLONE_TOKEN."""
+    """``rtclone serve``: returns the process exit status. The token may also come from $RTCLONE_TOKEN.
+    ``batch_vocoder=False`` lets every stream run its own vocoder loop (no shared batching thread)."""
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     logging.getLogger("websockets").setLevel(logging.WARNING)
     limits = ServerLimits(max_streams=max_streams, max_queue=max_queue, max_text_chars=max_text_chars,
                           max_reference_s=max_reference_s)  # fmt: skip
     run_server(models=models, host=host, port=port, voices_dir=voices_dir, limits=limits,
-               token=token or os.environ.get("RTCLONE_TOKEN"))  # fmt: skip
+               token=token or os.environ.get("RTCLONE_TOKEN"), batch_vocoder=batch_vocoder)  # fmt: skip
     return 0

@@ -1,0 +1,77 @@
+"""Copy trained checkpoints into the package's default-model folder and write its card.
+
+    python scripts/ship_models.py --synthesizer runs/synth-small/synthesizer.pt \
+        [--vocoder runs/voc-small/vocoder.pt] [--eval benchmarks/results/eval_clone.json] [--note "..."]
+
+Writes ``rtclone/models/{synthesizer,vocoder}.pt`` (weights and dims only: the rtclone checkpoint
+format, no optimizer state) and ``rtclone/models/card.json`` (what each model is: dims, parameter
+count, training steps, sparsity, data; and the measured quality from an ``rtclone eval clone``
+report). Without ``--vocoder`` any shipped vocoder is removed and the default is Griffin-Lim.
+Refuses to ship more than 60 MB in all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "rtclone" / "models"
+LIMIT_MB = 60.0
+
+
+def describe(path: Path, kind: str) -> dict:
+    import torch
+
+    from rtclone.checkpoints import build_model, read_checkpoint
+    from rtclone.sparse import measure_sparsity
+
+    model = build_model(read_checkpoint(path, expect_kind=kind))
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    info = {"file": path.name, "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+            "parameters": int(sum(p.numel() for p in model.parameters())),
+            "dims": {k: v for k, v in vars(model.dims).items()}, "meta": ckpt.get("meta", {})}  # fmt: skip
+    if kind == "vocoder":
+        info["block_sparsity_16x1"] = measure_sparsity(model, (16, 1))["total"]
+    return info
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--synthesizer", required=True, type=Path)
+    ap.add_argument("--vocoder", type=Path)
+    ap.add_argument("--eval", type=Path, help="an `rtclone eval clone` JSON report of these models")
+    ap.add_argument("--data", default="built-in corpus `rtclone corpus build` (seed 0): 36 training voices x 120 sentences, "
+                    "4 320 utterances; held-out voices and sentences never trained on")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args()
+    total = args.synthesizer.stat().st_size + (args.vocoder.stat().st_size if args.vocoder else 0)
+    if total / 1e6 > LIMIT_MB:
+        print(f"refusing: {total / 1e6:.1f} MB > {LIMIT_MB} MB", file=sys.stderr)
+        return 1
+    MODELS.mkdir(exist_ok=True)
+    shutil.copyfile(args.synthesizer, MODELS / "synthesizer.pt")
+    card = {"format": "rtclone-model-card", "version": 1, "data": args.data, "note": args.note,
+            "encoder": "resemblyzer's pretrained GE2E weights (PyPI package resemblyzer, Apache-2.0)",
+            "synthesizer": describe(MODELS / "synthesizer.pt", "synthesizer")}  # fmt: skip
+    if args.vocoder:
+        shutil.copyfile(args.vocoder, MODELS / "vocoder.pt")
+        card["vocoder"] = describe(MODELS / "vocoder.pt", "vocoder")
+    else:
+        (MODELS / "vocoder.pt").unlink(missing_ok=True)
+        card["vocoder"] = {"file": None, "kind": "Griffin-Lim (no trained vocoder shipped)"}
+    if args.eval:
+        report = json.loads(args.eval.read_text())
+        card["eval"] = {k: report.get(k) for k in ("options", "summary", "goals", "failures")}
+        card["eval"]["failures"] = len(report.get("failures") or [])
+    (MODELS / "card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps({"shipped_mb": round(total / 1e6, 2), **{k: card[k].get("meta") for k in ("synthesizer", "vocoder") if isinstance(card[k], dict)}}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
