@@ -264,8 +264,10 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
     else:
         r = cloner.clone(args.text, embs["slt-a"])
         save_wav(out / "cloned.wav", r.audio)
-        msg.append(f"cloned voice slt: {out / 'cloned.wav'} ({r.audio_s:.2f} s, TTFA {r.ttfa_s * 1000:.0f} ms, RTF {r.rtf:.2f})")
-        result.update(cloned=str(out / "cloned.wav"), ttfa_s=r.ttfa_s, rtf=r.rtf)
+        sim = speaker_similarity(embed_utterance(model, preprocess_wav(r.audio, 16000)), embs["slt-a"])
+        msg.append(f"cloned voice slt: {out / 'cloned.wav'} ({r.audio_s:.2f} s, TTFA {r.ttfa_s * 1000:.0f} ms, RTF {r.rtf:.2f}); "
+                   f"its similarity to the reference {sim:.3f} (same voice at >= {DEFAULT_VERIFY_THRESHOLD})")  # fmt: skip
+        result.update(cloned=str(out / "cloned.wav"), ttfa_s=r.ttfa_s, rtf=r.rtf, clone_similarity=sim)
     result["message"] = "\n".join(msg)
     return result
 

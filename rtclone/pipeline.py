@@ -37,6 +37,9 @@ class SynthesisOptions:
     fade_out_s: float = 0.0  # fade the very end of the utterance out over this many seconds
     # synthesizer attention window (back, ahead) around the last peak, in symbols; None: off
     attention_window: tuple[int, int] | None = (1, 4)
+    # end a chunk once attention has rested on the end of its text this many frames (a stop token
+    # that does not fire would otherwise run to the stuck-attention guard); None: stop token only
+    end_of_text_frames: int | None = 12
 
     def __post_init__(self) -> None:
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2**63:
@@ -57,7 +60,7 @@ class SynthesisOptions:
             raise OptionsError(f"fade_out_s must be a number in [0, 5], got {self.fade_out_s!r}")
         from .synthesizer import TacotronOptions
 
-        w = TacotronOptions(attention_window=self.attention_window).attention_window  # validated there
+        w = TacotronOptions(attention_window=self.attention_window, end_of_text_frames=self.end_of_text_frames).attention_window  # validated there
         object.__setattr__(self, "attention_window", w)
 
     @classmethod
@@ -247,6 +250,7 @@ class Cloner:
             last = i == len(chunks) - 1
             topts = TacotronOptions(**{"seed": (options.seed + i) % 2**63, "max_decoder_steps": options.max_decoder_steps,
                                        "attention_window": options.attention_window,
+                                       "end_of_text_frames": options.end_of_text_frames,
                                        **self.tacotron_overrides})  # fmt: skip
             vopts = VocoderOptions(seed=(options.seed + i) % 2**63, backend=options.backend,
                                    fade_out=options.fade_out_s if last else 0.0)  # fmt: skip

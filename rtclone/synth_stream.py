@@ -32,7 +32,7 @@ class StreamInfo:
     frames_decoded: int = 0  # decoder (pre-postnet) frames made so far
     frames_emitted: int = 0  # postnet frames yielded so far
     chunks_emitted: int = 0
-    stop_reason: str | None = None  # "stop_token" | "max_length" (when the guard truncates)
+    stop_reason: str | None = None  # "stop_token" | "end_of_text" | "max_length" (when the guard truncates)
 
 
 def length_limit_steps(n_chars: int, r: int, options: TacotronOptions) -> int:
@@ -92,7 +92,8 @@ class Decoding:
             self.n_steps += 1
             yield mels, scores
             stop_p = torch.sigmoid(stop).tolist() if opt.stop_threshold is not None else None
-            peaks = scores.argmax(dim=1).tolist() if opt.detect_attention_failure or win is not None else None
+            track = opt.detect_attention_failure or win is not None or opt.end_of_text_frames is not None
+            peaks = scores.argmax(dim=1).tolist() if track else None
             for i, s in enumerate(self.stop_steps):
                 if s is not None:
                     continue
@@ -100,6 +101,10 @@ class Decoding:
                     self._check_attention(i, t, peaks[i])
                 elif peaks is not None and peaks[i] != self._peak[i]:
                     self._peak[i], self._peak_since[i] = peaks[i], t
+                if (opt.end_of_text_frames is not None and self._peak[i] == self.text_lens[i] - 1
+                        and (t + 1 - self._peak_since[i]) * r >= opt.end_of_text_frames and (t + 1) * r > opt.min_frames):
+                    self.stop_steps[i], self.reasons[i] = t, "end_of_text"
+                    continue
                 if stop_p is not None and stop_p[i] > opt.stop_threshold and (t + 1) * r > opt.min_frames:
                     self.stop_steps[i], self.reasons[i] = t, "stop_token"
                 elif t + 1 >= self.max_steps[i]:

@@ -219,6 +219,9 @@ class TacotronOptions:
     # previous step's attention peak (monotonic windowing); None: the whole text. Keeps a young
     # or unlucky model from jumping over words or going back; a well-aligned model never notices.
     attention_window: tuple[int, int] | None = None
+    # stop once the attention peak has rested on the last symbol (end of text) this many frames,
+    # even if the stop token has not fired; None: only the stop token (and the guards) stop
+    end_of_text_frames: int | None = None
     first_chunk: int = 4  # streaming: frames in the first yielded chunk (small: audio starts early)
     postnet_chunk: int = 24  # streaming: frames per later chunk (larger: less postnet overhead)
     postnet_context: int = 12  # streaming: decoder frames of left and right context per postnet chunk
@@ -245,6 +248,8 @@ class TacotronOptions:
             if not (isinstance(w, (tuple, list)) and len(w) == 2 and all(_is_int(v) and 0 <= v <= 1000 for v in w) and w[1] >= 1):
                 raise OptionsError(f"attention_window must be None or (back, ahead) integers with back >= 0 and ahead >= 1, got {w!r}")
             object.__setattr__(self, "attention_window", (int(w[0]), int(w[1])))
+        if self.end_of_text_frames is not None and (not _is_int(self.end_of_text_frames) or not 1 <= self.end_of_text_frames <= 100_000):
+            raise OptionsError(f"end_of_text_frames must be None or an integer in [1, 100000], got {self.end_of_text_frames!r}")
         if not isinstance(self.detect_attention_failure, bool):
             raise OptionsError("detect_attention_failure must be a bool")
 

@@ -13,8 +13,8 @@ import torch
 
 from rtclone import checkpoints
 from rtclone.errors import AttentionFailureError, InputShapeError, MaxLengthError, OptionsError, TextError
-from rtclone.synthesizer import (SynthesizerDims, StreamInfo, Tacotron, TacotronOptions, quantize_decoder_int8, stream,
-                                 synthesize)
+from rtclone.synthesizer import (SynthesizerDims, StreamInfo, Tacotron, TacotronOptions, encode_texts, quantize_decoder_int8,
+                                 stream, synthesize)
 
 RTVC_FORMATS = Path(__file__).resolve().parents[2] / "shared" / "rtvc-formats.md"
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -267,6 +267,29 @@ def test_attention_window_keeps_attention_near_the_last_peak():
     with torch.no_grad():
         peaks = [int(s[0].argmax()) for _, s in free]
     assert max(np.diff([0] + peaks)) > ahead
+
+
+def test_end_of_text_stops_a_decoder_whose_stop_token_never_fires(monkeypatch):
+    torch.manual_seed(0)
+    model = Tacotron(SynthesizerDims.tiny()).eval()
+
+    def walk(keys, query, cumulative, mask):  # the peak moves one symbol per step, then rests on the last
+        n_steps = int(round(float(cumulative.sum(dim=1)[0])))
+        w = torch.zeros(keys.shape[:2])
+        w[:, min(n_steps, keys.shape[1] - 1)] = 1.0
+        return w
+
+    monkeypatch.setattr(model.decoder.attn_net, "forward", walk)
+    opts = TacotronOptions(stop_threshold=None, max_stuck_frames=100, max_decoder_steps=400)
+    n_text = len(encode_texts([TEXT], model.dims.num_chars)[0])
+    with pytest.raises(AttentionFailureError, match="stuck"):  # without the option: the stuck guard
+        synthesize(model, [TEXT], _emb(), opts)
+    ((mel, _, _),) = synthesize(model, [TEXT], _emb(), dataclasses.replace(opts, end_of_text_frames=8))
+    r = model.r
+    # the peak reaches the last symbol at step n_text - 1 and rests there for 8 frames
+    assert mel.shape[1] == (n_text - 1 + math.ceil(8 / r)) * r
+    chunks = list(stream(model, TEXT, _emb(), dataclasses.replace(opts, end_of_text_frames=8)))
+    assert sum(c.shape[1] for c in chunks) == mel.shape[1]
 
 
 @pytest.mark.parametrize("w", [(1,), (-1, 3), (1, 0), "ab", (1.5, 2)])
