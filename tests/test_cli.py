@@ -93,6 +93,12 @@ def test_demo_separates_built_in_voices(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["same_speaker_cosine"] > out["threshold"] > out["different_speaker_cosine"]
     assert len(list(tmp_path.glob("ref-*.wav"))) == 3
+    # the shipped default models clone the first voice: a wav of speech-like length, voice-like
+    import soundfile as sf
+
+    wav, sr = sf.read(out["cloned"])
+    assert sr == 16000 and 1.0 < len(wav) / sr < 10.0
+    assert 0.3 < out["clone_similarity"] <= 1.0 and 0 < out["ttfa_s"] < 30
 
 
 def test_bench_server_runs_the_latency_benchmark_on_the_fake_engine(capsys):
