@@ -397,19 +397,19 @@ def griffin_lim(mel: np.ndarray, n_iter: int = 32, power: float = GRIFFIN_LIM_PO
     Linear magnitude (``synth_mel_to_linear``) raised to ``power`` (RTVC's sharpening), fast
     Griffin-Lim (momentum 0.99, seeded random initial phase), then de-emphasis.
     """
-    mag = synth_mel_to_linear(mel).T ** power  # (T, 401)
+    mag = (synth_mel_to_linear(mel).T ** power).astype(np.float32)  # (T, 401); float32 halves the time
     T = mag.shape[0]
     length = (T - 1) * SYN_HOP
     rng = np.random.default_rng(seed)
-    phase = np.exp(2j * np.pi * rng.random(mag.shape))  # (T, 401)
+    phase = np.exp(2j * np.pi * rng.random(mag.shape)).astype(np.complex64)  # (T, 401)
     prev = np.zeros_like(phase)
-    alpha = 0.99  # fast Griffin-Lim (Perraudin et al. 2013): extrapolate the consistent projection
+    alpha = np.float32(0.99)  # fast Griffin-Lim (Perraudin et al. 2013): extrapolate the consistent projection
     for _ in range(n_iter):
-        proj = _stft_frames(_istft(mag * phase, SYN_N_FFT, SYN_HOP, length), SYN_N_FFT, SYN_HOP, np.float64)
+        proj = _stft_frames(_istft(mag * phase, SYN_N_FFT, SYN_HOP, length), SYN_N_FFT, SYN_HOP, np.float32)
         step = proj + alpha * (proj - prev)
         prev = proj
-        phase = step / np.maximum(np.abs(step), 1e-16)
-    wav = _istft(mag * phase, SYN_N_FFT, SYN_HOP, length) if length else np.zeros(0)
+        phase = step / np.maximum(np.abs(step), np.float32(1e-16))
+    wav = _istft(mag * phase, SYN_N_FFT, SYN_HOP, length).astype(np.float64) if length else np.zeros(0)
     wav = np.pad(wav, (0, SYN_HOP))  # T * hop samples, the length a vocoder gives for T frames
     return de_emphasis(wav).astype(np.float32)
 
@@ -421,10 +421,10 @@ def _istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:
     if n_fft % hop:
         raise AudioError(f"n_fft {n_fft} must be a multiple of hop {hop}")
     T, k = spec.shape[0], n_fft // hop
-    win = _hann(n_fft)
+    win = _hann(n_fft).astype(np.float32 if spec.dtype == np.complex64 else np.float64)
     frames = (scipy.fft.irfft(spec, n=n_fft, axis=-1) * win).reshape(T, k, hop)  # (T, k, hop)
-    out = np.zeros((T + k - 1, hop))
-    norm = np.zeros((T + k - 1, hop))
+    out = np.zeros((T + k - 1, hop), dtype=frames.dtype)
+    norm = np.zeros((T + k - 1, hop), dtype=frames.dtype)
     wsq = (win**2).reshape(k, hop)
     for j in range(k):  # frame t's j-th hop-long piece lands in output block t + j
         out[j : j + T] += frames[:, j]
