@@ -404,7 +404,7 @@ def griffin_lim(mel: np.ndarray, n_iter: int = 32, power: float = GRIFFIN_LIM_PO
     phase = np.exp(2j * np.pi * rng.random(mag.shape)).astype(np.complex64)  # (T, 401)
     prev = np.zeros_like(phase)
     alpha = np.float32(0.99)  # fast Griffin-Lim (Perraudin et al. 2013): extrapolate the consistent projection
-    for _ in range(n_iter):
+    for _ in range(n_iter if length else 0):  # a 1-frame mel has no samples to iterate on
         proj = _stft_frames(_istft(mag * phase, SYN_N_FFT, SYN_HOP, length), SYN_N_FFT, SYN_HOP, np.float32)
         step = proj + alpha * (proj - prev)
         prev = proj

@@ -60,8 +60,8 @@ class SynthesisOptions:
             raise OptionsError(f"fade_out_s must be a number in [0, 5], got {self.fade_out_s!r}")
         from .synthesizer import TacotronOptions
 
-        w = TacotronOptions(attention_window=self.attention_window, end_of_text_frames=self.end_of_text_frames).attention_window  # validated there
-        object.__setattr__(self, "attention_window", w)
+        synth = TacotronOptions(attention_window=self.attention_window, end_of_text_frames=self.end_of_text_frames)  # validates both
+        object.__setattr__(self, "attention_window", synth.attention_window)  # e.g. a JSON list → tuple
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> "SynthesisOptions":

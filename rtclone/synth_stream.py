@@ -81,6 +81,7 @@ class Decoding:
         mel_w = mel_w.contiguous() if mel_w is not None else None
         mask = None if bool(self.mask.all()) else self.mask
         win = opt.attention_window
+        track = opt.detect_attention_failure or win is not None or opt.end_of_text_frames is not None  # follow the peak
         positions = torch.arange(self.mask.size(1), device=self.mask.device).unsqueeze(0)  # (1, T_text)
         while not self.done:
             t = self.n_steps
@@ -92,7 +93,6 @@ class Decoding:
             self.n_steps += 1
             yield mels, scores
             stop_p = torch.sigmoid(stop).tolist() if opt.stop_threshold is not None else None
-            track = opt.detect_attention_failure or win is not None or opt.end_of_text_frames is not None
             peaks = scores.argmax(dim=1).tolist() if track else None
             for i, s in enumerate(self.stop_steps):
                 if s is not None:

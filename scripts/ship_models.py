@@ -25,18 +25,16 @@ LIMIT_MB = 60.0
 
 
 def describe(path: Path, kind: str) -> dict:
-    import torch
-
-    from rtclone.checkpoints import build_model, read_checkpoint
+    from rtclone.checkpoints import build_model, describe as describe_checkpoint, read_checkpoint
     from rtclone.sparse import measure_sparsity
 
-    model = build_model(read_checkpoint(path, expect_kind=kind))
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    info = {"file": path.name, "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-            "parameters": int(sum(p.numel() for p in model.parameters())),
-            "dims": {k: v for k, v in vars(model.dims).items()}, "meta": ckpt.get("meta", {})}  # fmt: skip
+    info = describe_checkpoint(path)
+    if info["kind"] != kind:
+        raise SystemExit(f"{path} holds a {info['kind']}, not a {kind}")
+    info.update(file=path.name, bytes=path.stat().st_size, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    del info["path"]  # the file sits next to the card
     if kind == "vocoder":
-        info["block_sparsity_16x1"] = measure_sparsity(model, (16, 1))["total"]
+        info["block_sparsity_16x1"] = measure_sparsity(build_model(read_checkpoint(path, expect_kind=kind)), (16, 1))["total"]
     return info
 
 

@@ -410,3 +410,8 @@ def test_audio_front_end_does_not_import_librosa():
             "w = audio.resample(x, 22050)\naudio.encoder_mel(w)\nm = audio.synth_mel(w)\naudio.griffin_lim(m, n_iter=2)\n"
             "assert 'librosa' not in sys.modules, 'librosa was imported'\n")  # fmt: skip
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+
+def test_griffin_lim_of_a_single_frame_is_one_hop():
+    y = griffin_lim(np.full((80, 1), -4.0, np.float32))
+    assert y.shape == (200,) and y.dtype == np.float32 and np.all(np.isfinite(y))
