@@ -93,6 +93,7 @@ class Transcriber:
         pcm = (np.clip(wav, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         with self._lock:
             d = self._decoder
+            d.reinit_feat()  # forget the previous utterance's noise and CMN estimates: same audio, same words
             d.start_utt()
             d.process_raw(pcm, full_utt=True)
             d.end_utt()

@@ -70,6 +70,19 @@ def test_transcriber_understands_flite_and_hears_nothing_in_silence(transcriber)
     assert transcriber.transcribe(np.zeros(0, np.float32)) == ""
 
 
+def test_transcription_does_not_depend_on_what_came_before(transcriber):
+    """pocketsphinx carries noise/CMN estimates across utterances; the transcriber must not (noisy
+    speech shows it: without the reset these hypotheses differ after other audio)."""
+    rng = np.random.default_rng(0)
+    clip = make_speech("she wrote a long letter to her friend overseas", "rms")
+    noisy = (clip + 0.02 * rng.standard_normal(len(clip))).astype(np.float32)
+    first = Transcriber().transcribe(noisy)
+    transcriber.transcribe(0.9 * np.sin(np.arange(32000) * 0.3).astype(np.float32))
+    transcriber.transcribe(np.clip(3 * make_speech("hello there", "kal16"), -1, 1))
+    assert transcriber.transcribe(noisy) == first
+    assert transcriber.transcribe(noisy) == first
+
+
 # ---- evaluate_cloning on a tiny corpus -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
