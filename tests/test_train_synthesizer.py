@@ -197,6 +197,24 @@ def test_resume_continues_step_and_optimizer(prepared, short_run, tmp_path):
     assert fresh["step"] == 1
 
 
+def test_resume_continues_the_epoch_order(prepared, tmp_path, monkeypatch):
+    """Steps 1-5 then 6-8 see the same batches as one run of 8 steps (3 items, batch 1: 3 per epoch)."""
+    import rtclone.train.synthesizer as ts
+
+    seen: list[list[int]] = []
+    real = ts.collate
+    monkeypatch.setattr(ts, "collate", lambda ds, idx, r: (seen.append(list(map(int, idx))), real(ds, idx, r))[1])
+    kw = dict(dims=SynthesizerDims.tiny(), batch_size=1, checkpoint_every=100, seed=5)
+    train_synthesizer(prepared, tmp_path / "one", steps=8, **kw)
+    straight, seen[:] = list(seen), []
+    train_synthesizer(prepared, tmp_path / "two", steps=5, **kw)
+    train_synthesizer(prepared, tmp_path / "two", steps=8, **kw)
+    assert seen == straight and len(straight) == 8
+    lengths = [it["frames"] for it in SynthDataset(prepared).items]
+    epochs = [b for e in range(3) for b in bucket_batches(lengths, 1, np.random.default_rng([5, e]))]
+    assert straight == epochs[:8]  # epoch e is ordered by (seed, e)
+
+
 def test_export_gta(prepared, short_run, tmp_path):
     res = export_gta(short_run / "synthesizer.pt", prepared, tmp_path, batch_size=1, seed=3)
     assert res["items"] == 3

@@ -343,13 +343,15 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
     losses: list[float] = []
     scores: dict[str, float] = {}
     bar = tqdm(total=steps, initial=step, desc="synthesizer", unit="step", disable=not progress or rank != 0)
-    epoch = 0
+    # A resumed run continues the epoch it stopped in, so every session does not replay epoch 0's order.
+    per_epoch = len(bucket_batches(lengths, batch_size, np.random.default_rng([seed, 0]))) // world
+    if per_epoch == 0:
+        raise OptionsError(f"{len(ds)} items give fewer than {world} batches of {batch_size}: one per process needed")
+    epoch, skip = divmod(step, per_epoch)
     while step < steps:
         batches = bucket_batches(lengths, batch_size, np.random.default_rng([seed, epoch]))
         usable = len(batches) - len(batches) % world
-        if usable == 0:
-            raise OptionsError(f"{len(ds)} items give {len(batches)} batches of {batch_size}: fewer than {world} processes")
-        for idx in batches[:usable][rank::world]:
+        for idx in batches[:usable][rank::world][skip:]:
             if step >= steps:
                 break
             model.set_r(r_at(step, sched))
@@ -370,7 +372,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                 scores = alignment_scores(a)
                 if rank == 0:
                     _save(model, optimizer, out_dir, step, a, scores, parts)
-        epoch += 1
+        epoch, skip = epoch + 1, 0
     bar.close()
     if own_pg:
         import torch.distributed as dist
