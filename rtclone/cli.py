@@ -311,7 +311,7 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
     from .eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table
 
     opts = CloneEvalOptions(seen_voices=args.seen, heldout_voices=args.heldout, sentences=args.sentences,
-                            ref_seconds=args.ref_seconds, seed=args.seed)  # fmt: skip
+                            ref_seconds=args.ref_seconds, seed=args.seed, copy_synthesis=not args.no_copy_synthesis)  # fmt: skip
     cloner = _make_cloner(args)
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log)
@@ -543,6 +543,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sentences", type=int, default=5, help="held-out sentences per voice")
     p.add_argument("--ref-seconds", type=float, default=5.0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-copy-synthesis", action="store_true",
+                   help="skip vocoding the ground-truth mels (the vocoder-only WER and similarity)")
     p.add_argument("-o", "--output", help="write the JSON report here")
     p.add_argument("--models", help="model directory (default: the shipped models)")
     p.add_argument("--encoder")

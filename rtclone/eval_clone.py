@@ -43,6 +43,7 @@ class CloneEvalOptions:
     sentences: int = 5  # held-out sentences per voice
     ref_seconds: float = 5.0  # reference length (whole utterances until at least this long)
     seed: int = 0  # synthesis seed
+    copy_synthesis: bool = True  # also vocode each ground-truth mel: the vocoder's own share of the errors
 
     def __post_init__(self) -> None:
         for name in ("seen_voices", "heldout_voices", "sentences"):
@@ -88,7 +89,7 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
     the pretrained encoder), whatever encoder the cloner conditions on. A clone that fails (e.g.
     the synthesizer's attention fails) counts as all words wrong and is listed under ``failures``.
     """
-    from .audio import load_audio, preprocess_wav
+    from .audio import load_audio, preprocess_wav, synth_mel
     from .checkpoints import load_encoder
     from .encoder import embed_utterance
     from .pipeline import SynthesisOptions
@@ -107,6 +108,7 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
         return embed_utterance(encoder, preprocess_wav(wav, 16000))
 
     voices = _pick_voices(manifest, options)
+    copy = options.copy_synthesis and hasattr(cloner, "vocode")
     refs = {}
     for v, _ in voices:
         wav, ids = _reference(root, by_speaker[str(v["speaker"])], train_sentences, options.ref_seconds)
@@ -122,11 +124,19 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
         voice_emb = cloner.embed(ref_wav, 16000)
         utt_of = {u["sentence"]: u for u in by_speaker[spk]}
         wer, gt_wer, sims, gt_sims, hits, seconds, synth_s = WerCount(0, 0), WerCount(0, 0), [], [], 0, 0.0, 0.0
+        copy_wer, copy_sims = WerCount(0, 0), []
         for s in heldout_sentences:
             u = utt_of[s]
             gt = load_audio(root / u["path"])
             gt_wer = gt_wer + word_error_rate(u["text"], transcriber.transcribe(gt))
             gt_sims.append(float(np.dot(embed(gt), ref_emb)))
+            if copy:
+                voc = cloner.vocode(synth_mel(gt), SynthesisOptions(seed=options.seed))
+                copy_wer = copy_wer + word_error_rate(u["text"], transcriber.transcribe(voc) if len(voc) else "")
+                try:
+                    copy_sims.append(float(np.dot(embed(voc), ref_emb)))
+                except RtcloneError:  # a vocoder that makes silence has no voice either
+                    copy_sims.append(0.0)
             t0 = time.perf_counter()
             try:
                 out = cloner.clone(u["text"], voice_emb, SynthesisOptions(seed=options.seed)).audio
@@ -152,6 +162,8 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
                "wer": wer.wer, "gt_wer": gt_wer.wer, "words": wer.words, "errors": wer.errors, "gt_errors": gt_wer.errors,
                "similarity": float(np.mean(sims)) if sims else 0.0, "gt_similarity": float(np.mean(gt_sims)),
                "identified": hits, "audio_s": round(seconds, 2), "synthesis_s": round(synth_s, 2)}  # fmt: skip
+        if copy:
+            row.update(copy_wer=copy_wer.wer, copy_errors=copy_wer.errors, copy_similarity=float(np.mean(copy_sims)))
         rows.append(row)
         if log is not None:
             log(f"{spk} {v['name']:<24} {group:<8} wer {row['wer']:.3f} (gt {row['gt_wer']:.3f}) sim {row['similarity']:.3f} "
@@ -174,7 +186,10 @@ def _summarise(rows: list[dict]) -> dict[str, Any] | None:
             "similarity": float(np.mean([r["similarity"] for r in rows])),
             "min_similarity": float(min(r["similarity"] for r in rows)),
             "gt_similarity": float(np.mean([r["gt_similarity"] for r in rows])),
-            "identification": sum(r["identified"] for r in rows) / n}  # fmt: skip
+            "identification": sum(r["identified"] for r in rows) / n,
+            **({"copy_wer": sum(r["copy_errors"] for r in rows) / words,
+                "copy_similarity": float(np.mean([r["copy_similarity"] for r in rows]))}
+               if all("copy_errors" in r for r in rows) else {})}  # fmt: skip
 
 
 def check_goals(report: dict[str, Any]) -> dict[str, bool]:
@@ -200,6 +215,10 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{g:<8}{s['voices']} voices, {s['utterances']} utterances: WER {s['wer']:.3f} (GT {s['gt_wer']:.3f}, "
                      f"ratio {s['wer_ratio']:.2f}), similarity {s['similarity']:.3f} (min {s['min_similarity']:.3f}, "
                      f"GT {s['gt_similarity']:.3f}), identified {s['identification']:.0%}")  # fmt: skip
+    for g, s in report["summary"].items():
+        if "copy_wer" in s:
+            lines.append(f"{g:<8}vocoder alone on ground-truth mels (copy synthesis): WER {s['copy_wer']:.3f}, "
+                         f"similarity {s['copy_similarity']:.3f}")
     if report["failures"]:
         lines.append(f"{len(report['failures'])} clone(s) failed, e.g. {report['failures'][0]['error']}")
     for name, ok in check_goals(report).items():

@@ -262,6 +262,19 @@ class Cloner:
             for pcm in pcm_chunks:
                 yield np.clip(pcm, -1.0, 1.0)  # de-emphasis can overshoot; PCM leaves here bounded
 
+    def vocode(self, mel: np.ndarray, options: SynthesisOptions = SynthesisOptions()) -> np.ndarray:
+        """Copy synthesis: a synthesizer-format mel (80, T) → float32 audio through this cloner's vocoder,
+        vocoded as ``stream`` vocodes a last chunk (same seed, backend and fade-out)."""
+        from .vocoder_gen import GriffinLimVocoder, VocoderOptions
+        from .vocoder_gen import stream as vocoder_stream
+
+        vopts = VocoderOptions(seed=options.seed % 2**63, backend=options.backend, fade_out=options.fade_out_s)
+        if isinstance(self.vocoder, GriffinLimVocoder):
+            parts = list(self.vocoder.stream([mel], vopts))
+        else:
+            parts = list(vocoder_stream(self.vocoder, [mel], vopts, batcher=self.vocoder_batcher))
+        return np.clip(np.concatenate(parts), -1.0, 1.0).astype(np.float32) if parts else np.zeros(0, np.float32)
+
     def clone(self, text: str, voice: np.ndarray | str | Path | bytes, options: SynthesisOptions = SynthesisOptions(),
               sr: int | None = None) -> CloneResult:  # fmt: skip
         """Speak ``text`` in ``voice``: an embedding (D,) when ``sr`` is None, else reference audio

@@ -151,6 +151,39 @@ def test_wrong_voice_is_caught_and_failures_count_as_errors(corpus, transcriber)
     assert failed["summary"]["seen"]["wer_ratio"] > 1.5
 
 
+class VocodingCloner(RecordingCloner):
+    """A perfect clone whose vocoder is Griffin-Lim (copy synthesis through rtclone.pipeline.Cloner.vocode)."""
+
+    def vocode(self, mel, options):
+        from rtclone.pipeline import Cloner
+        from rtclone.vocoder_gen import GriffinLimVocoder
+
+        return Cloner(None, None, GriffinLimVocoder()).vocode(mel, options)
+
+
+def test_copy_synthesis_measures_the_vocoder_alone(corpus, transcriber):
+    from rtclone.audio import griffin_lim, load_audio, synth_mel
+
+    root, manifest = corpus
+    opts = CloneEvalOptions(seen_voices=1, heldout_voices=1, sentences=2, ref_seconds=3.0)
+    report = evaluate_cloning(VocodingCloner(root, manifest), root, opts, transcriber=transcriber)
+    texts = list(manifest["sentences"]["heldout"])[:2]
+    for r in report["voices"]:
+        errors = 0
+        for u in manifest["utterances"]:  # reference: Griffin-Lim of each ground-truth mel, transcribed here
+            if str(u["speaker"]) == r["speaker"] and u["sentence"] in texts:
+                wav = griffin_lim(synth_mel(load_audio(root / u["path"])))
+                errors += word_error_rate(u["text"], Transcriber().transcribe(np.clip(wav, -1, 1))).errors
+        assert r["copy_errors"] == errors and r["copy_wer"] == pytest.approx(errors / r["words"])
+        assert 0.6 < r["copy_similarity"] <= r["gt_similarity"] + 0.02  # Griffin-Lim keeps most of the voice
+    assert "copy synthesis" in format_table(report)
+    words = sum(r["words"] for r in report["voices"] if r["group"] == "seen")
+    seen = [r for r in report["voices"] if r["group"] == "seen"]
+    assert report["summary"]["seen"]["copy_wer"] == pytest.approx(sum(r["copy_errors"] for r in seen) / words)
+    plain = evaluate_cloning(RecordingCloner(root, manifest), root, opts, transcriber=transcriber)  # no vocode()
+    assert "copy_wer" not in plain["summary"]["seen"] and "copy synthesis" not in format_table(plain)
+
+
 @pytest.mark.parametrize("kw", [dict(seen_voices=-1), dict(seen_voices=0, heldout_voices=0), dict(sentences=0), dict(ref_seconds=0.5)])
 def test_options_are_validated(kw):
     with pytest.raises(OptionsError):

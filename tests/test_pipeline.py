@@ -34,6 +34,17 @@ def test_stream_yields_audio_and_equals_clone(cloner, speech):
     assert not np.array_equal(other, audio)
 
 
+def test_vocode_is_the_stream_vocoder_on_a_whole_mel(cloner):
+    rng = np.random.default_rng(0)
+    mel = rng.uniform(-4, 4, (80, 23)).astype(np.float32)
+    opts = SynthesisOptions(seed=7, backend="torch")
+    ref = cloner.vocoder.generate(mel, batched=False, seed=7, backend="torch", fade_out=opts.fade_out_s)
+    out = cloner.vocode(mel, opts)
+    assert out.dtype == np.float32 and len(out) == len(ref) > 0
+    np.testing.assert_allclose(out, np.clip(ref, -1, 1), atol=1e-6)
+    assert not np.array_equal(out, cloner.vocode(mel, SynthesisOptions(seed=8, backend="torch")))
+
+
 @pytest.mark.parametrize("text, err", [("", TextError), ("   \n", TextError), ("🙂🙂", TextError), ("a" * 6000, LimitExceededError)])
 def test_bad_text(cloner, text, err):
     with pytest.raises(err):
