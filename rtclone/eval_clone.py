@@ -124,12 +124,14 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
         voice_emb = cloner.embed(ref_wav, 16000)
         utt_of = {u["sentence"]: u for u in by_speaker[spk]}
         wer, gt_wer, sims, gt_sims, hits, seconds, synth_s = WerCount(0, 0), WerCount(0, 0), [], [], 0, 0.0, 0.0
-        copy_wer, copy_sims = WerCount(0, 0), []
+        copy_wer, copy_sims, gt_hits = WerCount(0, 0), [], 0
         for s in heldout_sentences:
             u = utt_of[s]
             gt = load_audio(root / u["path"])
             gt_wer = gt_wer + word_error_rate(u["text"], transcriber.transcribe(gt))
-            gt_sims.append(float(np.dot(embed(gt), ref_emb)))
+            gt_emb = embed(gt)
+            gt_sims.append(float(np.dot(gt_emb, ref_emb)))
+            gt_hits += int(speakers[int(np.argmax(ref_matrix @ gt_emb))] == spk)
             if copy:
                 voc = cloner.vocode(synth_mel(gt), SynthesisOptions(seed=options.seed))
                 copy_wer = copy_wer + word_error_rate(u["text"], transcriber.transcribe(voc) if len(voc) else "")
@@ -161,7 +163,7 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
                "reference_s": round(len(ref_wav) / 16000, 2), "sentences": len(heldout_sentences),
                "wer": wer.wer, "gt_wer": gt_wer.wer, "words": wer.words, "errors": wer.errors, "gt_errors": gt_wer.errors,
                "similarity": float(np.mean(sims)) if sims else 0.0, "gt_similarity": float(np.mean(gt_sims)),
-               "identified": hits, "audio_s": round(seconds, 2), "synthesis_s": round(synth_s, 2)}  # fmt: skip
+               "identified": hits, "gt_identified": gt_hits, "audio_s": round(seconds, 2), "synthesis_s": round(synth_s, 2)}  # fmt: skip
         if copy:
             row.update(copy_wer=copy_wer.wer, copy_errors=copy_wer.errors, copy_similarity=float(np.mean(copy_sims)))
         rows.append(row)
@@ -187,6 +189,7 @@ def _summarise(rows: list[dict]) -> dict[str, Any] | None:
             "min_similarity": float(min(r["similarity"] for r in rows)),
             "gt_similarity": float(np.mean([r["gt_similarity"] for r in rows])),
             "identification": sum(r["identified"] for r in rows) / n,
+            "gt_identification": sum(r["gt_identified"] for r in rows) / n,
             **({"copy_wer": sum(r["copy_errors"] for r in rows) / words,
                 "copy_similarity": float(np.mean([r["copy_similarity"] for r in rows]))}
                if all("copy_errors" in r for r in rows) else {})}  # fmt: skip
@@ -214,7 +217,7 @@ def format_table(report: dict[str, Any]) -> str:
     for g, s in report["summary"].items():
         lines.append(f"{g:<8}{s['voices']} voices, {s['utterances']} utterances: WER {s['wer']:.3f} (GT {s['gt_wer']:.3f}, "
                      f"ratio {s['wer_ratio']:.2f}), similarity {s['similarity']:.3f} (min {s['min_similarity']:.3f}, "
-                     f"GT {s['gt_similarity']:.3f}), identified {s['identification']:.0%}")  # fmt: skip
+                     f"GT {s['gt_similarity']:.3f}), identified {s['identification']:.0%} (GT {s['gt_identification']:.0%})")  # fmt: skip
     for g, s in report["summary"].items():
         if "copy_wer" in s:
             lines.append(f"{g:<8}vocoder alone on ground-truth mels (copy synthesis): WER {s['copy_wer']:.3f}, "

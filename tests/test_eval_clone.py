@@ -128,7 +128,7 @@ def test_perfect_clone_reaches_the_ground_truth_ceiling(corpus, transcriber):
     for r in report["voices"]:
         assert r["wer"] == r["gt_wer"] and r["errors"] == r["gt_errors"] and r["words"] > 0
         assert r["similarity"] == pytest.approx(r["gt_similarity"], abs=1e-6)
-        assert r["identified"] == 2
+        assert r["identified"] == 2 == r["gt_identified"]
         assert r["reference_s"] >= 3.0
     assert report["failures"] == []
     goals = check_goals(report)
@@ -141,9 +141,10 @@ def test_wrong_voice_is_caught_and_failures_count_as_errors(corpus, transcriber)
     opts = CloneEvalOptions(seen_voices=2, heldout_voices=1, sentences=1, ref_seconds=3.0)
     wrong = evaluate_cloning(RecordingCloner(root, manifest, shift=1), root, opts, transcriber=transcriber)
     for r in wrong["voices"]:
-        assert r["identified"] == 0
+        assert r["identified"] == 0 and r["gt_identified"] == 1  # the ground truth is still told apart
         assert r["similarity"] < r["gt_similarity"] - 0.05
     assert not check_goals(wrong)["every_clone_closest_to_its_reference"]
+    assert wrong["summary"]["seen"]["identification"] == 0 and wrong["summary"]["seen"]["gt_identification"] == 1
 
     failed = evaluate_cloning(RecordingCloner(root, manifest, fail=True), root, opts, transcriber=transcriber)
     assert len(failed["failures"]) == 3 and "AttentionFailureError" in failed["failures"][0]["error"]
