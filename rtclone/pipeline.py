@@ -235,8 +235,7 @@ class Cloner:
         from .synthesizer import TacotronOptions
         from .synthesizer import stream as synth_stream
         from .text import split_sentences
-        from .vocoder_gen import GriffinLimVocoder, VocoderOptions
-        from .vocoder_gen import stream as vocoder_stream
+        from .vocoder_gen import VocoderOptions
 
         if not isinstance(text, str):
             raise TextError(f"text must be a string, got {type(text).__name__}")
@@ -254,25 +253,24 @@ class Cloner:
                                        **self.tacotron_overrides})  # fmt: skip
             vopts = VocoderOptions(seed=(options.seed + i) % 2**63, backend=options.backend,
                                    fade_out=options.fade_out_s if last else 0.0)  # fmt: skip
-            mels = synth_stream(self.synthesizer, chunk, emb, topts)
-            if isinstance(self.vocoder, GriffinLimVocoder):
-                pcm_chunks = self.vocoder.stream(mels, vopts)
-            else:
-                pcm_chunks = vocoder_stream(self.vocoder, mels, vopts, batcher=self.vocoder_batcher)
-            for pcm in pcm_chunks:
+            for pcm in self._vocoder_stream(synth_stream(self.synthesizer, chunk, emb, topts), vopts):
                 yield np.clip(pcm, -1.0, 1.0)  # de-emphasis can overshoot; PCM leaves here bounded
+
+    def _vocoder_stream(self, mels: Any, vopts: Any) -> Iterator[np.ndarray]:
+        from .vocoder_gen import GriffinLimVocoder
+        from .vocoder_gen import stream as vocoder_stream
+
+        if isinstance(self.vocoder, GriffinLimVocoder):
+            return self.vocoder.stream(mels, vopts)
+        return vocoder_stream(self.vocoder, mels, vopts, batcher=self.vocoder_batcher)
 
     def vocode(self, mel: np.ndarray, options: SynthesisOptions = SynthesisOptions()) -> np.ndarray:
         """Copy synthesis: a synthesizer-format mel (80, T) → float32 audio through this cloner's vocoder,
         vocoded as ``stream`` vocodes a last chunk (same seed, backend and fade-out)."""
-        from .vocoder_gen import GriffinLimVocoder, VocoderOptions
-        from .vocoder_gen import stream as vocoder_stream
+        from .vocoder_gen import VocoderOptions
 
         vopts = VocoderOptions(seed=options.seed % 2**63, backend=options.backend, fade_out=options.fade_out_s)
-        if isinstance(self.vocoder, GriffinLimVocoder):
-            parts = list(self.vocoder.stream([mel], vopts))
-        else:
-            parts = list(vocoder_stream(self.vocoder, [mel], vopts, batcher=self.vocoder_batcher))
+        parts = list(self._vocoder_stream([mel], vopts))
         return np.clip(np.concatenate(parts), -1.0, 1.0).astype(np.float32) if parts else np.zeros(0, np.float32)
 
     def clone(self, text: str, voice: np.ndarray | str | Path | bytes, options: SynthesisOptions = SynthesisOptions(),
