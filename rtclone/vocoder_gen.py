@@ -400,7 +400,13 @@ class GriffinLimVocoder:
 
     Griffin-Lim needs the whole utterance, so ``stream`` yields once, after the last chunk.
     Options used: ``seed`` (initial phase) and ``fade_out``; the others do not apply.
+    The magnitude sharpening (power 1.5) raises loud frames: a waveform peaking above ``peak`` is
+    scaled down to it, since the pipeline clips PCM to [-1, 1] and clipped speech is harder to
+    understand (pocketsphinx WER of Griffin-Lim on the corpus's ground-truth mels: 0.173 clipped,
+    0.087 unclipped; some peaked at 1.75).
     """
+
+    peak = 0.97
 
     def __init__(self, n_iter: int = 32, feat_dims: int = 80, hop_length: int = audio.SYN_HOP) -> None:
         self.n_iter, self.feat_dims, self.hop_length = n_iter, feat_dims, hop_length
@@ -412,6 +418,9 @@ class GriffinLimVocoder:
         mel_t = check_mel(mel, self.feat_dims)
         wave_len = (mel_t.shape[1] - 1) * self.hop_length
         y = audio.griffin_lim(mel_t.numpy(), n_iter=self.n_iter, seed=opts.seed % 2**32)[:wave_len].astype(np.float64)
+        top = float(np.abs(y).max()) if y.size else 0.0
+        if top > self.peak:
+            y *= self.peak / top
         _fade_tail(y, min(int(round(opts.fade_out * self.sample_rate)), wave_len))
         return y.astype(np.float32)
 

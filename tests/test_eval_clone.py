@@ -173,8 +173,10 @@ def test_copy_synthesis_measures_the_vocoder_alone(corpus, transcriber):
         errors = 0
         for u in manifest["utterances"]:  # reference: Griffin-Lim of each ground-truth mel, transcribed here
             if str(u["speaker"]) == r["speaker"] and u["sentence"] in texts:
-                wav = griffin_lim(synth_mel(load_audio(root / u["path"])))
-                errors += word_error_rate(u["text"], Transcriber().transcribe(np.clip(wav, -1, 1))).errors
+                mel = synth_mel(load_audio(root / u["path"]))
+                wav = griffin_lim(mel)[: (mel.shape[1] - 1) * 200]
+                wav *= min(1.0, 0.97 / np.abs(wav).max())  # the Griffin-Lim vocoder's peak limit
+                errors += word_error_rate(u["text"], Transcriber().transcribe(wav)).errors
         assert r["copy_errors"] == errors and r["copy_wer"] == pytest.approx(errors / r["words"])
         assert 0.6 < r["copy_similarity"] <= r["gt_similarity"] + 0.02  # Griffin-Lim keeps most of the voice
     assert "copy synthesis" in format_table(report)

@@ -318,6 +318,20 @@ def test_griffin_lim_vocoder(speech):
     assert faded[-1] == 0.0 and np.array_equal(faded[:-4000], y[:-4000])
 
 
+def test_griffin_lim_vocoder_limits_the_peak_instead_of_clipping(speech):
+    mel = audio.synth_mel(speech("Loud and clear.", "rms"))
+    raw = audio.griffin_lim(mel, n_iter=16)[: (mel.shape[1] - 1) * 200]
+    loud = mel + 1.0  # louder frames: the sharpened magnitudes overshoot full scale
+    raw_loud = audio.griffin_lim(loud, n_iter=16)[: (loud.shape[1] - 1) * 200]
+    assert np.abs(raw_loud).max() > 1.0  # what the pipeline's clip would have cut
+    gl = GriffinLimVocoder(n_iter=16)
+    for m, r in ((mel, raw), (loud, raw_loud)):
+        y = gl.generate(m, fade_out=0.0)
+        scale = min(1.0, gl.peak / np.abs(r).max())  # quiet output unchanged, loud scaled to the peak
+        np.testing.assert_allclose(y, r * scale, atol=1e-6)
+        assert np.abs(y).max() <= gl.peak + 1e-6
+
+
 def test_native_backend_matches_torch_reference():
     from rtclone.kernels import cpu
 
