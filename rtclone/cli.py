@@ -100,7 +100,7 @@ def cmd_corpus_build(args: argparse.Namespace) -> dict[str, Any]:
     from .corpus import CorpusOptions, build_corpus, corpus_summary, plan_corpus
 
     opts = CorpusOptions(seed=args.seed, n_voices=args.voices, voices=tuple(args.voice or ()), utterances_per_voice=args.utterances,
-                         heldout_voices=args.heldout_voices, heldout_sentences=args.heldout_sentences, jobs=args.jobs)  # fmt: skip
+                         extra_per_voice=args.extra, heldout_voices=args.heldout_voices, heldout_sentences=args.heldout_sentences, jobs=args.jobs)  # fmt: skip
     manifest = plan_corpus(opts) if args.dry_run else build_corpus(Path(args.root), opts, progress=_progress(args))
     return {"message": f"corpus {'plan' if args.dry_run else 'in ' + args.root}", "root": args.root, **corpus_summary(manifest)}
 
@@ -472,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voices", type=int, default=40, help="number of voices (best quality first)")
     p.add_argument("--voice", action="append", help="a voice by name instead (repeatable)")
     p.add_argument("--utterances", type=int, default=120, help="training utterances per voice")
+    p.add_argument("--extra", type=int, default=150, help="utterances of extra (training-only) sentences per training voice")
     p.add_argument("--heldout-voices", type=int, default=4)
     p.add_argument("--heldout-sentences", type=int, default=20)
     p.add_argument("--jobs", type=int, default=1)

@@ -14,7 +14,10 @@ Layout (LibriSpeech-like)::
 
 ``<speaker>`` is a number (100 + the voice's index in :func:`list_voices`); chapter 1 holds
 the voice's training sentences, chapter 2 the held-out sentences (ground truth for
-evaluation). Utterances of held-out voices and of held-out sentences are evaluation-only:
+evaluation), chapter 3 (training voices only) sentences of the extra list, which is never held
+out: 292 core sentences read by every voice teach a Tacotron too few spellings to read new text,
+so the extra list adds thousands more, each read by one or two voices.
+Utterances of held-out voices and of held-out sentences are evaluation-only:
 ``manifest["utterances"][i]["split"]`` is "train" or "eval" (see :func:`list_utterances`).
 The build is deterministic from the seed, resumable (finished files are skipped, every file is
 written to a temporary name and renamed) and the transcripts keep the sentence as written.
@@ -37,11 +40,11 @@ from pathlib import Path
 
 from rtclone.errors import BackendUnavailableError, OptionsError, SynthesisError
 
-__all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "list_voices",
+__all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "load_extra_sentences", "list_voices",
            "engine_available", "plan_corpus", "build_corpus", "corpus_summary", "list_utterances"]
 
-CORPUS_VERSION = 1
-TRAIN_CHAPTER, HELDOUT_CHAPTER = 1, 2
+CORPUS_VERSION = 2  # 2: chapter 3, the extra training sentences
+TRAIN_CHAPTER, HELDOUT_CHAPTER, EXTRA_CHAPTER = 1, 2, 3
 _BATCH = 10  # utterances per engine call (festival pays its start-up once per batch)
 _FESTIVAL_VOICE_DIRS = Path("/usr/share/festival/voices")
 # Debian packages that provide each engine (for error messages and the CI install line)
@@ -136,10 +139,20 @@ def engine_available(engine: str, voice: str | None = None) -> bool:
     return True
 
 
-def load_sentences() -> list[str]:
-    """The shipped sentence list (rtclone/data/sentences.txt; written for this project)."""
-    text = (importlib.resources.files("rtclone") / "data" / "sentences.txt").read_text("utf-8")
+def _read_list(name: str) -> list[str]:
+    text = (importlib.resources.files("rtclone") / "data" / name).read_text("utf-8")
     return [s.strip() for s in text.splitlines() if s.strip() and not s.startswith("#")]
+
+
+def load_sentences() -> list[str]:
+    """The core sentence list (rtclone/data/sentences.txt; written for this project): every voice
+    reads its training part, and the held-out sentences are drawn from it."""
+    return _read_list("sentences.txt")
+
+
+def load_extra_sentences() -> list[str]:
+    """The extra training-only sentences (rtclone/data/sentences-extra.txt; written for this project)."""
+    return _read_list("sentences-extra.txt")
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,7 @@ class CorpusOptions:
     n_voices: int = 40               # the first n voices of list_voices (ignored if `voices`)
     voices: tuple[str, ...] = ()     # explicit voice names instead of the first n_voices
     utterances_per_voice: int = 120  # training-sentence utterances per voice (chapter 1)
+    extra_per_voice: int = 150       # extra-sentence utterances per training voice (chapter 3)
     heldout_voices: int = 4          # voices kept for evaluation only
     heldout_sentences: int = 20      # sentences kept for evaluation (chapter 2, every voice)
     sample_rate: int = 16000         # output rate (16 kHz inside the engine)
@@ -161,6 +175,7 @@ class CorpusOptions:
         checks = [
             (self.n_voices >= 1, "n_voices must be >= 1"),
             (self.utterances_per_voice >= 1, "utterances_per_voice must be >= 1"),
+            (self.extra_per_voice >= 0, "extra_per_voice must be >= 0"),
             (0 <= self.heldout_voices < selected,
              f"heldout_voices must be in [0, {selected}) for {selected} voices"),
             (0 <= self.heldout_sentences < n_sentences,
@@ -269,13 +284,20 @@ def plan_corpus(options: CorpusOptions) -> dict:
     sentences = load_sentences()
     heldout_sent = sorted(rng.sample(range(len(sentences)), options.heldout_sentences))
     train_sent = [i for i in range(len(sentences)) if i not in set(heldout_sent)]
+    # extra sentences get ids after the core ones; training voice j reads the j-th run of
+    # extra_per_voice in one shuffled cycle of them, so each is read by as few voices as possible
+    extra_text = load_extra_sentences() if options.extra_per_voice else []
+    extra = list(range(len(sentences), len(sentences) + len(extra_text)))
+    random.Random(f"rtclone-corpus-{options.seed}-extra").shuffle(extra)
+    n_extra = min(options.extra_per_voice, len(extra))
+    sentences = sentences + extra_text
     # hold out sox variants first, so every base engine voice stays in training
     variants = [v.name for v in chosen if v.pitch_cents or v.tempo != 1.0]
     others = [v.name for v in chosen if v.name not in set(variants)]
     k = options.heldout_voices
     heldout_names = rng.sample(variants, min(k, len(variants)))
     heldout_names += rng.sample(others, k - len(heldout_names))
-    voices, utterances = [], []
+    voices, utterances, n_train_voices = [], [], 0
     for spec in chosen:
         speaker = str(speaker_of[spec.name])
         voice_split = "eval" if spec.name in heldout_names else "train"
@@ -283,20 +305,25 @@ def plan_corpus(options: CorpusOptions) -> dict:
                        "quality": spec.quality, "split": voice_split, "params": spec.params()})
         vrng = random.Random(f"rtclone-corpus-{options.seed}-{spec.name}")
         picks = vrng.sample(train_sent, min(options.utterances_per_voice, len(train_sent)))
-        for chapter, sentence_ids in ((TRAIN_CHAPTER, picks), (HELDOUT_CHAPTER, heldout_sent)):
+        chapters = [(TRAIN_CHAPTER, picks), (HELDOUT_CHAPTER, heldout_sent)]
+        if voice_split == "train" and n_extra:
+            start = n_train_voices * n_extra
+            chapters.append((EXTRA_CHAPTER, [extra[(start + i) % len(extra)] for i in range(n_extra)]))
+            n_train_voices += 1
+        for chapter, sentence_ids in chapters:
             for n, sid in enumerate(sentence_ids):
                 uid = f"{speaker}-{chapter}-{n:04d}"
                 utterances.append({
                     "id": uid, "path": f"{speaker}/{chapter}/{uid}.flac", "speaker": speaker,
                     "sentence": sid, "text": sentences[sid],
-                    "split": "train" if voice_split == "train" and chapter == TRAIN_CHAPTER
+                    "split": "train" if voice_split == "train" and chapter != HELDOUT_CHAPTER
                     else "eval"})
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()
     return {"format": "rtclone-corpus", "version": CORPUS_VERSION, "seed": options.seed,
             "sample_rate": options.sample_rate,  # jobs may change between resumed runs:
             "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "jobs"},
             "sentences_sha256": digest,
-            "sentences": {"train": train_sent, "heldout": heldout_sent},
+            "sentences": {"train": train_sent + sorted(extra), "heldout": heldout_sent},
             "voices": voices, "utterances": utterances}
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rtclone.corpus import (CorpusOptions, build_corpus, corpus_summary, engine_available,
-                            list_utterances, list_voices, load_sentences, plan_corpus)
+from rtclone.corpus import (CorpusOptions, build_corpus, corpus_summary, engine_available, list_utterances,
+                            list_voices, load_extra_sentences, load_sentences, plan_corpus)
 from rtclone.errors import OptionsError
 from rtclone.text import ARPABET, clean_text, to_arpabet
 
@@ -49,8 +49,20 @@ def test_sentence_list():
     assert phones == set(ARPABET)
 
 
+def test_extra_sentence_list():
+    core, extra = load_sentences(), load_extra_sentences()
+    assert len(extra) >= 2000 and len(set(extra)) == len(extra)
+    assert not {s.lower() for s in extra} & {s.lower() for s in core}  # nothing of the core (held-out) list
+    for s in extra:
+        assert re.fullmatch(r"[A-Za-z][A-Za-z ,.?!';]*", s), s
+        assert 3 <= len(clean_text(s).split()) <= 20, s
+    # the point of the list: many more spellings than the core sentences have
+    words = lambda ss: set(re.findall(r"[a-z']+", " ".join(ss).lower()))  # noqa: E731
+    assert len(words(extra) - words(core)) >= 4 * len(words(core))
+
+
 @pytest.mark.parametrize("kwargs", [
-    {"n_voices": 0}, {"n_voices": 10_000}, {"utterances_per_voice": 0},
+    {"n_voices": 0}, {"n_voices": 10_000}, {"utterances_per_voice": 0}, {"extra_per_voice": -1},
     {"heldout_voices": 40, "n_voices": 40}, {"heldout_voices": -1}, {"heldout_sentences": 10_000},
     {"sample_rate": 4000}, {"jobs": 0}, {"voices": ("no-such-voice",)},
     {"voices": ("flite-slt", "flite-slt")},
@@ -71,14 +83,28 @@ def test_default_plan():
     assert len(held) == options.heldout_voices
     assert all(v["params"]["pitch_cents"] or v["params"]["tempo"] != 1.0 for v in held)
     per_voice = options.utterances_per_voice + options.heldout_sentences
-    assert len(plan["utterances"]) == options.n_voices * per_voice
+    n_train = options.n_voices - options.heldout_voices
+    assert len(plan["utterances"]) == options.n_voices * per_voice + n_train * options.extra_per_voice
     assert len({u["id"] for u in plan["utterances"]}) == len(plan["utterances"])
     assert plan_corpus(CorpusOptions()) == plan  # deterministic
     assert plan_corpus(CorpusOptions(seed=1))["sentences"] != plan["sentences"]
+    # the extra sentences (chapter 3, training voices only) are spread evenly: each read by 1 or 2 voices
+    n_core, extra = len(load_sentences()), load_extra_sentences()
+    ch3 = [u for u in plan["utterances"] if u["id"].split("-")[1] == "3"]
+    assert all(u["split"] == "train" and u["sentence"] >= n_core for u in ch3)
+    assert {u["speaker"] for u in ch3} == {v["speaker"] for v in plan["voices"] if v["split"] == "train"}
+    reads = np.bincount([u["sentence"] - n_core for u in ch3], minlength=len(extra))
+    assert reads.min() >= (n_train * options.extra_per_voice) // len(extra) and reads.max() - reads.min() <= 1
+    assert all(u["text"] == extra[u["sentence"] - n_core] for u in ch3)
+    # and change nothing else: chapters 1 and 2 and the held-out sets are those of a corpus without them
+    plain = plan_corpus(CorpusOptions(extra_per_voice=0))
+    assert [u for u in plan["utterances"] if u not in ch3] == plain["utterances"]
+    assert plan["voices"] == plain["voices"] and plan["sentences"]["heldout"] == plain["sentences"]["heldout"]
+    assert plan["sentences"]["train"] == plain["sentences"]["train"] + list(range(n_core, n_core + len(extra)))
 
 
 def _tiny_options(**kw) -> CorpusOptions:
-    base = dict(seed=3, voices=TINY_VOICES, utterances_per_voice=2, heldout_voices=1,
+    base = dict(seed=3, voices=TINY_VOICES, utterances_per_voice=2, extra_per_voice=1, heldout_voices=1,
                 heldout_sentences=1)
     return CorpusOptions(**{**base, **kw})
 
@@ -102,13 +128,13 @@ def test_tiny_build_layout(tiny):
     assert manifest["complete"] and manifest["seed"] == 3 and manifest["version"] >= 1
     assert [v["name"] for v in manifest["voices"]] == list(TINY_VOICES)
     utts = manifest["utterances"]
-    assert len(utts) == 3 * (2 + 1)
+    assert len(utts) == 3 * (2 + 1) + 2 * 1  # chapter 3: one extra sentence per training voice
     files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.flac"))
     assert files == sorted(u["path"] for u in utts)
-    sentences = load_sentences()
+    sentences = load_sentences() + load_extra_sentences()
     for u in utts:
         speaker, chapter, _ = u["id"].split("-")
-        assert u["path"] == f"{speaker}/{chapter}/{u['id']}.flac" and chapter in ("1", "2")
+        assert u["path"] == f"{speaker}/{chapter}/{u['id']}.flac" and chapter in ("1", "2", "3")
         assert u["text"] == sentences[u["sentence"]]
         trans = (root / speaker / chapter / f"{speaker}-{chapter}.trans.txt").read_text()
         assert f"{u['id']} {u['text']}\n" in trans
@@ -118,7 +144,7 @@ def test_tiny_build_layout(tiny):
         assert 0.12 * len(u["text"].split()) < seconds < 1.0 * len(u["text"].split()) + 1.0
         assert 0.5 < np.abs(wav).max() < 0.75  # normalised to -3 dBFS peak
     transcripts = list(root.rglob("*.trans.txt"))
-    assert len(transcripts) == 3 * 2
+    assert len(transcripts) == 3 * 2 + 2
     assert sum(len(t.read_text().splitlines()) for t in transcripts) == len(utts)
 
 
@@ -126,15 +152,15 @@ def test_tiny_build_splits(tiny):
     root, manifest = tiny
     train_s, held_s = set(manifest["sentences"]["train"]), set(manifest["sentences"]["heldout"])
     assert not train_s & held_s and len(held_s) == 1
-    assert train_s | held_s == set(range(len(load_sentences())))
+    assert train_s | held_s == set(range(len(load_sentences()) + len(load_extra_sentences())))
     held_v = {v["speaker"] for v in manifest["voices"] if v["split"] == "eval"}
     assert len(held_v) == 1
     summary = corpus_summary(manifest)
-    assert (summary["voices"], summary["heldout_voices"], summary["utterances"]) == (3, 1, 9)
-    assert summary["train_utterances"] == 4 and summary["heldout_sentences"] == 1
+    assert (summary["voices"], summary["heldout_voices"], summary["utterances"]) == (3, 1, 11)
+    assert summary["train_utterances"] == 6 and summary["heldout_sentences"] == 1
     train = list_utterances(root, "train")
     evals = list_utterances(root, "eval")
-    assert len(train) + len(evals) == len(manifest["utterances"]) and len(train) == 2 * 2
+    assert len(train) + len(evals) == len(manifest["utterances"]) and len(train) == 2 * (2 + 1)
     assert {u["id"] for u in train}.isdisjoint(u["id"] for u in evals)
     for u in train:
         assert u["speaker"] not in held_v and u["sentence"] not in held_s
@@ -178,7 +204,7 @@ def test_variant_changes_the_voice(tiny):
     utt = next(u for u in manifest["utterances"] if u["id"] == f"{speaker}-2-0000")
     shifted, _ = sf.read(root / utt["path"], dtype="float32")
     plain_root = root.parent / "plain"
-    build_corpus(plain_root, CorpusOptions(seed=3, voices=("flite-rms",), utterances_per_voice=1,
+    build_corpus(plain_root, CorpusOptions(seed=3, voices=("flite-rms",), utterances_per_voice=1, extra_per_voice=0,
                                            heldout_voices=0, heldout_sentences=1))
     plain, _ = sf.read(next(plain_root.rglob("*-2-0000.flac")), dtype="float32")  # same sentence
 
@@ -195,7 +221,7 @@ def test_variant_changes_the_voice(tiny):
 
 @pytest.mark.skipif(not engine_available("festival", "kal_diphone"), reason="festival not installed")
 def test_festival_voice_renders(tmp_path):
-    manifest = build_corpus(tmp_path, CorpusOptions(voices=("festival-kalDiphone",),
+    manifest = build_corpus(tmp_path, CorpusOptions(voices=("festival-kalDiphone",), extra_per_voice=0,
                                                     utterances_per_voice=1, heldout_voices=0,
                                                     heldout_sentences=1))
     wav, sr = sf.read(tmp_path / manifest["utterances"][0]["path"], dtype="float32")

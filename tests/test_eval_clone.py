@@ -90,7 +90,7 @@ def corpus(tmp_path_factory):
         pytest.skip("flite or sox is not installed")
     root = tmp_path_factory.mktemp("evalcorpus")
     build_corpus(root, CorpusOptions(seed=1, voices=("flite-slt", "flite-rms", "flite-kal16"), utterances_per_voice=3,
-                                     heldout_voices=1, heldout_sentences=2))  # fmt: skip
+                                     extra_per_voice=1, heldout_voices=1, heldout_sentences=2))  # fmt: skip
     return root, json.loads((root / "manifest.json").read_text())
 
 

@@ -262,7 +262,8 @@ def test_built_in_corpus_feeds_only_its_training_split(tmp_path):
 
     if shutil.which("flite") is None or shutil.which("sox") is None:
         pytest.skip("flite and sox are needed to build a corpus")
-    opts = CorpusOptions(seed=0, n_voices=3, utterances_per_voice=2, heldout_voices=1, heldout_sentences=1)
+    opts = CorpusOptions(seed=0, n_voices=3, utterances_per_voice=2, extra_per_voice=1, heldout_voices=1,
+                         heldout_sentences=1)
     build_corpus(tmp_path, opts)
     train = {(u["speaker"], u["text"]) for u in list_utterances(tmp_path, "train")}
     evals = list_utterances(tmp_path, "eval")
