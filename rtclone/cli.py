@@ -181,9 +181,14 @@ def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
     if not (prepared / "metadata.json").is_file():  # raw (audio, transcript, speaker) folders: prepare first
         from .checkpoints import load_encoder
 
-        prepared = Path(args.out) / "prepared"
-        if not (prepared / "metadata.json").is_file():
-            ts.prepare_synthesizer_data(Path(args.data), prepared, load_encoder(args.encoder), progress=_progress(args))
+        prepared = Path(args.prepared) if args.prepared else Path(args.out) / "prepared"
+        # up to date: returns at once; a grown corpus: only the new utterances are prepared
+        summary = ts.prepare_synthesizer_data(Path(args.data), prepared, load_encoder(args.encoder) if args.encoder else None,
+                                              progress=_progress(args))
+        if args.prepare_only:
+            return {"message": f"prepared data in {prepared}", **summary}
+    elif args.prepare_only:
+        return {"message": f"{prepared} is already prepared", "out": str(prepared)}
     from .synthesizer import SynthesizerDims
 
     dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[args.dims]()
@@ -514,6 +519,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", help="prepared dir (metadata.json) or (audio, transcript, speaker) folders, e.g. the built-in corpus")
     p.add_argument("out", help="run directory (checkpoints; resumes if present)")
     p.add_argument("--encoder", help="encoder for the utterance embeddings (default: pretrained)")
+    p.add_argument("--prepared", help="where to prepare raw data (default: OUT/prepared)")
+    p.add_argument("--prepare-only", action="store_true", help="prepare the data, do not train")
     p.add_argument("--dims", choices=("small", "rtvc", "tiny"), default="small")
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--batch-size", type=int, default=16)

@@ -95,6 +95,50 @@ def test_unusable_items_are_skipped(tmp_path, encoder):
         prepare_synthesizer_data(root, tmp_path / "out2", encoder)
 
 
+def test_preparing_again_reads_only_what_is_new(tmp_path, encoder, monkeypatch):
+    import rtclone.audio
+
+    root = _write_corpus(tmp_path / "c", {"slt": ["Fine words.", "Good day."]})
+    out = tmp_path / "out"
+    assert prepare_synthesizer_data(root, out, encoder)["items"] == 2
+    before = {p.name: p.read_bytes() for p in (out / "mels").iterdir()}
+    calls = []
+    real = rtclone.audio.preprocess_wav
+    monkeypatch.setattr(rtclone.audio, "preprocess_wav", lambda *a, **k: calls.append(a) or real(*a, **k))
+    loads, real_load = [], np.load
+    monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    # up to date: nothing is read (not even the old arrays), same summary
+    assert prepare_synthesizer_data(root, out, encoder) == {"items": 2, "skipped": 0, "out": str(out)}
+    assert calls == [] and loads == []
+    # the corpus grows by one utterance and one unusable (silent) file: only those two are processed
+    sf.write(root / "slt" / "1" / "slt-1-0002.flac", make_speech("Blue sky.", voice="slt"), 16000)
+    sf.write(root / "slt" / "1" / "slt-1-0003.flac", np.zeros(16000, np.float32), 16000)
+    trans = root / "slt" / "1" / "slt-1.trans.txt"
+    trans.write_text(trans.read_text() + "slt-1-0002 BLUE SKY.\nslt-1-0003 QUIET.\n")
+    assert prepare_synthesizer_data(root, out, encoder) == {"items": 3, "skipped": 1, "out": str(out)}
+    assert sorted(Path(a[0]).name for a in calls) == ["slt-1-0002.flac", "slt-1-0003.flac"]
+    assert {p.name: p.read_bytes() for p in (out / "mels").iterdir() if p.name in before} == before
+    meta = json.loads((out / "metadata.json").read_text())
+    assert sorted(i["text"] for i in meta["items"]) == ["BLUE SKY.", "FINE WORDS.", "GOOD DAY."]
+    calls.clear()  # the skipped file is remembered: the next call reads nothing again
+    assert prepare_synthesizer_data(root, out, encoder)["items"] == 3 and calls == []
+    # a changed transcript updates the metadata without recomputing audio features
+    trans.write_text(trans.read_text().replace("BLUE SKY.", "BLUE SKIES."))
+    prepare_synthesizer_data(root, out, encoder)
+    assert calls == [] and "BLUE SKIES." in {i["text"] for i in json.loads((out / "metadata.json").read_text())["items"]}
+
+
+def test_cli_prepare_only(tmp_path, monkeypatch):
+    from rtclone.cli import main
+
+    root = _write_corpus(tmp_path / "c", {"slt": ["Fine words."]})
+    assert main(["train", "synthesizer", str(root), str(tmp_path / "run"), "--prepared", str(tmp_path / "p"),
+                 "--prepare-only", "--json"]) == 0
+    meta = json.loads((tmp_path / "p" / "metadata.json").read_text())
+    assert [i["text"] for i in meta["items"]] == ["FINE WORDS."]
+    assert not (tmp_path / "run").exists()  # nothing trained
+
+
 def test_vctk_and_libritts_layouts(tmp_path):
     vctk = tmp_path / "vctk"
     for sub in ("txt/p225", "wav48_silence_trimmed/p225"):

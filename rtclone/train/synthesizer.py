@@ -3,7 +3,7 @@
 Prepared data directory (written by :func:`prepare_synthesizer_data`)::
 
     metadata.json   {"format": "rtclone-synth-data", "version": 1, "items": [{"id", "speaker", "text",
-                     "frames", "samples"}, ...]}
+                     "frames", "samples"}, ...], "skipped_items": [[id, text], ...], "max_frames": n}
     mels/<id>.npy   (80, T) float32 synthesizer mel of the VAD-trimmed utterance
     embeds/<id>.npy (256,) float32 the utterance's own speaker embedding (as in the SV2TTS thesis)
     audio/<id>.npy  (samples,) float32 16 kHz trimmed audio (for vocoder training on GTA mels)
@@ -88,7 +88,9 @@ def prepare_synthesizer_data(src: str | Path, out: str | Path, encoder: torch.nn
     Each utterance is VAD-trimmed (:func:`rtclone.audio.preprocess_wav`), turned into a synth mel
     and embedded with ``encoder`` (default: :func:`rtclone.checkpoints.load_encoder`). Items whose
     audio is unusable, whose text has nothing speakable, or longer than ``max_frames`` are
-    skipped. Existing outputs are reused. Returns ``{"items": n, "skipped": n, "out": path}``.
+    skipped. Existing outputs are reused, so a grown corpus costs only its new utterances; when
+    ``out`` already holds exactly the corpus's (id, text) items, nothing is read at all (cheap
+    enough to call before every training run). Returns ``{"items": n, "skipped": n, "out": path}``.
     """
     from tqdm import tqdm
 
@@ -98,14 +100,25 @@ def prepare_synthesizer_data(src: str | Path, out: str | Path, encoder: torch.nn
     from ..text import text_to_ids
 
     out = Path(out)
+    items = synthesizer_items(src)
+    wanted = {(_safe_id(it.speaker, it.audio.stem), it.text) for it in items}
+    old = _read_json(out / "metadata.json")
+    known_bad: set[tuple[str, str]] = set()  # skipped last time with the same text and limit: not read again
+    if old.get("format") == DATA_FORMAT and old.get("max_frames") == max_frames and isinstance(old.get("skipped_items"), list):
+        known_bad = {tuple(x) for x in old["skipped_items"]}
+        if {(i["id"], i["text"]) for i in old["items"]} | known_bad == wanted:
+            return {"items": len(old["items"]), "skipped": len(known_bad), "out": str(out)}
     if encoder is None:
         encoder = load_encoder()
     for sub in ("mels", "embeds", "audio"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    kept, skipped = [], 0
-    for item in tqdm(synthesizer_items(src), desc="prepare", unit="utt", disable=not progress):
+    kept, skipped = [], []
+    for item in tqdm(items, desc="prepare", unit="utt", disable=not progress):
         uid = _safe_id(item.speaker, item.audio.stem)
         paths = {k: out / k / f"{uid}.npy" for k in ("mels", "embeds", "audio")}
+        if (uid, item.text) in known_bad:
+            skipped.append([uid, item.text])
+            continue
         try:
             text_to_ids(item.text)
             if all(p.is_file() for p in paths.values()):
@@ -114,23 +127,32 @@ def prepare_synthesizer_data(src: str | Path, out: str | Path, encoder: torch.nn
                 wav = preprocess_wav(item.audio)
                 mel = synth_mel(wav)  # (80, T)
                 if mel.shape[1] > max_frames:
-                    skipped += 1
+                    skipped.append([uid, item.text])
                     continue
                 emb = embed_utterance(encoder, wav)  # (256,)
                 for key, arr in (("mels", mel), ("embeds", emb), ("audio", wav)):
                     np.save(paths[key], np.asarray(arr, dtype=np.float32), allow_pickle=False)
         except (AudioError, TextError):
-            skipped += 1
+            skipped.append([uid, item.text])
             continue
         kept.append({"id": uid, "speaker": item.speaker, "text": item.text, "frames": int(mel.shape[1]),
                      "samples": int(wav.shape[0])})
     if not kept:
-        raise InputShapeError(f"{src}: no usable utterances ({skipped} skipped)")
-    meta = {"format": DATA_FORMAT, "version": DATA_VERSION, "items": kept}
+        raise InputShapeError(f"{src}: no usable utterances ({len(skipped)} skipped)")
+    meta = {"format": DATA_FORMAT, "version": DATA_VERSION, "items": kept, "skipped_items": skipped,
+            "max_frames": max_frames}
     tmp = out / "metadata.json.tmp"
     tmp.write_text(json.dumps(meta, indent=1))
     tmp.replace(out / "metadata.json")
-    return {"items": len(kept), "skipped": skipped, "out": str(out)}
+    return {"items": len(kept), "skipped": len(skipped), "out": str(out)}
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def read_metadata(prepared_dir: str | Path) -> list[dict[str, Any]]:

@@ -7,9 +7,8 @@
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 [ -d data/corpus-v2 ] || .venv/bin/rtclone corpus build data/corpus-v2
-[ -f runs/synth-small/prepared-v2/metadata.json ] || .venv/bin/python -c "from rtclone.checkpoints import load_encoder
-from rtclone.train.synthesizer import prepare_synthesizer_data as p
-p('data/corpus-v2', 'runs/synth-small/prepared-v2', load_encoder())"
+# prepares only what is missing (nothing when up to date)
+.venv/bin/rtclone train synthesizer data/corpus-v2 runs/synth-small --prepared runs/synth-small/prepared-v2 --prepare-only
 exec .venv/bin/python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 2 \
   -m rtclone.train.synthesizer runs/synth-small/prepared-v2 runs/synth-small --dims small --steps 200000 \
   --batch-size 16 --r-schedule 0:4 --guided-attention 2.0 --checkpoint-every 200 --lr 5e-4 "$@"
