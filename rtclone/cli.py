@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
+from .cli_train import (_load_encoder, _progress, cmd_corpus_build, cmd_eval_encoder, cmd_train_encoder,  # noqa: F401
+                        cmd_train_gta, cmd_train_synthesizer, cmd_train_vocoder)
 from .errors import OptionsError, RtcloneError
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
@@ -53,17 +55,7 @@ def _emit(result: dict[str, Any], as_json: bool) -> None:
         print(f"{key}: {value}")
 
 
-def _progress(args: argparse.Namespace) -> bool:
-    return not getattr(args, "json", False) and sys.stderr.isatty()
-
-
 # ---- handlers --------------------------------------------------------------------------------
-def _load_encoder(path: str | None):
-    from .checkpoints import load_encoder
-
-    return load_encoder(path)
-
-
 def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
     from .checkpoints import describe
 
@@ -94,47 +86,6 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     same = cos >= threshold
     return {"message": f"{'same' if same else 'different'} speaker (cosine {cos:.3f}, threshold {threshold:.3f})",
             "cosine": cos, "threshold": threshold, "same": same}
-
-
-def cmd_corpus_build(args: argparse.Namespace) -> dict[str, Any]:
-    from .corpus import CorpusOptions, build_corpus, corpus_summary, plan_corpus
-
-    opts = CorpusOptions(seed=args.seed, n_voices=args.voices, voices=tuple(args.voice or ()), utterances_per_voice=args.utterances,
-                         extra_per_voice=args.extra, heldout_voices=args.heldout_voices, heldout_sentences=args.heldout_sentences, jobs=args.jobs)  # fmt: skip
-    manifest = plan_corpus(opts) if args.dry_run else build_corpus(Path(args.root), opts, progress=_progress(args))
-    return {"message": f"corpus {'plan' if args.dry_run else 'in ' + args.root}", "root": args.root, **corpus_summary(manifest)}
-
-
-def cmd_train_encoder(args: argparse.Namespace) -> dict[str, Any]:
-    from .train.encoder import train_encoder
-
-    from .encoder import EncoderDims
-
-    dims = EncoderDims(hidden=args.hidden, n_layers=args.layers, embed=args.embed)
-    path = train_encoder(Path(args.data), Path(args.out), steps=args.steps, seed=args.seed, progress=_progress(args),
-                         speakers_per_batch=args.speakers_per_batch, utterances_per_speaker=args.utterances_per_speaker,
-                         dims=dims, lr=args.lr, checkpoint_every=args.checkpoint_every, resume=not args.no_resume)  # fmt: skip
-    return {"message": f"checkpoint: {path}", "checkpoint": str(path)}
-
-
-def cmd_train_vocoder(args: argparse.Namespace) -> dict[str, Any]:
-    from .sparse import PruneSchedule
-    from .train.vocoder import train_vocoder, vocoder_pairs
-
-    prune = None
-    if args.prune_target:
-        block = tuple(int(x) for x in args.prune_block.lower().split("x"))
-        prune = PruneSchedule(target=args.prune_target, start=args.prune_start, end=args.prune_end, every=args.prune_every, block=block)
-    from .vocoder import VocoderDims
-
-    dims = None
-    if not (Path(args.out) / "vocoder.pt").is_file():
-        dims = VocoderDims(rnn_dims=args.rnn_dims, fc_dims=args.fc_dims)
-    report = train_vocoder(vocoder_pairs(Path(args.wavs), Path(args.mels) if args.mels else None), Path(args.out),
-                           dims=dims, lr=args.lr,
-                           steps=args.steps, batch_size=args.batch_size, seed=args.seed, prune=prune,
-                           checkpoint_every=args.checkpoint_every, progress=_progress(args))  # fmt: skip
-    return {"message": f"vocoder run in {args.out}", **report}
 
 
 def _make_cloner(args: argparse.Namespace):
@@ -172,38 +123,6 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
                                   format=args.format)  # fmt: skip
     return {"message": f"exported to {args.output}", "output": args.output, "format": args.format,
             "components": sorted(manifest.get("components", {}))}  # fmt: skip
-
-
-def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
-    from .train import synthesizer as ts
-
-    prepared = Path(args.data)
-    if not (prepared / "metadata.json").is_file():  # raw (audio, transcript, speaker) folders: prepare first
-        from .checkpoints import load_encoder
-
-        prepared = Path(args.prepared) if args.prepared else Path(args.out) / "prepared"
-        # up to date: returns at once; a grown corpus: only the new utterances are prepared
-        summary = ts.prepare_synthesizer_data(Path(args.data), prepared, load_encoder(args.encoder) if args.encoder else None,
-                                              progress=_progress(args))
-        if args.prepare_only:
-            return {"message": f"prepared data in {prepared}", **summary}
-    elif args.prepare_only:
-        return {"message": f"{prepared} is already prepared", "out": str(prepared)}
-    from .synthesizer import SynthesizerDims
-
-    dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[args.dims]()
-    report = ts.train_synthesizer(prepared, Path(args.out), dims=dims, steps=args.steps, batch_size=args.batch_size,
-                                  r_schedule=ts.parse_r_schedule(args.r_schedule), lr=args.lr,
-                                  guided_attention=args.guided_attention, seed=args.seed, resume=not args.no_resume,
-                                  progress=_progress(args), checkpoint_every=args.checkpoint_every)  # fmt: skip
-    report.pop("losses", None)
-    return {"message": f"synthesizer run in {args.out}", **report}
-
-
-def cmd_train_gta(args: argparse.Namespace) -> dict[str, Any]:
-    from .train.synthesizer import export_gta
-
-    return export_gta(args.checkpoint, Path(args.prepared), Path(args.out), progress=_progress(args))
 
 
 def cmd_bench_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
@@ -275,13 +194,6 @@ def cmd_demo(args: argparse.Namespace) -> dict[str, Any]:
         result.update(cloned=str(out / "cloned.wav"), ttfa_s=r.ttfa_s, rtf=r.rtf, clone_similarity=sim)
     result["message"] = "\n".join(msg)
     return result
-
-
-def cmd_eval_encoder(args: argparse.Namespace) -> dict[str, Any]:
-    from .eval import eval_encoder
-
-    model = _load_encoder(args.encoder)
-    return eval_encoder(model, Path(args.data), umap_png=args.umap, max_utterances_per_speaker=args.max_utterances, progress=_progress(args))
 
 
 def cmd_bench_server(args: argparse.Namespace) -> dict[str, Any]:
