@@ -43,8 +43,8 @@ def main() -> int:
     ap.add_argument("--synthesizer", required=True, type=Path)
     ap.add_argument("--vocoder", type=Path)
     ap.add_argument("--eval", type=Path, help="an `rtclone eval clone` JSON report of these models")
-    ap.add_argument("--data", default="built-in corpus `rtclone corpus build` (seed 0): 36 training voices x 120 sentences, "
-                    "4 320 utterances; held-out voices and sentences never trained on")
+    ap.add_argument("--data", default="built-in corpus v2 `rtclone corpus build` (seed 0): 36 training voices x (120 core + 150 "
+                    "extra sentences), 9 720 utterances; held-out voices and sentences never trained on")
     ap.add_argument("--note", default="")
     args = ap.parse_args()
     total = args.synthesizer.stat().st_size + (args.vocoder.stat().st_size if args.vocoder else 0)
