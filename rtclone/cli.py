@@ -226,13 +226,20 @@ def cmd_bench_server(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
     from .eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table
+    from .vocoder_gen import GriffinLimVocoder
 
     opts = CloneEvalOptions(seen_voices=args.seen, heldout_voices=args.heldout, sentences=args.sentences,
                             ref_seconds=args.ref_seconds, seed=args.seed, copy_synthesis=not args.no_copy_synthesis)  # fmt: skip
     cloner = _make_cloner(args)
+    if args.griffin_lim_power is not None:
+        if not isinstance(cloner.vocoder, GriffinLimVocoder):
+            raise OptionsError("--griffin-lim-power applies to the Griffin-Lim vocoder only; these models ship a trained vocoder")
+        cloner.vocoder = GriffinLimVocoder(n_iter=cloner.vocoder.n_iter, power=args.griffin_lim_power)
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log)
     report["models"] = args.models or args.synthesizer or "default"
+    if isinstance(getattr(cloner, "vocoder", None), GriffinLimVocoder):
+        report["griffin_lim_power"] = cloner.vocoder.power
     report["goals"] = check_goals(report)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -470,6 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder")
     p.add_argument("--synthesizer")
     p.add_argument("--vocoder", help="vocoder checkpoint (default with --synthesizer: Griffin-Lim)")
+    p.add_argument("--griffin-lim-power", type=float,
+                   help="magnitude sharpening of the Griffin-Lim vocoder (default: rtclone.audio.GRIFFIN_LIM_POWER)")
 
     bench = sub.add_parser("bench", help="one measurement").add_subparsers(dest="bench_cmd", metavar="WHAT", required=True)
     p = _add(bench, "encoder", cmd_bench_encoder, "time to embed a reference")

@@ -400,7 +400,8 @@ class GriffinLimVocoder:
 
     Griffin-Lim needs the whole utterance, so ``stream`` yields once, after the last chunk.
     Options used: ``seed`` (initial phase) and ``fade_out``; the others do not apply.
-    The magnitude sharpening (power 1.5) raises loud frames: a waveform peaking above ``peak`` is
+    ``power`` sharpens the linear magnitude before phase recovery (``audio.GRIFFIN_LIM_POWER``).
+    The magnitude sharpening raises loud frames: a waveform peaking above ``peak`` is
     scaled down to it, since the pipeline clips PCM to [-1, 1] and clipped speech is harder to
     understand (pocketsphinx WER of Griffin-Lim on the corpus's ground-truth mels: 0.173 clipped,
     0.087 unclipped; some peaked at 1.75).
@@ -408,8 +409,11 @@ class GriffinLimVocoder:
 
     peak = 0.97
 
-    def __init__(self, n_iter: int = 32, feat_dims: int = 80, hop_length: int = audio.SYN_HOP) -> None:
-        self.n_iter, self.feat_dims, self.hop_length = n_iter, feat_dims, hop_length
+    def __init__(self, n_iter: int = 32, feat_dims: int = 80, hop_length: int = audio.SYN_HOP,
+                 power: float = audio.GRIFFIN_LIM_POWER) -> None:  # fmt: skip
+        if isinstance(power, bool) or not (isinstance(power, (int, float)) and 0.5 <= power <= 3.0):
+            raise OptionsError(f"Griffin-Lim power must be a number in [0.5, 3], got {power!r}")
+        self.n_iter, self.feat_dims, self.hop_length, self.power = n_iter, feat_dims, hop_length, float(power)
         self.sample_rate = audio.SAMPLE_RATE
 
     def generate(self, mel: np.ndarray | torch.Tensor, options: VocoderOptions | None = None, **overrides: Any) -> np.ndarray:
@@ -417,7 +421,7 @@ class GriffinLimVocoder:
         opts = resolve_options(options, overrides)
         mel_t = check_mel(mel, self.feat_dims)
         wave_len = (mel_t.shape[1] - 1) * self.hop_length
-        y = audio.griffin_lim(mel_t.numpy(), n_iter=self.n_iter, seed=opts.seed % 2**32)[:wave_len].astype(np.float64)
+        y = audio.griffin_lim(mel_t.numpy(), n_iter=self.n_iter, power=self.power, seed=opts.seed % 2**32)[:wave_len].astype(np.float64)
         top = float(np.abs(y).max()) if y.size else 0.0
         if top > self.peak:
             y *= self.peak / top

@@ -190,3 +190,18 @@ def test_copy_synthesis_measures_the_vocoder_alone(corpus, transcriber):
 def test_options_are_validated(kw):
     with pytest.raises(OptionsError):
         CloneEvalOptions(**kw)
+
+
+def test_cli_sets_the_griffin_lim_power_of_the_shipped_models(corpus, tmp_path, capsys):
+    from rtclone.cli import main
+
+    root, _ = corpus
+    out = tmp_path / "eval.json"
+    args = ["eval", "clone", str(root), "--seen", "1", "--heldout", "0", "--sentences", "1", "--no-copy-synthesis"]
+    assert main(args + ["--griffin-lim-power", "1.5", "-o", str(out), "--json"]) == 0
+    report = json.loads(out.read_text())
+    assert report["griffin_lim_power"] == 1.5 and report["models"] == "default"
+    assert report["summary"]["seen"]["utterances"] == 1 and 0.0 <= report["summary"]["seen"]["wer"] <= 1.0
+    capsys.readouterr()
+    assert main(args + ["--griffin-lim-power", "9"]) != 0  # out of range: a clear error, no traceback
+    assert "power" in capsys.readouterr().err
