@@ -61,7 +61,11 @@ def main() -> int:
         card["vocoder"] = describe(MODELS / "vocoder.pt", "vocoder")
     else:
         (MODELS / "vocoder.pt").unlink(missing_ok=True)
-        card["vocoder"] = {"file": None, "kind": "Griffin-Lim (no trained vocoder shipped)"}
+        from rtclone.vocoder_gen import GriffinLimVocoder
+
+        gl = GriffinLimVocoder()
+        card["vocoder"] = {"file": None, "kind": "Griffin-Lim (no trained vocoder shipped)", "n_iter": gl.n_iter,
+                           "power": gl.power, "peak": gl.peak}  # fmt: skip
     if args.eval:
         report = json.loads(args.eval.read_text())
         card["eval"] = {k: report.get(k) for k in ("options", "summary", "goals", "failures")}
