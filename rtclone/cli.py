@@ -440,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="encoder for the utterance embeddings (default: pretrained)")
     p.add_argument("--prepared", help="where to prepare raw data (default: OUT/prepared)")
     p.add_argument("--prepare-only", action="store_true", help="prepare the data, do not train")
+    p.add_argument("--split", choices=("train", "eval"), default="train",
+                   help="which split of the built-in corpus to prepare (eval: held out, for --val)")
+    p.add_argument("--val", help="a prepared held-out set (--split eval): its loss is logged at every checkpoint")
     p.add_argument("--dims", choices=("small", "rtvc", "tiny"), default="small")
     p.add_argument("--steps", type=int, default=100_000)
     p.add_argument("--batch-size", type=int, default=16)

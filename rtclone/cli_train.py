@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .errors import OptionsError
+
 
 def _progress(args: argparse.Namespace) -> bool:
     return not getattr(args, "json", False) and sys.stderr.isatty()
@@ -70,9 +72,11 @@ def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
         prepared = Path(args.prepared) if args.prepared else Path(args.out) / "prepared"
         # up to date: returns at once; a grown corpus: only the new utterances are prepared
         summary = ts.prepare_synthesizer_data(Path(args.data), prepared, load_encoder(args.encoder) if args.encoder else None,
-                                              progress=_progress(args))
+                                              progress=_progress(args), split=args.split)
         if args.prepare_only:
             return {"message": f"prepared data in {prepared}", **summary}
+    elif args.split != "train":
+        raise OptionsError("--split applies to raw corpora; DATA is already prepared")
     elif args.prepare_only:
         return {"message": f"{prepared} is already prepared", "out": str(prepared)}
     from .synthesizer import SynthesizerDims
@@ -81,7 +85,8 @@ def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
     report = ts.train_synthesizer(prepared, Path(args.out), dims=dims, steps=args.steps, batch_size=args.batch_size,
                                   r_schedule=ts.parse_r_schedule(args.r_schedule), lr=args.lr,
                                   guided_attention=args.guided_attention, seed=args.seed, resume=not args.no_resume,
-                                  progress=_progress(args), checkpoint_every=args.checkpoint_every)  # fmt: skip
+                                  progress=_progress(args), checkpoint_every=args.checkpoint_every,
+                                  val_dir=args.val)  # fmt: skip
     report.pop("losses", None)
     return {"message": f"synthesizer run in {args.out}", **report}
 

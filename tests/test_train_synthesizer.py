@@ -19,7 +19,7 @@ from rtclone.errors import InputShapeError, OptionsError
 from rtclone.synthesizer import SynthesizerDims, Tacotron
 from rtclone.train.synthesizer import (SynthDataset, alignment_scores, bucket_batches, collate, export_gta,
                                        guided_attention_loss, parse_r_schedule, prepare_synthesizer_data, r_at,
-                                       synthesizer_items, train_synthesizer)
+                                       synthesizer_items, taco_loss, train_synthesizer)
 
 UTTERANCES = {"slt": ["The cat sat.", "Hello there."], "awb": ["Green apples."]}
 
@@ -137,6 +137,12 @@ def test_cli_prepare_only(tmp_path, monkeypatch):
     meta = json.loads((tmp_path / "p" / "metadata.json").read_text())
     assert [i["text"] for i in meta["items"]] == ["FINE WORDS."]
     assert not (tmp_path / "run").exists()  # nothing trained
+    # this layout has no held-out split, and a prepared DATA cannot be re-split: clear errors
+    assert main(["train", "synthesizer", str(root), str(tmp_path / "run"), "--prepared", str(tmp_path / "v"),
+                 "--prepare-only", "--split", "eval"]) != 0
+    assert main(["train", "synthesizer", str(tmp_path / "p"), str(tmp_path / "run"), "--prepare-only",
+                 "--split", "eval"]) != 0
+    assert not (tmp_path / "v").exists() and not (tmp_path / "run").exists()
 
 
 def test_vctk_and_libritts_layouts(tmp_path):
@@ -315,3 +321,35 @@ def test_built_in_corpus_feeds_only_its_training_split(tmp_path):
     assert evals and len(items) == len(train)
     assert {(int(i.speaker), i.text) for i in items} == {(int(s), t) for s, t in train}
     assert not {i.audio.name for i in items} & {Path(u["path"]).name for u in evals}
+    # the eval split (for a validation loss) is exactly the held-out utterances; other layouts have none
+    held = synthesizer_items(tmp_path, "eval")
+    assert sorted(i.audio.name for i in held) == sorted(Path(u["path"]).name for u in evals)
+    with pytest.raises(OptionsError):
+        synthesizer_items(tmp_path, "test")
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    with pytest.raises(OptionsError, match="eval split"):
+        synthesizer_items(flat, "eval")
+
+
+def test_validation_loss_is_repeatable_and_tracks_training(prepared, short_run, tmp_path):
+    from rtclone.train.synthesizer import validation_loss
+
+    ds = SynthDataset(prepared)
+    model = checkpoints.load_model(short_run / "synthesizer.pt", "synthesizer").train()
+    bn = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    a = validation_loss(model, ds, 2.0, items=2)
+    assert set(a) == {"val_mel", "val_post", "val_stop", "val_guided"} and all(v > 0 for v in a.values())
+    assert validation_loss(model, ds, 2.0, items=2) == a  # same items, same dropout masks
+    assert model.training and all(torch.equal(v, model.state_dict()[k]) for k, v in bn.items())  # BatchNorm untouched
+    # the loss of the 2 picked items (first and last) equals taco_loss on them in eval mode, with the same seed
+    model.eval()
+    picked = sorted([0, len(ds) - 1], key=lambda i: ds.items[i]["frames"])
+    _, parts, _ = taco_loss(model, collate(ds, picked, model.r), 2.0, torch.Generator().manual_seed(0))
+    assert a == pytest.approx({f"val_{k}": v for k, v in parts.items()}, rel=1e-5)
+    # training logs it at each checkpoint and it falls as the model learns these items
+    res = train_synthesizer(prepared, tmp_path, dims=SynthesizerDims.tiny(), steps=40, batch_size=3,
+                            r_schedule=[(0, 4)], lr=3e-3, seed=0, checkpoint_every=20, val_dir=prepared)
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [20, 40] and res["step"] == 40
+    assert log[1]["val_mel"] < log[0]["val_mel"]

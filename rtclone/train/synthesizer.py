@@ -37,8 +37,9 @@ MEL_PAD = -4.0  # padding value of target mels: silence in the symmetric [-4, 4]
 
 
 # ---- data preparation ---------------------------------------------------------------------------
-def synthesizer_items(src: str | Path) -> list[Any]:
-    """(audio, transcript, speaker) items of a corpus root.
+def synthesizer_items(src: str | Path, split: str = "train") -> list[Any]:
+    """(audio, transcript, speaker) items of a corpus root (``split="eval"``: the built-in corpus's
+    held-out voices and sentences, for a validation loss; other layouts have only "train").
 
     VCTK (``txt/<spk>/*.txt`` beside ``wav48*/<spk>/*``) and LibriTTS (``<stem>.normalized.txt``)
     are recognised here; every other layout (LibriSpeech, the built-in corpus
@@ -50,10 +51,14 @@ def synthesizer_items(src: str | Path) -> list[Any]:
     src = Path(src)
     if not src.is_dir():
         raise InputShapeError(f"dataset root is not a directory: {src}")
-    if (src / "manifest.json").is_file():  # the built-in corpus: training split only (held-out voices/sentences stay out)
+    if split not in ("train", "eval"):
+        raise OptionsError(f"split must be 'train' or 'eval', got {split!r}")
+    if (src / "manifest.json").is_file():  # the built-in corpus: held-out voices/sentences only in "eval"
         from ..corpus import list_utterances
 
-        return [Utterance(Path(u["path"]), u["text"], str(u["speaker"])) for u in list_utterances(src, "train")]
+        return [Utterance(Path(u["path"]), u["text"], str(u["speaker"])) for u in list_utterances(src, split)]
+    if split != "train":
+        raise OptionsError(f"{src}: only the built-in corpus (manifest.json) has an eval split")
     wav_roots = sorted(p for p in src.glob("wav48*") if p.is_dir())
     if (src / "txt").is_dir() and wav_roots:  # VCTK
         items = []
@@ -82,7 +87,7 @@ def _safe_id(speaker: str, stem: str) -> str:
 
 
 def prepare_synthesizer_data(src: str | Path, out: str | Path, encoder: torch.nn.Module | None = None, *,
-                             max_frames: int = 900, progress: bool = False) -> dict[str, Any]:
+                             max_frames: int = 900, progress: bool = False, split: str = "train") -> dict[str, Any]:
     """Prepare a corpus for synthesizer training (see the module docstring for the layout).
 
     Each utterance is VAD-trimmed (:func:`rtclone.audio.preprocess_wav`), turned into a synth mel
@@ -100,7 +105,7 @@ def prepare_synthesizer_data(src: str | Path, out: str | Path, encoder: torch.nn
     from ..text import text_to_ids
 
     out = Path(out)
-    items = synthesizer_items(src)
+    items = synthesizer_items(src, split)
     wanted = {(_safe_id(it.speaker, it.audio.stem), it.text) for it in items}
     old = _read_json(out / "metadata.json")
     known_bad: set[tuple[str, str]] = set()  # skipped last time with the same text and limit: not read again
@@ -294,6 +299,30 @@ def taco_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], guided_att
     return loss, {k: float(v.detach()) for k, v in parts.items()}, attn
 
 
+def validation_loss(model: Tacotron, ds: SynthDataset, guided_attention: float = 0.0, *, items: int = 64,
+                    batch_size: int = 16, seed: int = 0) -> dict[str, float]:
+    """Teacher-forced loss parts (``val_mel``, ``val_post``, ``val_stop``…) of ``model`` on ``items``
+    evenly spaced items of ``ds``, the same items and prenet-dropout masks on every call, so that
+    checkpoints compare. Runs in eval mode (BatchNorm statistics untouched) and restores the mode."""
+    device = next(model.parameters()).device
+    picked = sorted({int(i) for i in np.linspace(0, len(ds) - 1, min(items, len(ds))).round()},
+                    key=lambda i: ds.items[i]["frames"])  # length order: less padding
+    gen = torch.Generator(device=device).manual_seed(seed)
+    was_training, totals = model.training, {}
+    model.eval()
+    try:
+        with torch.no_grad():
+            for k in range(0, len(picked), batch_size):
+                idx = picked[k:k + batch_size]
+                batch = {key: v.to(device) for key, v in collate(ds, idx, model.r).items()}
+                _, parts, _ = taco_loss(model, batch, guided_attention, gen)
+                for name, v in parts.items():
+                    totals[name] = totals.get(name, 0.0) + v * len(idx)
+    finally:
+        model.train(was_training)
+    return {f"val_{name}": v / len(picked) for name, v in totals.items()}
+
+
 # ---- training -----------------------------------------------------------------------------------
 def _distributed() -> tuple[int, int, bool]:
     """(rank, world size, initialised here) — initialises torch.distributed under torchrun."""
@@ -319,13 +348,15 @@ def _check_schedule(r_schedule: Sequence[tuple[int, int]], max_r: int) -> list[t
 def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: SynthesizerDims | None = None,
                       steps: int = 100_000, batch_size: int = 16, r_schedule: Sequence[tuple[int, int]] = ((0, 2),),
                       lr: float = 1e-3, guided_attention: float = 0.0, seed: int = 0, resume: bool = True,
-                      progress: bool = False, checkpoint_every: int = 1000, grad_clip: float = 1.0) -> dict[str, Any]:
+                      progress: bool = False, checkpoint_every: int = 1000, grad_clip: float = 1.0,
+                      val_dir: str | Path | None = None, val_items: int = 64) -> dict[str, Any]:
     """Train (or resume training) a Tacotron on a prepared directory until ``steps`` total steps.
 
     Teacher forcing; length-bucketed batches; reduction factor from ``r_schedule``
     ([(start_step, r), ...]); Adam at ``lr``; gradient-norm clipping at ``grad_clip``; optional
     guided-attention loss of weight ``guided_attention``. Every ``checkpoint_every`` steps and at
-    the end, rank 0 saves ``out_dir/synthesizer.pt`` + ``optimizer.pt`` and an alignment PNG.
+    the end, rank 0 saves ``out_dir/synthesizer.pt`` + ``optimizer.pt`` and an alignment PNG, and
+    logs the batch's loss parts (plus :func:`validation_loss` on ``val_dir``, a prepared held-out set).
     With ``resume`` an existing checkpoint in ``out_dir`` is continued (its dims win over ``dims``).
     Under torchrun the model is wrapped in DistributedDataParallel and batches are sharded.
     Returns ``{"step", "losses" (this run, per step), "checkpoint", "alignment" (last eval scores),
@@ -360,6 +391,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     ds = SynthDataset(prepared_dir)
+    val_ds = SynthDataset(val_dir) if val_dir is not None and rank == 0 else None
     lengths = [it["frames"] for it in ds.items]
     step = int(model.step)
     losses: list[float] = []
@@ -393,7 +425,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                 a = attn[0, :steps_i, :int(batch["text_lens"][0])].detach().cpu().numpy()
                 scores = alignment_scores(a)
                 if rank == 0:
-                    _save(model, optimizer, out_dir, step, a, scores, parts)
+                    val = validation_loss(model, val_ds, guided_attention, items=val_items, seed=seed) if val_ds else {}
+                    _save(model, optimizer, out_dir, step, a, scores, {**parts, **val})
         epoch, skip = epoch + 1, 0
     bar.close()
     if own_pg:
@@ -479,11 +512,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--progress", action="store_true")
+    p.add_argument("--val", help="a prepared held-out set: its loss is logged at every checkpoint")
     a = p.parse_args(argv)
     dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[a.dims]()
     res = train_synthesizer(a.prepared, a.out, dims=dims, steps=a.steps, batch_size=a.batch_size,
                             r_schedule=parse_r_schedule(a.r_schedule), lr=a.lr, guided_attention=a.guided_attention,
-                            seed=a.seed, resume=not a.no_resume, progress=a.progress, checkpoint_every=a.checkpoint_every)
+                            seed=a.seed, resume=not a.no_resume, progress=a.progress, checkpoint_every=a.checkpoint_every,
+                            val_dir=a.val)
     if int(os.environ.get("RANK", "0")) == 0:
         res["final_loss"] = res["losses"][-1] if res["losses"] else None
         del res["losses"]
