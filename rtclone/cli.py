@@ -238,7 +238,7 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log)
     report["models"] = args.models or args.synthesizer or "default"
-    if isinstance(getattr(cloner, "vocoder", None), GriffinLimVocoder):
+    if isinstance(cloner.vocoder, GriffinLimVocoder):
         report["griffin_lim_power"] = cloner.vocoder.power
     report["goals"] = check_goals(report)
     if args.output:
