@@ -8,6 +8,7 @@ with ``--json`` the object is ``{"ok": false, "error": {"code": ..., "message": 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -231,15 +232,18 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
     opts = CloneEvalOptions(seen_voices=args.seen, heldout_voices=args.heldout, sentences=args.sentences,
                             ref_seconds=args.ref_seconds, seed=args.seed, copy_synthesis=not args.no_copy_synthesis)  # fmt: skip
     cloner = _make_cloner(args)
-    if args.griffin_lim_power is not None:
+    if args.griffin_lim_power is not None or args.griffin_lim_whole:
         if not isinstance(cloner.vocoder, GriffinLimVocoder):
-            raise OptionsError("--griffin-lim-power applies to the Griffin-Lim vocoder only; these models ship a trained vocoder")
-        cloner.vocoder = GriffinLimVocoder(n_iter=cloner.vocoder.n_iter, power=args.griffin_lim_power)
+            raise OptionsError("--griffin-lim-* options apply to the Griffin-Lim vocoder only; these models ship a trained vocoder")
+        power = cloner.vocoder.power if args.griffin_lim_power is None else args.griffin_lim_power
+        segments = None if args.griffin_lim_whole else cloner.vocoder.segments
+        cloner.vocoder = GriffinLimVocoder(n_iter=cloner.vocoder.n_iter, power=power, segments=segments)
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log)
     report["models"] = args.models or args.synthesizer or "default"
     if isinstance(cloner.vocoder, GriffinLimVocoder):
         report["griffin_lim_power"] = cloner.vocoder.power
+        report["griffin_lim_segments"] = None if cloner.vocoder.segments is None else dataclasses.asdict(cloner.vocoder.segments)
     report["goals"] = check_goals(report)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -482,6 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocoder", help="vocoder checkpoint (default with --synthesizer: Griffin-Lim)")
     p.add_argument("--griffin-lim-power", type=float,
                    help="magnitude sharpening of the Griffin-Lim vocoder (default: rtclone.audio.GRIFFIN_LIM_POWER)")
+    p.add_argument("--griffin-lim-whole", action="store_true",
+                   help="Griffin-Lim on each whole text chunk (the pre-streaming way) instead of streamed segments")
 
     bench = sub.add_parser("bench", help="one measurement").add_subparsers(dest="bench_cmd", metavar="WHAT", required=True)
     p = _add(bench, "encoder", cmd_bench_encoder, "time to embed a reference")

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from . import audio
 from .errors import BackendUnavailableError, InputShapeError, OptionsError
+from .griffin_lim import SegmentPlan, stream_segments
 
 if TYPE_CHECKING:
     from .vocoder import WaveRNN
@@ -398,7 +399,10 @@ def generate(model: "WaveRNN", mel: np.ndarray | torch.Tensor, options: VocoderO
 class GriffinLimVocoder:
     """The no-weights baseline behind the WaveRNN interface (``audio.griffin_lim``).
 
-    Griffin-Lim needs the whole utterance, so ``stream`` yields once, after the last chunk.
+    ``generate`` runs Griffin-Lim on the whole mel. ``stream`` runs it on segments as the mel
+    arrives (:mod:`rtclone.griffin_lim`, cut by ``segments``), so audio starts after the first
+    ``segments.first + segments.right`` frames; ``segments=None`` collects the whole mel and
+    yields once (the output of ``generate``).
     Options used: ``seed`` (initial phase) and ``fade_out``; the others do not apply.
     ``power`` sharpens the linear magnitude before phase recovery (``audio.GRIFFIN_LIM_POWER``).
     A waveform peaking above ``peak`` (loud mels, or sharpening, which raises loud frames) is
@@ -410,10 +414,13 @@ class GriffinLimVocoder:
     peak = 0.97
 
     def __init__(self, n_iter: int = 32, feat_dims: int = 80, hop_length: int = audio.SYN_HOP,
-                 power: float = audio.GRIFFIN_LIM_POWER) -> None:  # fmt: skip
+                 power: float = audio.GRIFFIN_LIM_POWER, segments: "SegmentPlan | None" = SegmentPlan()) -> None:  # fmt: skip
         if isinstance(power, bool) or not (isinstance(power, (int, float)) and 0.5 <= power <= 3.0):
             raise OptionsError(f"Griffin-Lim power must be a number in [0.5, 3], got {power!r}")
+        if segments is not None and not isinstance(segments, SegmentPlan):
+            raise OptionsError(f"segments must be a SegmentPlan or None, got {type(segments).__name__}")
         self.n_iter, self.feat_dims, self.hop_length, self.power = n_iter, feat_dims, hop_length, float(power)
+        self.segments = segments
         self.sample_rate = audio.SAMPLE_RATE
 
     def generate(self, mel: np.ndarray | torch.Tensor, options: VocoderOptions | None = None, **overrides: Any) -> np.ndarray:
@@ -431,8 +438,13 @@ class GriffinLimVocoder:
     def stream(
         self, mel_chunks: Iterable[np.ndarray | torch.Tensor], options: VocoderOptions | None = None, **overrides: Any
     ) -> Iterator[np.ndarray]:
-        """Collect the mel chunks, then yield the whole waveform once."""
+        """Yield float32 PCM as segments of the mel chunks complete (once, at the end, with ``segments=None``)."""
         opts = resolve_options(options, overrides)
+        if self.segments is not None:
+            pieces = stream_segments((check_mel(c, self.feat_dims, allow_empty=True).numpy() for c in mel_chunks),
+                                     n_iter=self.n_iter, power=self.power, seed=opts.seed % 2**32, peak=self.peak,
+                                     fade_samples=int(round(opts.fade_out * self.sample_rate)), plan=self.segments)  # fmt: skip
+            return (p.astype(np.float32) for p in pieces)
 
         def run() -> Iterator[np.ndarray]:
             chunks = [check_mel(c, self.feat_dims, allow_empty=True) for c in mel_chunks]
