@@ -13,6 +13,7 @@ Refuses to ship more than 60 MB in all.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -65,7 +66,8 @@ def main() -> int:
 
         gl = GriffinLimVocoder()
         card["vocoder"] = {"file": None, "kind": "Griffin-Lim (no trained vocoder shipped)", "n_iter": gl.n_iter,
-                           "power": gl.power, "peak": gl.peak}  # fmt: skip
+                           "power": gl.power, "peak": gl.peak,
+                           "segments": None if gl.segments is None else dataclasses.asdict(gl.segments)}  # fmt: skip
     if args.eval:
         report = json.loads(args.eval.read_text())
         card["eval"] = {k: report.get(k) for k in ("options", "summary", "goals", "failures")}

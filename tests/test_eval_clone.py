@@ -1,15 +1,18 @@
 """Cloning evaluation: WER arithmetic, the pocketsphinx transcriber, and `evaluate_cloning` driven by
 stand-in cloners whose right answers are known (the corpus's own recordings)."""
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 
+from rtclone import audio
 from rtclone.asr import Transcriber, WerCount, normalize_words, word_error_rate, word_errors
 from rtclone.corpus import CorpusOptions, build_corpus, engine_available
 from rtclone.errors import AttentionFailureError, OptionsError
 from rtclone.eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table
+from rtclone.griffin_lim import SegmentPlan
 
 from conftest import make_speech
 
@@ -201,7 +204,11 @@ def test_cli_sets_the_griffin_lim_power_of_the_shipped_models(corpus, tmp_path, 
     assert main(args + ["--griffin-lim-power", "1.5", "-o", str(out), "--json"]) == 0
     report = json.loads(out.read_text())
     assert report["griffin_lim_power"] == 1.5 and report["models"] == "default"
+    assert report["griffin_lim_segments"] == dataclasses.asdict(SegmentPlan())  # streamed in segments by default
     assert report["summary"]["seen"]["utterances"] == 1 and 0.0 <= report["summary"]["seen"]["wer"] <= 1.0
+    assert main(args + ["--griffin-lim-whole", "-o", str(out), "--json"]) == 0  # the pre-streaming way, power kept
+    report = json.loads(out.read_text())
+    assert report["griffin_lim_segments"] is None and report["griffin_lim_power"] == audio.GRIFFIN_LIM_POWER
     capsys.readouterr()
     assert main(args + ["--griffin-lim-power", "9"]) != 0  # out of range: a clear error, no traceback
     assert "power" in capsys.readouterr().err

@@ -34,6 +34,21 @@ def test_stream_yields_audio_and_equals_clone(cloner, speech):
     assert not np.array_equal(other, audio)
 
 
+def test_griffin_lim_audio_streams_within_a_text_chunk(cloner):
+    """The default vocoder (Griffin-Lim) yields audio while the synthesizer is still decoding a chunk."""
+    from rtclone.vocoder_gen import GriffinLimVocoder
+
+    gl_cloner = Cloner(cloner.encoder, cloner.synthesizer, GriffinLimVocoder(n_iter=4), tacotron_overrides=TACO)
+    emb = np.ones(256, np.float32) / 16.0
+    text = "Streaming audio starts early"  # one text chunk; ~60 frames at the tiny model's 2 frames per symbol
+    chunks = list(gl_cloner.stream(text, emb, SynthesisOptions(seed=1)))
+    plan = gl_cloner.vocoder.segments
+    assert len(chunks) >= 2 and len(chunks[0]) == plan.first * 200  # the first segment, before the chunk ended
+    whole = Cloner(cloner.encoder, cloner.synthesizer, GriffinLimVocoder(n_iter=4, segments=None), tacotron_overrides=TACO)
+    ref = list(whole.stream(text, emb, SynthesisOptions(seed=1)))
+    assert len(ref) == 1 and len(ref[0]) == sum(map(len, chunks))  # the same mel, the same length
+
+
 def test_vocode_is_the_stream_vocoder_on_a_whole_mel(cloner):
     rng = np.random.default_rng(0)
     mel = rng.uniform(-4, 4, (80, 23)).astype(np.float32)
