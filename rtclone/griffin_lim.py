@@ -91,7 +91,8 @@ def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: flo
     """
     hop = audio.SYN_HOP
     rng = np.random.default_rng(seed)
-    mags: list[np.ndarray] = []  # (t, F) per received chunk, magnitudes already raised to ``power``
+    mags = np.zeros((0, audio.SYN_N_FFT // 2 + 1), np.float32)  # (t, F) frames [mag0, n_frames), raised to ``power``
+    mag0 = 0
     n_frames = 0
     phases = np.zeros((0, audio.SYN_N_FFT // 2 + 1), np.complex64)  # phases[i] is frame phase0 + i
     phase0 = 0
@@ -102,15 +103,13 @@ def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: flo
     pending = np.zeros(0)  # made, not yet yielded (the fade-out hold-back)
     k = 0
 
-    def frames(lo: int, hi: int) -> np.ndarray:
-        return np.concatenate(mags, 0)[lo:hi] if mags else np.zeros((0, phases.shape[1]), np.float32)
-
     def run(stop: int, last: bool) -> np.ndarray:
         """Make samples for frames [played, stop) (to the end when ``last``); returns them post-processed."""
-        nonlocal phases, phase0, played, tail, zi, gain
+        nonlocal mags, mag0, phases, phase0, played, tail, zi, gain
         lo = max(0, played - plan.left)
         hi = n_frames if last else stop + plan.right
-        mag = frames(lo, hi)
+        mags, mag0 = mags[lo - mag0 :], lo  # frames before lo are never read again
+        mag = mags[: hi - lo]
         init = np.exp(2j * np.pi * rng.random(mag.shape)).astype(np.complex64)
         carried = phases[max(0, lo - phase0) : max(0, hi - phase0)]
         init[: len(carried)] = carried
@@ -138,7 +137,7 @@ def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: flo
             raise InputShapeError(f"mel chunks must be ({audio.SYN_N_MELS}, t), got {mel.shape}")
         if mel.shape[1] == 0:
             continue
-        mags.append((audio.synth_mel_to_linear(mel).T ** power).astype(np.float32))
+        mags = np.concatenate([mags, (audio.synth_mel_to_linear(mel).T ** power).astype(np.float32)], 0)
         n_frames += mel.shape[1]
         while played + plan.size(k) + plan.right <= n_frames:
             pending = np.concatenate([pending, run(played + plan.size(k), False)])
