@@ -59,8 +59,8 @@ def test_the_clone_is_streamed_in_several_chunks(cloner, reference):
     emb = cloner.embed(reference, 16000)
     chunks = list(cloner.stream("The weather is nice today, and we will go for a long walk in the park.", emb))
     assert len(chunks) >= 4 and sum(len(c) for c in chunks) / 16000 > 1.5
-    # audio starts with the vocoder's first Griffin-Lim segment (0.3 s), long before the first text chunk
-    # ("The weather is nice today,", > 1 s) is fully spoken
+    # audio starts with the vocoder's first Griffin-Lim segment (0.3 s), long before the sentence (one
+    # text chunk, > 3 s) is fully spoken
     assert len(chunks[0]) == cloner.vocoder.segments.first * 200 < 0.5 * 16000
 
 

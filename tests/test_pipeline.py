@@ -82,6 +82,21 @@ def test_options_are_validated():
     assert SynthesisOptions.from_dict({"seed": 5}).seed == 5
 
 
+def test_a_sentence_is_one_text_chunk_unless_a_first_chunk_cut_is_asked(cloner, monkeypatch):
+    import rtclone.text
+
+    seen = []
+    real = rtclone.text.split_sentences
+    monkeypatch.setattr(rtclone.text, "split_sentences", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    emb = np.ones(256, np.float32) / 16.0
+    text = "one two three four five six seven eight"
+    for opts in (SynthesisOptions(seed=0, backend="torch"), SynthesisOptions(seed=0, backend="torch", first_chunk_words=3)):
+        list(cloner.stream(text, emb, opts))
+    assert seen == [[text], ["one two three", "four five six seven eight"]]
+    with pytest.raises(OptionsError):
+        SynthesisOptions(first_chunk_words=-1)
+
+
 def test_missing_models_are_a_checkpoint_error(tmp_path):
     with pytest.raises(CheckpointError, match="synthesizer.pt"):
         Cloner.from_dir(tmp_path)
