@@ -26,7 +26,7 @@ from rtclone.synthesizer import (StreamInfo, SynthesizerDims, Tacotron, Tacotron
                                  synthesize)
 
 TEXT = "The birch canoe slid on the smooth planks, glue the sheet to the dark blue background."
-FIRST_TEXT = "The birch canoe slid on the"  # a pipeline's first text chunk (first_chunk_words = 6)
+FIRST_TEXT = "The birch canoe slid on the"  # a 6-word text (the pipeline cut its first chunk there until session 6)
 FRAMES_PER_SECOND_OF_AUDIO = 80  # hop 200 at 16 kHz
 
 
