@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SAMPLE_RATE", "MIN_SAMPLE_RATE", "MAX_SAMPLE_RATE", "load_audio", "ensure_wav", "resample",
     "normalize_volume", "trim_long_silences", "preprocess_wav", "encoder_mel", "synth_mel",
-    "synth_mel_to_linear", "griffin_lim", "pre_emphasis", "de_emphasis", "mulaw_encode",
+    "synth_mel_to_linear", "griffin_lim", "griffin_lim_iterate", "pre_emphasis", "de_emphasis", "mulaw_encode",
     "mulaw_decode", "label_to_float", "float_to_label", "mulaw_compress", "mulaw_expand", "denoise",
     "save_wav", "pcm16_bytes", "dbfs",
 ]
@@ -402,20 +402,38 @@ def griffin_lim(mel: np.ndarray, n_iter: int = 32, power: float = GRIFFIN_LIM_PO
     Griffin-Lim (momentum 0.99, seeded random initial phase), then de-emphasis.
     """
     mag = (synth_mel_to_linear(mel).T ** power).astype(np.float32)  # (T, 401); float32 halves the time
-    T = mag.shape[0]
-    length = (T - 1) * SYN_HOP
+    length = (mag.shape[0] - 1) * SYN_HOP
     rng = np.random.default_rng(seed)
     phase = np.exp(2j * np.pi * rng.random(mag.shape)).astype(np.complex64)  # (T, 401)
+    wav, _ = griffin_lim_iterate(mag, phase, n_iter, length)
+    wav = np.pad(wav.astype(np.float64), (0, SYN_HOP))  # T * hop samples, the length a vocoder gives for T frames
+    return de_emphasis(wav).astype(np.float32)
+
+
+def griffin_lim_iterate(mag: np.ndarray, phase: np.ndarray, n_iter: int, length: int,
+                        known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Fast Griffin-Lim (Perraudin et al. 2013, momentum 0.99) on linear magnitudes ``mag`` (T, 401) from
+    unit phases ``phase`` (T, 401), for a signal of ``length`` samples (frames centred every hop)
+    whose first ``len(known)`` samples are held fixed to ``known`` inside every iteration.
+
+    Returns the float32 signal (its known part equals ``known``) and the final phases.
+    """
+    n_known = 0 if known is None else len(known)
+
+    def signal(ph: np.ndarray) -> np.ndarray:
+        x = _istft(mag * ph, SYN_N_FFT, SYN_HOP, length)
+        if n_known:
+            x[:n_known] = known
+        return x
+
     prev = np.zeros_like(phase)
-    alpha = np.float32(0.99)  # fast Griffin-Lim (Perraudin et al. 2013): extrapolate the consistent projection
+    alpha = np.float32(0.99)  # extrapolate the consistent projection
     for _ in range(n_iter if length else 0):  # a 1-frame mel has no samples to iterate on
-        proj = _stft_frames(_istft(mag * phase, SYN_N_FFT, SYN_HOP, length), SYN_N_FFT, SYN_HOP, np.float32)
+        proj = _stft_frames(signal(phase), SYN_N_FFT, SYN_HOP, np.float32)
         step = proj + alpha * (proj - prev)
         prev = proj
         phase = step / np.maximum(np.abs(step), np.float32(1e-16))
-    wav = _istft(mag * phase, SYN_N_FFT, SYN_HOP, length).astype(np.float64) if length else np.zeros(0)
-    wav = np.pad(wav, (0, SYN_HOP))  # T * hop samples, the length a vocoder gives for T frames
-    return de_emphasis(wav).astype(np.float32)
+    return (signal(phase) if length else np.zeros(0, np.float32)), phase
 
 
 def _istft(spec: np.ndarray, n_fft: int, hop: int, length: int) -> np.ndarray:

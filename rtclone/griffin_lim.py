@@ -31,9 +31,7 @@ import scipy.signal
 from . import audio
 from .errors import InputShapeError, OptionsError
 
-__all__ = ["SegmentPlan", "stream_segments", "iterate"]
-
-_ALPHA = np.float32(0.99)  # fast Griffin-Lim momentum (Perraudin et al. 2013), as audio.griffin_lim
+__all__ = ["SegmentPlan", "stream_segments"]
 
 
 @dataclass(frozen=True)
@@ -56,30 +54,6 @@ class SegmentPlan:
     def size(self, k: int) -> int:
         """Frames played by segment k."""
         return min(self.longest, self.first << min(k, 30))
-
-
-def iterate(mag: np.ndarray, phase: np.ndarray, n_iter: int, length: int, known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Fast Griffin-Lim on magnitudes ``mag`` (T, F) from ``phase`` (T, F unit complex), for a signal of
-    ``length`` samples whose first ``len(known)`` samples are fixed to ``known``.
-
-    Returns the signal (float32, ``length``; the known part equals ``known``) and the final phases.
-    """
-    hop, n_fft = audio.SYN_HOP, audio.SYN_N_FFT
-    n_known = 0 if known is None else len(known)
-
-    def signal(ph: np.ndarray) -> np.ndarray:
-        x = audio._istft(mag * ph, n_fft, hop, length)
-        if n_known:
-            x[:n_known] = known
-        return x
-
-    prev = np.zeros_like(phase)
-    for _ in range(n_iter if length else 0):
-        proj = audio._stft_frames(signal(phase), n_fft, hop, np.float32)
-        step = proj + _ALPHA * (proj - prev)
-        prev = proj
-        phase = step / np.maximum(np.abs(step), np.float32(1e-16))
-    return (signal(phase) if length else np.zeros(0, np.float32)), phase
 
 
 def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: float, seed: int, peak: float,
@@ -113,7 +87,7 @@ def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: flo
         init = np.exp(2j * np.pi * rng.random(mag.shape)).astype(np.complex64)
         carried = phases[max(0, lo - phase0) : max(0, hi - phase0)]
         init[: len(carried)] = carried
-        x, ph = iterate(mag, init, n_iter, (hi - lo - 1) * hop, tail[len(tail) - (played - lo) * hop :] if played > lo else None)
+        x, ph = audio.griffin_lim_iterate(mag, init, n_iter, (hi - lo - 1) * hop, tail[len(tail) - (played - lo) * hop :] if played > lo else None)
         phases, phase0 = ph, lo
         end = (n_frames - 1) * hop if last else stop * hop
         new = x[(played - lo) * hop : end - lo * hop]

@@ -7,7 +7,8 @@ import pytest
 
 from rtclone import audio
 from rtclone.errors import InputShapeError, OptionsError
-from rtclone.griffin_lim import SegmentPlan, iterate
+from rtclone.griffin_lim import SegmentPlan
+from rtclone.audio import griffin_lim_iterate as iterate
 from rtclone.vocoder_gen import GriffinLimVocoder
 
 HOP = audio.SYN_HOP
