@@ -87,7 +87,8 @@ def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: flo
         init = np.exp(2j * np.pi * rng.random(mag.shape)).astype(np.complex64)
         carried = phases[max(0, lo - phase0) : max(0, hi - phase0)]
         init[: len(carried)] = carried
-        x, ph = audio.griffin_lim_iterate(mag, init, n_iter, (hi - lo - 1) * hop, tail[len(tail) - (played - lo) * hop :] if played > lo else None)
+        known = tail[len(tail) - (played - lo) * hop :] if played > lo else None  # the played samples it re-reads
+        x, ph = audio.griffin_lim_iterate(mag, init, n_iter, (hi - lo - 1) * hop, known)
         phases, phase0 = ph, lo
         end = (n_frames - 1) * hop if last else stop * hop
         new = x[(played - lo) * hop : end - lo * hop]
