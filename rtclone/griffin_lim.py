@@ -10,14 +10,13 @@ mel frames are vocoded in segments as they arrive (``SegmentPlan``: 24 frames fi
 * the samples already played are held fixed inside every iteration (the consistent projection
   sees the true past), so the new samples continue the played ones instead of being glued on;
 * the phases the previous segment found for the frames it shares with this one start its
-  iterations (the rest start from the seeded random phase), so the estimate carries across;
-* de-emphasis keeps its filter state across segments; a peak limiter lowers the gain (never
-  raises it) when a segment would pass ``peak``, ramping over 10 ms; the last ``fade_out``
-  samples are held back until the stream ends, then faded.
+  iterations (the rest start from the seeded random phase), so the estimate carries across.
 
-The segments' boundaries depend only on the frame count (not on how the mel arrives), so the
-output is a deterministic function of the mel and the seed. It is close to, not equal to, the
-whole-utterance ``audio.griffin_lim`` (another local optimum of the same objective).
+The pieces are in the pre-emphasis domain; de-emphasis, the peak limit and the fade-out are the
+vocoder's (``rtclone.vocoder_gen.GriffinLimVocoder.stream``). The segments' boundaries depend only
+on the frame count (not on how the mel arrives), so the output is a deterministic function of the
+mel and the seed. It is close to, not equal to, the whole-utterance ``audio.griffin_lim`` (another
+local optimum of the same objective).
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.signal
 
 from . import audio
 from .errors import InputShapeError, OptionsError
@@ -56,76 +54,49 @@ class SegmentPlan:
         return min(self.longest, self.first << min(k, 30))
 
 
-def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: float, seed: int, peak: float,
-                    fade_samples: int, plan: SegmentPlan = SegmentPlan()) -> Iterator[np.ndarray]:  # fmt: skip
-    """Yield float64 PCM pieces of the mel chunks (80, t) as segments complete (see the module doc).
+def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: float, seed: int,
+                    plan: SegmentPlan = SegmentPlan()) -> Iterator[np.ndarray]:  # fmt: skip
+    """Yield float32 pre-emphasis PCM pieces of checked mel chunks (80, t) as segments complete.
 
     The concatenation has ``(T - 1) * hop`` samples for T frames in all, like ``audio.griffin_lim``
     cut to the vocoder length. Raises :class:`InputShapeError` when no frame arrives.
     """
     hop = audio.SYN_HOP
     rng = np.random.default_rng(seed)
-    mags = np.zeros((0, audio.SYN_N_FFT // 2 + 1), np.float32)  # (t, F) frames [mag0, n_frames), raised to ``power``
-    mag0 = 0
+    base = 0  # the first frame ``mags`` and ``phases`` hold (the last segment's first frame)
+    mags = np.zeros((0, audio.SYN_N_FFT // 2 + 1), np.float32)  # (t, F) frames [base, n_frames), raised to ``power``
+    phases = np.zeros((0, audio.SYN_N_FFT // 2 + 1), np.complex64)  # the last segment's final phases, from ``base``
     n_frames = 0
-    phases = np.zeros((0, audio.SYN_N_FFT // 2 + 1), np.complex64)  # phases[i] is frame phase0 + i
-    phase0 = 0
     played = 0  # frames whose samples have been made (samples [0, played * hop))
-    tail = np.zeros(0, np.float32)  # the last left * hop pre-emphasis samples made
-    zi = np.zeros(1)  # de-emphasis state
-    gain = 1.0
-    pending = np.zeros(0)  # made, not yet yielded (the fade-out hold-back)
-    k = 0
+    tail = np.zeros(0, np.float32)  # the last left * hop samples made
 
     def run(stop: int, last: bool) -> np.ndarray:
-        """Make samples for frames [played, stop) (to the end when ``last``); returns them post-processed."""
-        nonlocal mags, mag0, phases, phase0, played, tail, zi, gain
+        """Make the samples of frames [played, stop) (to the end when ``last``)."""
+        nonlocal base, mags, phases, played, tail
         lo = max(0, played - plan.left)
         hi = n_frames if last else stop + plan.right
-        mags, mag0 = mags[lo - mag0 :], lo  # frames before lo are never read again
+        mags, phases, base = mags[lo - base :], phases[lo - base :], lo  # frames before lo are never read again
         mag = mags[: hi - lo]
         init = np.exp(2j * np.pi * rng.random(mag.shape)).astype(np.complex64)
-        carried = phases[max(0, lo - phase0) : max(0, hi - phase0)]
+        carried = phases[: hi - lo]
         init[: len(carried)] = carried
         known = tail[len(tail) - (played - lo) * hop :] if played > lo else None  # the played samples it re-reads
-        x, ph = audio.griffin_lim_iterate(mag, init, n_iter, (hi - lo - 1) * hop, known)
-        phases, phase0 = ph, lo
+        x, phases = audio.griffin_lim_iterate(mag, init, n_iter, (hi - lo - 1) * hop, known)
         end = (n_frames - 1) * hop if last else stop * hop
         new = x[(played - lo) * hop : end - lo * hop]
         tail = x[max(0, end - lo * hop - plan.left * hop) : end - lo * hop]
         played = n_frames if last else stop
-        y, zi = scipy.signal.lfilter([1.0], [1.0, -audio.PREEMPHASIS], new.astype(np.float64), zi=zi)
-        top = float(np.abs(y).max()) if y.size else 0.0
-        if top * gain > peak:
-            new_gain = peak / top
-            ramp = min(len(y), int(0.01 * audio.SAMPLE_RATE))
-            y[:ramp] *= np.linspace(gain, new_gain, ramp, endpoint=False)
-            y[ramp:] *= new_gain
-            gain = new_gain
-        elif gain != 1.0:
-            y *= gain
-        return y
+        return new
 
-    for chunk in mel_chunks:
-        mel = np.asarray(chunk, dtype=np.float32)
-        if mel.ndim != 2 or mel.shape[0] != audio.SYN_N_MELS:
-            raise InputShapeError(f"mel chunks must be ({audio.SYN_N_MELS}, t), got {mel.shape}")
+    k = 0
+    for mel in mel_chunks:
         if mel.shape[1] == 0:
             continue
         mags = np.concatenate([mags, (audio.synth_mel_to_linear(mel).T ** power).astype(np.float32)], 0)
         n_frames += mel.shape[1]
         while played + plan.size(k) + plan.right <= n_frames:
-            pending = np.concatenate([pending, run(played + plan.size(k), False)])
+            yield run(played + plan.size(k), False)
             k += 1
-            cut = len(pending) - fade_samples
-            if cut > 0:
-                yield pending[:cut]
-                pending = pending[cut:]
     if n_frames == 0:
         raise InputShapeError("mel has zero frames")
-    pending = np.concatenate([pending, run(n_frames, True)])
-    n = min(fade_samples, len(pending))
-    if n > 0:
-        pending[-n:] *= np.linspace(1.0, 0.0, n)
-    if len(pending):
-        yield pending
+    yield run(n_frames, True)

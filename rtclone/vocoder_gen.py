@@ -174,6 +174,22 @@ def _fade_tail(y: np.ndarray, n: int) -> None:
         y[-n:] *= np.linspace(1.0, 0.0, n)
 
 
+def _hold_back(pieces: Iterable[np.ndarray], hold: int) -> Iterator[np.ndarray]:
+    """``pieces`` as float32, re-cut so that the last ``hold`` samples wait for the end of the stream
+    and are then faded to silence (``_fade_tail``): each piece is passed on as soon as more than
+    ``hold`` samples are pending."""
+    pending = np.zeros(0)
+    for piece in pieces:
+        pending = np.concatenate([pending, piece])
+        cut = len(pending) - hold
+        if cut > 0:
+            yield pending[:cut].astype(np.float32)
+            pending = pending[cut:]
+    _fade_tail(pending, min(hold, len(pending)))
+    if len(pending):
+        yield pending.astype(np.float32)
+
+
 class _DeEmphasis:
     """Stateful ``audio.de_emphasis`` (y[n] = x[n] + k y[n-1]) for chunked audio."""
 
@@ -276,7 +292,6 @@ def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runne
     buf = _MelBuffer(d.feat_dims)
     state: State | None = None
     prefetched: torch.Tensor | None = None  # conditioning of block k, computed while block k - 1 ran
-    pending = np.zeros(0)
     k = 0  # next block
 
     def conditioning(j: int, n: int) -> torch.Tensor:
@@ -299,24 +314,21 @@ def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runne
         buf.drop_before((k + 1) * fb - pad)
         return de_emph(y) if de_emph is not None else y
 
-    for chunk in _announce_waits(chunks, None if lane is None else lane.idle):
-        buf.append(check_mel(chunk, d.feat_dims, allow_empty=True))
-        while (k + 1) * fb + need_after <= buf.n_frames:
-            pending = np.concatenate([pending, make_block(fb * hop, (k + 2) * fb + need_after <= buf.n_frames)])
+    def blocks() -> Iterator[np.ndarray]:
+        nonlocal k
+        for chunk in _announce_waits(chunks, None if lane is None else lane.idle):
+            buf.append(check_mel(chunk, d.feat_dims, allow_empty=True))
+            while (k + 1) * fb + need_after <= buf.n_frames:
+                yield make_block(fb * hop, (k + 2) * fb + need_after <= buf.n_frames)
+                k += 1
+        if buf.n_frames == 0:
+            raise InputShapeError("mel has zero frames")
+        wave_len = (buf.n_frames - 1) * hop
+        while k * fb * hop < wave_len:
+            yield make_block(min(fb * hop, wave_len - k * fb * hop))
             k += 1
-            cut = len(pending) - hold
-            if cut > 0:
-                yield pending[:cut].astype(np.float32)
-                pending = pending[cut:]
-    if buf.n_frames == 0:
-        raise InputShapeError("mel has zero frames")
-    wave_len = (buf.n_frames - 1) * hop
-    while k * fb * hop < wave_len:
-        pending = np.concatenate([pending, make_block(min(fb * hop, wave_len - k * fb * hop))])
-        k += 1
-    _fade_tail(pending, min(hold, wave_len))
-    if len(pending):
-        yield pending.astype(np.float32)
+
+    yield from _hold_back(blocks(), hold)
 
 
 def _announce_waits(chunks: Iterator[Any], idle: Callable[[], None] | None) -> Iterator[Any]:
@@ -442,9 +454,10 @@ class GriffinLimVocoder:
         opts = resolve_options(options, overrides)
         if self.segments is not None:
             pieces = stream_segments((check_mel(c, self.feat_dims, allow_empty=True).numpy() for c in mel_chunks),
-                                     n_iter=self.n_iter, power=self.power, seed=opts.seed % 2**32, peak=self.peak,
-                                     fade_samples=int(round(opts.fade_out * self.sample_rate)), plan=self.segments)  # fmt: skip
-            return (p.astype(np.float32) for p in pieces)
+                                     n_iter=self.n_iter, power=self.power, seed=opts.seed % 2**32, plan=self.segments)  # fmt: skip
+            de_emph = _DeEmphasis()
+            pcm = self._limit_peak(de_emph(p.astype(np.float64)) for p in pieces)
+            return _hold_back(pcm, int(round(opts.fade_out * self.sample_rate)))
 
         def run() -> Iterator[np.ndarray]:
             chunks = [check_mel(c, self.feat_dims, allow_empty=True) for c in mel_chunks]
@@ -452,3 +465,19 @@ class GriffinLimVocoder:
             yield self.generate(mel, opts)
 
         return run()
+
+    def _limit_peak(self, pieces: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """A streamed stand-in for ``generate``'s whole-waveform scaling: the gain only falls, to keep
+        each piece within ``peak``, ramping over its first 10 ms (a sample there may pass ``peak``)."""
+        gain = 1.0
+        for y in pieces:
+            top = float(np.abs(y).max()) if y.size else 0.0
+            if top * gain > self.peak:
+                new_gain = self.peak / top
+                ramp = min(len(y), int(0.01 * self.sample_rate))
+                y[:ramp] *= np.linspace(gain, new_gain, ramp, endpoint=False)
+                y[ramp:] *= new_gain
+                gain = new_gain
+            elif gain != 1.0:
+                y *= gain
+            yield y
