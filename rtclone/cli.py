@@ -453,6 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--r-schedule", default="0:2", help="STEP:R pairs, e.g. 0:7,2000:4,4000:2")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--guided-attention", type=float, default=0.0)
+    p.add_argument("--own-frames", type=float, default=0.0,
+                   help="scheduled sampling: probability of feeding the decoder its own previous frame")
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)

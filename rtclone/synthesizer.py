@@ -156,13 +156,18 @@ class Tacotron(nn.Module):
         return self.post_proj(self.postnet(mels)).transpose(1, 2)
 
     def forward(self, chars: torch.Tensor, mels: torch.Tensor, speakers: torch.Tensor,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                generator: torch.Generator | None = None, own_frames: float = 0.0,
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced pass (training, GTA export).
 
         chars (B, T_text) long (0 = pad), mels (B, n_mels, T) targets, speakers (B, spk) →
         decoder mels (B, n_mels, T), postnet mels (B, n_mels, T), attention (B, ceil(T/r), T_text),
-        stop logits (B, T).
+        stop logits (B, T). ``own_frames`` (scheduled sampling): at each step each utterance is fed
+        its own previous prediction (detached) instead of the target frame with this probability,
+        so training sees the inputs inference sees; draws come from ``generator``.
         """
+        if not 0.0 <= own_frames <= 1.0:
+            raise ValueError(f"own_frames must be in [0, 1], got {own_frames}")
         r = self.r
         T = mels.size(2)
         memory, keys = self.encode(chars, speakers, generator)
@@ -172,7 +177,11 @@ class Tacotron(nn.Module):
         outs, attns, stops = [], [], []
         for t in range(0, T, r):
             if t > 0:
-                state.prev_frame = mels[:, :, t - 1]  # teacher forcing
+                target = mels[:, :, t - 1]  # teacher forcing
+                if own_frames > 0.0:
+                    own = torch.rand(target.size(0), 1, generator=generator, device=target.device) < own_frames
+                    target = torch.where(own, state.prev_frame.detach(), target)
+                state.prev_frame = target
             m, s, a, state = self.decoder.step(state, memory, keys, mask, r, generator, mel_w)
             outs.append(m)
             attns.append(a)

@@ -122,6 +122,34 @@ def test_forward_teacher_forcing_shapes(tiny):
         tiny.set_r(2)
 
 
+def test_scheduled_sampling_feeds_the_decoders_own_frames(tiny):
+    """own_frames = 0 is teacher forcing, 1 never reads the targets (free running, as at inference),
+    in between mixes the two per utterance and step, reproducibly for a seed."""
+    tiny.set_r(3)
+    try:
+        chars = torch.tensor([[5, 6, 7, 8, 1], [8, 9, 10, 1, 0]])
+        spk = torch.from_numpy(_emb(2))
+        mels_a, mels_b = torch.randn(2, 80, 30), torch.randn(2, 80, 30)
+
+        def run(mels, p, seed=0):
+            with torch.no_grad():
+                return tiny(chars, mels, spk, torch.Generator().manual_seed(seed), own_frames=p)[0]
+
+        forced = run(mels_a, 0.0)
+        torch.testing.assert_close(forced, tiny(chars, mels_a, spk, torch.Generator().manual_seed(0))[0], rtol=0, atol=0)
+        assert (forced - run(mels_b, 0.0)).abs().max() > 1e-3  # teacher forcing reads the targets
+        free = run(mels_a, 1.0)
+        torch.testing.assert_close(free, run(mels_b, 1.0), rtol=0, atol=0)  # free running never does
+        mixed = run(mels_a, 0.5)
+        torch.testing.assert_close(mixed, run(mels_a, 0.5), rtol=0, atol=0)
+        torch.testing.assert_close(mixed[:, :, :3], forced[:, :, :3], rtol=0, atol=0)  # step 0 reads the go frame
+        assert (mixed - forced).abs().max() > 1e-3 and (mixed - free).abs().max() > 1e-3
+        with pytest.raises(ValueError, match="own_frames"):
+            run(mels_a, 1.5)
+    finally:
+        tiny.set_r(2)
+
+
 def test_same_seed_same_mel_other_seed_differs(tiny):
     a = synthesize(tiny, [TEXT], _emb(), FREE)[0][0]
     b = synthesize(tiny, [TEXT], _emb(), FREE)[0][0]

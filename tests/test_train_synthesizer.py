@@ -202,6 +202,19 @@ def test_r_schedule():
         train_synthesizer("unused", "unused", dims=SynthesizerDims.tiny(), steps=1, r_schedule=[(5, 2)])
 
 
+def test_scheduled_sampling_option(prepared, tmp_path):
+    from rtclone.cli import main
+
+    assert main(["train", "synthesizer", str(prepared), str(tmp_path), "--dims", "tiny", "--steps", "2",
+                 "--batch-size", "3", "--checkpoint-every", "2", "--own-frames", "0.5", "--json"]) == 0
+    logged = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert logged["step"] == 2 and np.isfinite(logged["mel"])
+    assert logged["own_frames"] == 0.5  # the log says how the checkpoint was trained
+    for bad in (-0.1, 1.5):
+        with pytest.raises(OptionsError, match="own_frames"):
+            train_synthesizer(prepared, tmp_path / "bad", dims=SynthesizerDims.tiny(), steps=1, own_frames=bad)
+
+
 @pytest.mark.slow
 def test_tiny_model_overfits_and_aligns(prepared, tmp_path):
     """150 steps on 3 utterances: the loss drops ≥ 5× (measured 9.4×) and the alignment sharpens

@@ -281,11 +281,13 @@ def r_at(step: int, r_schedule: Sequence[tuple[int, int]]) -> int:
 
 
 def taco_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], guided_attention: float,
-              generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
+              generator: torch.Generator | None = None, own_frames: float = 0.0,
+              ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """Tacotron loss of a batch (RTVC's: L1+MSE on the decoder mel, MSE on the postnet mel, stop BCE),
-    plus ``guided_attention`` × the guided-attention penalty. Returns (loss, parts, attention)."""
+    plus ``guided_attention`` × the guided-attention penalty; ``own_frames`` is the scheduled-sampling
+    probability (see :meth:`Tacotron.forward`). Returns (loss, parts, attention)."""
     mels, stop = batch["mels"], batch["stop"]
-    mel_out, post_out, attn, stop_logits = model(batch["chars"], mels, batch["embeds"], generator)
+    mel_out, post_out, attn, stop_logits = model(batch["chars"], mels, batch["embeds"], generator, own_frames)
     parts = {
         "mel": F.mse_loss(mel_out, mels) + F.l1_loss(mel_out, mels),
         "post": F.mse_loss(post_out, mels),
@@ -349,13 +351,14 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                       steps: int = 100_000, batch_size: int = 16, r_schedule: Sequence[tuple[int, int]] = ((0, 2),),
                       lr: float = 1e-3, guided_attention: float = 0.0, seed: int = 0, resume: bool = True,
                       progress: bool = False, checkpoint_every: int = 1000, grad_clip: float = 1.0,
-                      val_dir: str | Path | None = None, val_items: int = 64) -> dict[str, Any]:
+                      val_dir: str | Path | None = None, val_items: int = 64, own_frames: float = 0.0) -> dict[str, Any]:
     """Train (or resume training) a Tacotron on a prepared directory until ``steps`` total steps.
 
     Teacher forcing; length-bucketed batches; reduction factor from ``r_schedule``
     ([(start_step, r), ...]); Adam at ``lr``; gradient-norm clipping at ``grad_clip``; optional
-    guided-attention loss of weight ``guided_attention``. Every ``checkpoint_every`` steps and at
-    the end, rank 0 saves ``out_dir/synthesizer.pt`` + ``optimizer.pt`` and an alignment PNG, and
+    guided-attention loss of weight ``guided_attention``; scheduled sampling with probability
+    ``own_frames`` (a step's input is then the model's own previous frame, as at inference). Every
+    ``checkpoint_every`` steps and at the end, rank 0 saves ``out_dir/synthesizer.pt`` + ``optimizer.pt`` and an alignment PNG, and
     logs the batch's loss parts (plus :func:`validation_loss` on ``val_dir``, a prepared held-out set).
     With ``resume`` an existing checkpoint in ``out_dir`` is continued (its dims win over ``dims``).
     Under torchrun the model is wrapped in DistributedDataParallel and batches are sharded.
@@ -367,9 +370,9 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
     from .. import checkpoints
 
     if not (isinstance(steps, int) and steps >= 1 and isinstance(batch_size, int) and batch_size >= 1
-            and checkpoint_every >= 1 and lr > 0 and guided_attention >= 0 and grad_clip > 0):
-        raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0 "
-                           "and grad_clip > 0")
+            and checkpoint_every >= 1 and lr > 0 and guided_attention >= 0 and grad_clip > 0 and 0 <= own_frames <= 1):
+        raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0, "
+                           "grad_clip > 0 and 0 <= own_frames <= 1")
     rank, world, own_pg = _distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out_dir = Path(out_dir)
@@ -410,7 +413,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                 break
             model.set_r(r_at(step, sched))
             batch = {k: v.to(device) for k, v in collate(ds, idx, model.r).items()}
-            loss, parts, attn = taco_loss(net, batch, guided_attention)
+            loss, parts, attn = taco_loss(net, batch, guided_attention, own_frames=own_frames)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -426,7 +429,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                 scores = alignment_scores(a)
                 if rank == 0:
                     val = validation_loss(model, val_ds, guided_attention, items=val_items, seed=seed) if val_ds else {}
-                    _save(model, optimizer, out_dir, step, a, scores, {**parts, **val})
+                    _save(model, optimizer, out_dir, step, a, scores,
+                          {**parts, **val, **({"own_frames": own_frames} if own_frames else {})})
         epoch, skip = epoch + 1, 0
     bar.close()
     if own_pg:
@@ -513,12 +517,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--progress", action="store_true")
     p.add_argument("--val", help="a prepared held-out set: its loss is logged at every checkpoint")
+    p.add_argument("--own-frames", type=float, default=0.0,
+                   help="scheduled sampling: probability of feeding the model its own previous frame")
     a = p.parse_args(argv)
     dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[a.dims]()
     res = train_synthesizer(a.prepared, a.out, dims=dims, steps=a.steps, batch_size=a.batch_size,
                             r_schedule=parse_r_schedule(a.r_schedule), lr=a.lr, guided_attention=a.guided_attention,
                             seed=a.seed, resume=not a.no_resume, progress=a.progress, checkpoint_every=a.checkpoint_every,
-                            val_dir=a.val)
+                            val_dir=a.val, own_frames=a.own_frames)
     if int(os.environ.get("RANK", "0")) == 0:
         res["final_loss"] = res["losses"][-1] if res["losses"] else None
         del res["losses"]
