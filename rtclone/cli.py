@@ -230,7 +230,7 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
     from .vocoder_gen import GriffinLimVocoder
 
     opts = CloneEvalOptions(seen_voices=args.seen, heldout_voices=args.heldout, sentences=args.sentences,
-                            ref_seconds=args.ref_seconds, seed=args.seed, copy_synthesis=not args.no_copy_synthesis)  # fmt: skip
+                            ref_seconds=args.ref_seconds, seed=args.seed, copy_synthesis=not args.no_copy_synthesis, teacher_forced=args.teacher_forced)  # fmt: skip
     cloner = _make_cloner(args)
     if args.griffin_lim_power is not None or args.griffin_lim_whole:
         if not isinstance(cloner.vocoder, GriffinLimVocoder):
@@ -481,6 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-copy-synthesis", action="store_true",
                    help="skip vocoding the ground-truth mels (the vocoder-only WER and similarity)")
+    p.add_argument("--teacher-forced", action="store_true",
+                   help="also vocode the synthesizer's mels when fed the true frames (its WER without exposure bias)")
     p.add_argument("-o", "--output", help="write the JSON report here")
     p.add_argument("--models", help="model directory (default: the shipped models)")
     p.add_argument("--encoder")

@@ -10,7 +10,11 @@ the cloner speaks held-out sentences (never trained on) in that voice. Measured 
 - ``similarity``: cosine between the pretrained encoder's embeddings of each clone and of the
   reference, next to ``gt_similarity`` (the real recording against the same reference);
 - identification: whether each clone is closer to its own reference than to every other voice's
-  reference in the set.
+  reference in the set;
+- optionally ``copy_wer`` (the vocoder alone on the ground-truth mels) and ``tf_wer`` (the
+  synthesizer teacher-forced on the ground-truth frames, then vocoded: what it makes when every
+  previous frame it is fed is right). Clone WER above ``tf_wer`` is exposure bias: the decoder
+  going astray on its own frames; ``tf_wer`` above ``copy_wer`` is its per-frame prediction error.
 
 :func:`check_goals` compares the summary with the issue's goals.
 """
@@ -44,6 +48,7 @@ class CloneEvalOptions:
     ref_seconds: float = 5.0  # reference length (whole utterances until at least this long)
     seed: int = 0  # synthesis seed
     copy_synthesis: bool = True  # also vocode each ground-truth mel: the vocoder's own share of the errors
+    teacher_forced: bool = False  # also vocode the synthesizer's teacher-forced mels (a Tacotron synthesizer only)
 
     def __post_init__(self) -> None:
         for name in ("seen_voices", "heldout_voices", "sentences"):
@@ -109,6 +114,7 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
 
     voices = _pick_voices(manifest, options)
     copy = options.copy_synthesis and hasattr(cloner, "vocode")
+    forced = options.teacher_forced and hasattr(cloner, "vocode") and _is_tacotron(getattr(cloner, "synthesizer", None))
     refs = {}
     for v, _ in voices:
         wav, ids = _reference(root, by_speaker[str(v["speaker"])], train_sentences, options.ref_seconds)
@@ -124,7 +130,7 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
         voice_emb = cloner.embed(ref_wav, 16000)
         utt_of = {u["sentence"]: u for u in by_speaker[spk]}
         wer, gt_wer, sims, gt_sims, hits, seconds, synth_s = WerCount(0, 0), WerCount(0, 0), [], [], 0, 0.0, 0.0
-        copy_wer, copy_sims, gt_hits = WerCount(0, 0), [], 0
+        copy_wer, copy_sims, gt_hits, tf_wer = WerCount(0, 0), [], 0, WerCount(0, 0)
         for s in heldout_sentences:
             u = utt_of[s]
             gt = load_audio(root / u["path"])
@@ -139,6 +145,10 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
                     copy_sims.append(float(np.dot(embed(voc), ref_emb)))
                 except RtcloneError:  # a vocoder that makes silence has no voice either
                     copy_sims.append(0.0)
+            if forced:
+                voc = cloner.vocode(_teacher_forced_mel(cloner.synthesizer, u["text"], synth_mel(gt), voice_emb, options.seed),
+                                    SynthesisOptions(seed=options.seed))  # fmt: skip
+                tf_wer = tf_wer + word_error_rate(u["text"], transcriber.transcribe(voc) if len(voc) else "")
             t0 = time.perf_counter()
             try:
                 out = cloner.clone(u["text"], voice_emb, SynthesisOptions(seed=options.seed)).audio
@@ -166,6 +176,8 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
                "identified": hits, "gt_identified": gt_hits, "audio_s": round(seconds, 2), "synthesis_s": round(synth_s, 2)}  # fmt: skip
         if copy:
             row.update(copy_wer=copy_wer.wer, copy_errors=copy_wer.errors, copy_similarity=float(np.mean(copy_sims)))
+        if forced:
+            row.update(tf_wer=tf_wer.wer, tf_errors=tf_wer.errors)
         rows.append(row)
         if log is not None:
             log(f"{spk} {v['name']:<24} {group:<8} wer {row['wer']:.3f} (gt {row['gt_wer']:.3f}) sim {row['similarity']:.3f} "
@@ -174,6 +186,25 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
     return {"corpus": str(root), "options": asdict(options), "voices": rows, "failures": failures,
             "summary": {g: s for g, s in summary.items() if s is not None},
             "seconds": round(time.perf_counter() - t_start, 1)}  # fmt: skip
+
+
+def _is_tacotron(model: Any) -> bool:
+    from .synthesizer import Tacotron
+
+    return isinstance(model, Tacotron)
+
+
+def _teacher_forced_mel(model: Any, text: str, mel: np.ndarray, embedding: np.ndarray, seed: int) -> np.ndarray:
+    """The synthesizer's postnet mel (80, T) for ``text`` when fed the true frames ``mel`` (80, T)."""
+    import torch
+
+    from .synthesizer import encode_texts
+
+    chars = encode_texts([text], model.dims.num_chars)
+    with torch.no_grad():
+        _, post, _, _ = model(chars, torch.from_numpy(np.ascontiguousarray(mel, np.float32))[None],
+                              torch.from_numpy(np.asarray(embedding, np.float32))[None], torch.Generator().manual_seed(seed))
+    return post[0].numpy()
 
 
 def _summarise(rows: list[dict]) -> dict[str, Any] | None:
@@ -192,7 +223,8 @@ def _summarise(rows: list[dict]) -> dict[str, Any] | None:
             "gt_identification": sum(r["gt_identified"] for r in rows) / n,
             **({"copy_wer": sum(r["copy_errors"] for r in rows) / words,
                 "copy_similarity": float(np.mean([r["copy_similarity"] for r in rows]))}
-               if all("copy_errors" in r for r in rows) else {})}  # fmt: skip
+               if all("copy_errors" in r for r in rows) else {}),
+            **({"tf_wer": sum(r["tf_errors"] for r in rows) / words} if all("tf_errors" in r for r in rows) else {})}  # fmt: skip
 
 
 def check_goals(report: dict[str, Any]) -> dict[str, bool]:
@@ -222,6 +254,9 @@ def format_table(report: dict[str, Any]) -> str:
         if "copy_wer" in s:
             lines.append(f"{g:<8}vocoder alone on ground-truth mels (copy synthesis): WER {s['copy_wer']:.3f}, "
                          f"similarity {s['copy_similarity']:.3f}")
+    for g, s in report["summary"].items():
+        if "tf_wer" in s:
+            lines.append(f"{g:<8}synthesizer fed the true previous frames (teacher forced), vocoded: WER {s['tf_wer']:.3f}")
     if report["failures"]:
         lines.append(f"{len(report['failures'])} clone(s) failed, e.g. {report['failures'][0]['error']}")
     for name, ok in check_goals(report).items():

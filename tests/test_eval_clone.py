@@ -189,6 +189,47 @@ def test_copy_synthesis_measures_the_vocoder_alone(corpus, transcriber):
     assert "copy_wer" not in plain["summary"]["seen"] and "copy synthesis" not in format_table(plain)
 
 
+class TeacherForcedCloner(VocodingCloner):
+    """A perfect clone with a Tacotron synthesizer: only the teacher-forced measurement uses it."""
+
+    def __init__(self, root, manifest, synthesizer):
+        super().__init__(root, manifest)
+        self.synthesizer = synthesizer
+
+    def embed(self, wav, sr):  # the one-hot voice, padded to the synthesizer's embedding size
+        return np.pad(super().embed(wav, sr), (0, 256 - len(self.speakers)))
+
+    def clone(self, text, emb, options):
+        return super().clone(text, emb[: len(self.speakers)], options)
+
+
+def test_teacher_forced_wer_measures_the_synthesizer_without_exposure_bias(corpus, transcriber):
+    import torch
+
+    from rtclone.synthesizer import SynthesizerDims, Tacotron
+
+    class Oracle(Tacotron):  # predicts every frame perfectly when fed the true ones
+        def forward(self, chars, mels, speakers, generator=None, own_frames=0.0):
+            return mels, mels, None, None
+
+    root, manifest = corpus
+    opts = CloneEvalOptions(seen_voices=1, heldout_voices=1, sentences=2, ref_seconds=3.0, teacher_forced=True)
+    torch.manual_seed(0)
+    oracle = evaluate_cloning(TeacherForcedCloner(root, manifest, Oracle(SynthesizerDims.tiny())), root, opts,
+                              transcriber=transcriber)  # fmt: skip
+    for r in oracle["voices"]:  # teacher forcing a perfect predictor is copy synthesis
+        assert r["tf_errors"] == r["copy_errors"] and r["tf_wer"] == pytest.approx(r["copy_errors"] / r["words"])
+    assert oracle["summary"]["seen"]["tf_wer"] == oracle["summary"]["seen"]["copy_wer"]
+    assert "teacher forced" in format_table(oracle)
+    untrained = evaluate_cloning(TeacherForcedCloner(root, manifest, Tacotron(SynthesizerDims.tiny()).eval()), root, opts,
+                                 transcriber=transcriber)  # fmt: skip
+    for g, s in untrained["summary"].items():  # an untrained synthesizer says nothing, teacher forced or not
+        assert s["tf_wer"] >= s["copy_wer"] + 0.5, (g, s)
+    plain = evaluate_cloning(TeacherForcedCloner(root, manifest, Oracle(SynthesizerDims.tiny())), root,
+                             CloneEvalOptions(seen_voices=1, heldout_voices=1, sentences=2, ref_seconds=3.0), transcriber=transcriber)  # fmt: skip
+    assert "tf_wer" not in plain["summary"]["seen"] and "teacher forced" not in format_table(plain)
+
+
 @pytest.mark.parametrize("kw", [dict(seen_voices=-1), dict(seen_voices=0, heldout_voices=0), dict(sentences=0), dict(ref_seconds=0.5)])
 def test_options_are_validated(kw):
     with pytest.raises(OptionsError):
@@ -209,6 +250,10 @@ def test_cli_sets_the_griffin_lim_power_of_the_shipped_models(corpus, tmp_path, 
     assert main(args + ["--griffin-lim-whole", "-o", str(out), "--json"]) == 0  # the pre-streaming way, power kept
     report = json.loads(out.read_text())
     assert report["griffin_lim_segments"] is None and report["griffin_lim_power"] == audio.GRIFFIN_LIM_POWER
+    assert "tf_wer" not in report["summary"]["seen"]
+    assert main(args + ["--teacher-forced", "-o", str(out), "--json"]) == 0  # the shipped Tacotron, fed the true frames
+    report = json.loads(out.read_text())
+    assert report["options"]["teacher_forced"] and 0.0 <= report["summary"]["seen"]["tf_wer"] <= 1.0
     capsys.readouterr()
     assert main(args + ["--griffin-lim-power", "9"]) != 0  # out of range: a clear error, no traceback
     assert "power" in capsys.readouterr().err
