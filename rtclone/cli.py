@@ -230,7 +230,8 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
     from .vocoder_gen import GriffinLimVocoder
 
     opts = CloneEvalOptions(seen_voices=args.seen, heldout_voices=args.heldout, sentences=args.sentences,
-                            ref_seconds=args.ref_seconds, seed=args.seed, copy_synthesis=not args.no_copy_synthesis, teacher_forced=args.teacher_forced)  # fmt: skip
+                            ref_seconds=args.ref_seconds, seed=args.seed, copy_synthesis=not args.no_copy_synthesis,
+                            teacher_forced=args.teacher_forced)  # fmt: skip
     cloner = _make_cloner(args)
     if args.griffin_lim_power is not None or args.griffin_lim_whole:
         if not isinstance(cloner.vocoder, GriffinLimVocoder):
