@@ -210,6 +210,10 @@ def test_scheduled_sampling_option(prepared, tmp_path):
     logged = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
     assert logged["step"] == 2 and np.isfinite(logged["mel"])
     assert logged["own_frames"] == 0.5  # the log says how the checkpoint was trained
+    kw = dict(dims=SynthesizerDims.tiny(), steps=1, batch_size=3, seed=0, resume=False)
+    forced = train_synthesizer(prepared, tmp_path / "tf", **kw)["losses"]
+    assert train_synthesizer(prepared, tmp_path / "tf2", **kw)["losses"] == forced  # a seeded step repeats
+    assert train_synthesizer(prepared, tmp_path / "free", own_frames=1.0, **kw)["losses"] != forced  # the option reaches the model
     for bad in (-0.1, 1.5):
         with pytest.raises(OptionsError, match="own_frames"):
             train_synthesizer(prepared, tmp_path / "bad", dims=SynthesizerDims.tiny(), steps=1, own_frames=bad)
