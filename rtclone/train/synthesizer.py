@@ -358,8 +358,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
     ([(start_step, r), ...]); Adam at ``lr``; gradient-norm clipping at ``grad_clip``; optional
     guided-attention loss of weight ``guided_attention``; scheduled sampling with probability
     ``own_frames`` (a step's input is then the model's own previous frame, as at inference). Every
-    ``checkpoint_every`` steps and at the end, rank 0 saves ``out_dir/synthesizer.pt`` + ``optimizer.pt`` and an alignment PNG, and
-    logs the batch's loss parts (plus :func:`validation_loss` on ``val_dir``, a prepared held-out set).
+    ``checkpoint_every`` steps and at the end, rank 0 saves ``out_dir/synthesizer.pt`` +
+    ``optimizer.pt`` and an alignment PNG, and logs the batch's loss parts (plus :func:`validation_loss` on ``val_dir``, a prepared held-out set).
     With ``resume`` an existing checkpoint in ``out_dir`` is continued (its dims win over ``dims``).
     Under torchrun the model is wrapped in DistributedDataParallel and batches are sharded.
     Returns ``{"step", "losses" (this run, per step), "checkpoint", "alignment" (last eval scores),
