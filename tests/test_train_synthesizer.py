@@ -370,3 +370,22 @@ def test_validation_loss_is_repeatable_and_tracks_training(prepared, short_run, 
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [20, 40] and res["step"] == 40
     assert log[1]["val_mel"] < log[0]["val_mel"]
+
+
+def test_widened_run_resumes_training(prepared, short_run, tmp_path, capsys):
+    from rtclone.train.widen import main as widen_main
+
+    wide = tmp_path / "wide"
+    assert widen_main([str(short_run), str(wide), "--lstm-dims", "96"]) == 0
+    done = json.loads(capsys.readouterr().out)
+    assert done["step"] == 2 and done["lstm_dims"] == [64, 96] and done["optimizer"] is True
+    assert done["values"][1] > done["values"][0]
+    assert json.loads((wide / "log.jsonl").read_text().splitlines()[-1]) == {"step": 2, "widened": {"lstm_dims": [64, 96]}}
+    res = train_synthesizer(prepared, wide, steps=3, batch_size=2, checkpoint_every=1)
+    assert res["step"] == 3 and len(res["losses"]) == 1
+    ckpt = checkpoints.read_checkpoint(wide / "synthesizer.pt")
+    assert ckpt.dims.lstm_dims == 96 and ckpt.meta["step"] == 3
+    opt = torch.load(wide / "optimizer.pt", weights_only=True)["optimizer"]
+    assert {float(s["step"]) for s in opt["state"].values()} == {3.0}  # Adam went on counting from the narrow run
+    with pytest.raises(OptionsError, match="already holds"):
+        widen_main([str(short_run), str(wide), "--lstm-dims", "96"])
