@@ -389,3 +389,24 @@ def test_widened_run_resumes_training(prepared, short_run, tmp_path, capsys):
     assert {float(s["step"]) for s in opt["state"].values()} == {3.0}  # Adam went on counting from the narrow run
     with pytest.raises(OptionsError, match="already holds"):
         widen_main([str(short_run), str(wide), "--lstm-dims", "96"])
+
+
+def test_packed_run_resumes_with_half_size_moments(prepared, short_run, tmp_path):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    try:
+        from pack_run import pack_run
+    finally:
+        sys.path.pop(0)
+    packed = tmp_path / "packed"
+    done = pack_run(short_run, packed)
+    assert sorted(done) == ["log.jsonl", "optimizer.pt", "step-000002.png", "synthesizer.pt"]
+    full = torch.load(short_run / "optimizer.pt", weights_only=True)["optimizer"]["state"]
+    half = torch.load(packed / "optimizer.pt", weights_only=True)["optimizer"]["state"]
+    for i, st in full.items():
+        assert half[i]["exp_avg_sq"].dtype == torch.bfloat16 and half[i]["step"] == st["step"]
+        torch.testing.assert_close(half[i]["exp_avg"].float(), st["exp_avg"], rtol=1e-2, atol=1e-12)
+    assert done["optimizer.pt"] < 0.6 * (short_run / "optimizer.pt").stat().st_size
+    res = train_synthesizer(prepared, packed, steps=3, batch_size=2, checkpoint_every=1)
+    assert res["step"] == 3
+    resumed = torch.load(packed / "optimizer.pt", weights_only=True)["optimizer"]["state"]
+    assert all(st["exp_avg"].dtype == torch.float32 and float(st["step"]) == 3.0 for st in resumed.values())
