@@ -81,8 +81,9 @@ def widen_decoder(model: Tacotron, lstm_dims: int, *, seed: int = 0) -> Tacotron
     old = model.dims.lstm_dims
     if not isinstance(lstm_dims, int) or isinstance(lstm_dims, bool) or lstm_dims < old:
         raise OptionsError(f"lstm_dims must be an integer >= the model's {old}, got {lstm_dims!r}")
-    torch.manual_seed(seed)
-    wide = Tacotron(dataclasses.replace(model.dims, lstm_dims=lstm_dims))
+    with torch.random.fork_rng(devices=[]):  # seeded new units; the caller's random stream is left alone
+        torch.manual_seed(seed)
+        wide = Tacotron(dataclasses.replace(model.dims, lstm_dims=lstm_dims))
     ctx = model.dims.encoder_dims + model.dims.speaker_embedding_size
     fresh = wide.state_dict()
     state = {}
