@@ -394,11 +394,11 @@ def test_widened_run_resumes_training(prepared, short_run, tmp_path, capsys):
 def test_packed_run_resumes_with_half_size_moments(prepared, short_run, tmp_path):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
     try:
-        from pack_run import pack_run
+        from pack_run import main as pack_main, pack_run, unpack_run
     finally:
         sys.path.pop(0)
     packed = tmp_path / "packed"
-    done = pack_run(short_run, packed)
+    done = pack_run(short_run, packed)  # tiny files: nothing to cut
     assert sorted(done) == ["log.jsonl", "optimizer.pt", "step-000002.png", "synthesizer.pt"]
     full = torch.load(short_run / "optimizer.pt", weights_only=True)["optimizer"]["state"]
     half = torch.load(packed / "optimizer.pt", weights_only=True)["optimizer"]["state"]
@@ -406,7 +406,23 @@ def test_packed_run_resumes_with_half_size_moments(prepared, short_run, tmp_path
         assert half[i]["exp_avg_sq"].dtype == torch.bfloat16 and half[i]["step"] == st["step"]
         torch.testing.assert_close(half[i]["exp_avg"].float(), st["exp_avg"], rtol=1e-2, atol=1e-12)
     assert done["optimizer.pt"] < 0.6 * (short_run / "optimizer.pt").stat().st_size
-    res = train_synthesizer(prepared, packed, steps=3, batch_size=2, checkpoint_every=1)
+    # with a small part limit the big files are cut; nothing written exceeds it; unpacking joins them exactly
+    limit = 0.1  # MiB
+    cut = tmp_path / "cut"
+    assert pack_main([str(short_run), str(cut), "--part-mib", str(limit)]) == 0
+    sizes = {p.name: p.stat().st_size for p in cut.iterdir()}
+    assert "synthesizer.pt" not in sizes and "synthesizer.pt.part-01" in sizes and "parts.json" in sizes
+    assert max(sizes.values()) <= limit * 2**20
+    run = tmp_path / "run"
+    assert pack_main(["--unpack", str(cut), str(run)]) == 0
+    assert (run / "synthesizer.pt").read_bytes() == (short_run / "synthesizer.pt").read_bytes()
+    assert (run / "optimizer.pt").read_bytes() == (packed / "optimizer.pt").read_bytes()
+    res = train_synthesizer(prepared, run, steps=3, batch_size=2, checkpoint_every=1)
     assert res["step"] == 3
-    resumed = torch.load(packed / "optimizer.pt", weights_only=True)["optimizer"]["state"]
+    resumed = torch.load(run / "optimizer.pt", weights_only=True)["optimizer"]["state"]
     assert all(st["exp_avg"].dtype == torch.float32 and float(st["step"]) == 3.0 for st in resumed.values())
+    # a damaged part is refused, not joined into a broken checkpoint
+    part = cut / "synthesizer.pt.part-00"
+    part.write_bytes(part.read_bytes()[:-1] + b"x")
+    with pytest.raises(ValueError, match="do not join"):
+        unpack_run(cut, tmp_path / "run2")
