@@ -37,27 +37,22 @@ __all__ = ["widen_decoder", "widen_adam_state", "widen_run", "main"]
 _LSTMS = ("decoder.res_rnn1", "decoder.res_rnn2")
 
 
-def _index_maps(name: str, old: int, new: int, ctx: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """For a tensor that widening changes: where its old rows and columns go in the new tensor,
-    as index tensors (None: that axis is not widened). Old rows are old output units."""
+def _index_maps(name: str, old: int, new: int, ctx: int) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+    """For a state-dict tensor: None when widening leaves it alone; else where its old rows and
+    columns go in the new tensor, as index tensors (None: that axis is not widened). Old rows are
+    old output units."""
     def gates(n_old: int, n_new: int) -> torch.Tensor:  # LSTM rows: 4 gate blocks of n units each
         return torch.cat([torch.arange(n_old) + k * n_new for k in range(4)])
 
     if name.startswith(_LSTMS):
-        rows = gates(old, new)
-        cols = torch.arange(old) if name.endswith(("weight_ih", "weight_hh")) else None
-        return rows, cols
+        return gates(old, new), (torch.arange(old) if name.endswith(("weight_ih", "weight_hh")) else None)
     if name.startswith("decoder.rnn_input."):
         return torch.arange(old), None
     if name == "decoder.mel_proj.weight":
         return None, torch.arange(old)
     if name == "decoder.stop_proj.weight":  # reads cat([x (lstm), context])
         return None, torch.cat([torch.arange(old), torch.arange(ctx) + new])
-    raise AssertionError(name)
-
-
-def _changed(name: str) -> bool:
-    return name.startswith(_LSTMS + ("decoder.rnn_input.",)) or name in ("decoder.mel_proj.weight", "decoder.stop_proj.weight")
+    return None
 
 
 def _place(old: torch.Tensor, target: torch.Tensor, rows: torch.Tensor | None, cols: torch.Tensor | None,
@@ -88,11 +83,8 @@ def widen_decoder(model: Tacotron, lstm_dims: int, *, seed: int = 0) -> Tacotron
     fresh = wide.state_dict()
     state = {}
     for name, tensor in model.state_dict().items():
-        if _changed(name) and lstm_dims != old:
-            rows, cols = _index_maps(name, old, lstm_dims, ctx)
-            state[name] = _place(tensor, fresh[name], rows, cols, zero_new_inputs=True)
-        else:
-            state[name] = tensor.clone()
+        maps = _index_maps(name, old, lstm_dims, ctx) if lstm_dims != old else None
+        state[name] = tensor.clone() if maps is None else _place(tensor, fresh[name], *maps, zero_new_inputs=True)
     wide.load_state_dict(state, strict=True)
     wide.train(model.training)
     return wide
@@ -112,8 +104,7 @@ def widen_adam_state(optimizer_state: dict[str, Any], model: Tacotron, wide: Tac
         moved = {}
         for key, v in st.items():
             if torch.is_tensor(v) and v.shape == model.get_parameter(name).shape and v.shape != target.shape:
-                rows, cols = _index_maps(name, old, new, ctx)
-                moved[key] = _place(v, torch.zeros_like(target), rows, cols, zero_new_inputs=False)
+                moved[key] = _place(v, torch.zeros_like(target), *_index_maps(name, old, new, ctx), zero_new_inputs=False)
             else:
                 moved[key] = v.clone() if torch.is_tensor(v) else v
         out["state"][idx] = moved
