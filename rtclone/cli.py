@@ -315,6 +315,27 @@ def _add(sub, name: str, handler: Handler, help: str) -> argparse.ArgumentParser
     return p
 
 
+def add_train_vocoder_args(p: argparse.ArgumentParser) -> None:
+    """The options of ``rtclone train vocoder`` (shared with ``python -m rtclone.train.vocoder``)."""
+    p.add_argument("wavs", help="folder of wav/flac files, a built corpus (its training split) or an `rtclone train gta` export")
+    p.add_argument("out", help="run directory (checkpoints; resumes if present)")
+    p.add_argument("--mels", help="folder of GTA mel .npy files matching the wavs (default: ground-truth mels)")
+    p.add_argument("--val", help="held-out data, as for WAVS: its loss (val_loss) is logged at every checkpoint")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch-size", type=int, default=16, help="segments per process")
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--prune-target", type=float, default=0.0, help="final block sparsity (0 = no pruning)")
+    p.add_argument("--prune-start", type=int, default=0)
+    p.add_argument("--prune-end", type=int, default=50_000)
+    p.add_argument("--prune-every", type=int, default=500)
+    p.add_argument("--prune-block", default="16x1")
+    p.add_argument("--rnn-dims", type=int, default=512, help="GRU width (RTVC: 512; a new run only, a resumed run keeps its dims)")
+    p.add_argument("--fc-dims", type=int, default=512, help="FC width (RTVC: 512)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the passes (faster on CPUs with AVX512-BF16)")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtclone", description="Streaming, real-time voice cloning (SV2TTS).")
     parser.add_argument("--version", action="version", version=f"rtclone {__version__}")
@@ -422,22 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed", type=int, default=256)
     p.add_argument("--no-resume", action="store_true", help="start afresh even if OUT holds a checkpoint")
 
-    p = _add(train, "vocoder", cmd_train_vocoder, "WaveRNN training on ground-truth or GTA mels, with gradual pruning")
-    p.add_argument("wavs", help="folder of wav/flac files")
-    p.add_argument("out", help="run directory (checkpoints; resumes if present)")
-    p.add_argument("--mels", help="folder of GTA mel .npy files matching the wavs (default: ground-truth mels)")
-    p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--checkpoint-every", type=int, default=1000)
-    p.add_argument("--prune-target", type=float, default=0.0, help="final block sparsity (0 = no pruning)")
-    p.add_argument("--prune-start", type=int, default=0)
-    p.add_argument("--prune-end", type=int, default=50_000)
-    p.add_argument("--prune-every", type=int, default=500)
-    p.add_argument("--prune-block", default="16x1")
-    p.add_argument("--rnn-dims", type=int, default=512, help="GRU width (RTVC: 512; a new run only, a resumed run keeps its dims)")
-    p.add_argument("--fc-dims", type=int, default=512, help="FC width (RTVC: 512)")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--seed", type=int, default=0)
+    add_train_vocoder_args(_add(train, "vocoder", cmd_train_vocoder,
+                                "WaveRNN training on ground-truth or GTA mels, with gradual pruning; "
+                                "on several processes: torchrun -m rtclone.train.vocoder"))
 
     p = _add(train, "synthesizer", cmd_train_synthesizer, "Tacotron training (prepares raw corpora first); DDP: torchrun -m rtclone.train.synthesizer")
     p.add_argument("data", help="prepared dir (metadata.json) or (audio, transcript, speaker) folders, e.g. the built-in corpus")

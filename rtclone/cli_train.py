@@ -42,23 +42,32 @@ def cmd_train_encoder(args: argparse.Namespace) -> dict[str, Any]:
     return {"message": f"checkpoint: {path}", "checkpoint": str(path)}
 
 
-def cmd_train_vocoder(args: argparse.Namespace) -> dict[str, Any]:
+def vocoder_run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``train_vocoder`` keyword arguments from ``rtclone train vocoder``'s options."""
     from .sparse import PruneSchedule
-    from .train.vocoder import train_vocoder, vocoder_pairs
+    from .train.vocoder import vocoder_pairs
+    from .vocoder import VocoderDims
 
     prune = None
     if args.prune_target:
-        block = tuple(int(x) for x in args.prune_block.lower().split("x"))
+        try:
+            block = tuple(int(x) for x in args.prune_block.lower().split("x"))
+        except ValueError as exc:
+            raise OptionsError(f"--prune-block must look like 16x1, got {args.prune_block!r}") from exc
         prune = PruneSchedule(target=args.prune_target, start=args.prune_start, end=args.prune_end, every=args.prune_every, block=block)
-    from .vocoder import VocoderDims
-
     dims = None
     if not (Path(args.out) / "vocoder.pt").is_file():
         dims = VocoderDims(rnn_dims=args.rnn_dims, fc_dims=args.fc_dims)
-    report = train_vocoder(vocoder_pairs(Path(args.wavs), Path(args.mels) if args.mels else None), Path(args.out),
-                           dims=dims, lr=args.lr,
-                           steps=args.steps, batch_size=args.batch_size, seed=args.seed, prune=prune,
-                           checkpoint_every=args.checkpoint_every, progress=_progress(args))  # fmt: skip
+    return dict(data=vocoder_pairs(Path(args.wavs), Path(args.mels) if args.mels else None), out_dir=Path(args.out),
+                dims=dims, lr=args.lr, steps=args.steps, batch_size=args.batch_size, seed=args.seed, prune=prune,
+                checkpoint_every=args.checkpoint_every, progress=_progress(args), bf16=args.bf16,
+                val=vocoder_pairs(Path(args.val)) if args.val else None)
+
+
+def cmd_train_vocoder(args: argparse.Namespace) -> dict[str, Any]:
+    from .train.vocoder import train_vocoder
+
+    report = train_vocoder(**vocoder_run_options(args))
     return {"message": f"vocoder run in {args.out}", **report}
 
 

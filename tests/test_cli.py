@@ -111,3 +111,22 @@ def test_bench_server_runs_the_latency_benchmark_on_the_fake_engine(capsys):
         assert lv["streams"] == n  # one request per client
         assert 0 < lv["ttfa_s"]["p50"] <= lv["ttfa_s"]["p95"] < lv["wall_s"]
     assert main(["bench", "server", "--engine", "fake", "--clients", "0"]) != 0  # a clear error, not a traceback
+
+
+def test_train_vocoder_options(speech, tmp_path, capsys):
+    from rtclone import audio
+
+    data = tmp_path / "wavs"
+    data.mkdir()
+    audio.save_wav(data / "a.wav", speech("Options.", "kal16")[:4000])
+    args = ["train", "vocoder", str(data), str(tmp_path / "run"), "--steps", "2", "--batch-size", "2", "--rnn-dims", "32",
+            "--fc-dims", "32", "--checkpoint-every", "2", "--bf16", "--val", str(data), "--json"]
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["step"] == 2 and out["world_size"] == 1 and len(out["losses"]) == 2
+    (row,) = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert row["step"] == 2 and 0 < row["val_loss"] < 7.0  # about ln 512 = 6.24 for a fresh 9-bit model
+    bad = ["train", "vocoder", str(data), str(tmp_path / "x"), "--prune-target", "0.5", "--prune-block", "16by1", "--json"]
+    assert main(bad) != 0
+    err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert not err["ok"] and err["error"]["code"] == "bad_options" and "--prune-block" in err["error"]["message"]

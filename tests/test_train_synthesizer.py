@@ -426,3 +426,31 @@ def test_packed_run_resumes_with_half_size_moments(prepared, short_run, tmp_path
     part.write_bytes(part.read_bytes()[:-1] + b"x")
     with pytest.raises(ValueError, match="do not join"):
         unpack_run(cut, tmp_path / "run2")
+
+
+def test_gta_export_feeds_vocoder_training(prepared, short_run, tmp_path):
+    from rtclone import audio
+    from rtclone.train.vocoder import prepare_utterance, train_vocoder, vocoder_pairs
+    from rtclone.vocoder import VocoderDims
+
+    export_gta(short_run / "synthesizer.pt", prepared, tmp_path / "gta", batch_size=1, seed=3)
+    pairs = vocoder_pairs(tmp_path / "gta")
+    ds = SynthDataset(prepared)
+    assert sorted(w.name for w, _ in pairs) == sorted(f"{it['id']}.npy" for it in ds.items)
+    dims = VocoderDims(rnn_dims=16, fc_dims=16, res_blocks=1, compute_dims=8, res_out_dims=16)
+    for wav_path, mel_path in pairs:
+        assert wav_path.parent == (prepared / "audio").resolve() and mel_path.stem == wav_path.stem
+        utt = prepare_utterance(wav_path, mel_path, dims)  # the trimmed audio the GTA mel was aligned to
+        wav, mel = np.load(wav_path), np.load(mel_path)
+        assert np.array_equal(utt.mel, mel) and utt.target.shape == (mel.shape[1] * 200,)
+        n = min(len(wav), utt.target.size)
+        assert np.array_equal(utt.target[:n], audio.mulaw_encode(np.clip(audio.pre_emphasis(wav), -1, 1), 9)[:n])
+    res = train_vocoder(pairs, tmp_path / "voc", dims=dims, steps=1, batch_size=2, seq_len=1, progress=False)
+    assert res["step"] == 1 and np.isfinite(res["losses"][0])
+    with pytest.raises(OptionsError, match="GTA export"):
+        vocoder_pairs(tmp_path / "gta", tmp_path / "gta" / "gta")
+    meta = json.loads((tmp_path / "gta" / "metadata.json").read_text())
+    meta["items"][0]["audio"] = str(tmp_path / "gone.npy")
+    (tmp_path / "gta" / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(InputShapeError, match="missing file"):
+        vocoder_pairs(tmp_path / "gta")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -13,7 +17,8 @@ from rtclone import audio
 from rtclone.checkpoints import load_model, read_checkpoint
 from rtclone.errors import InputShapeError, OptionsError
 from rtclone.sparse import PRUNABLE, PruneSchedule, block_sparsity
-from rtclone.train.vocoder import mol_loss, prepare_utterance, sample_batch, train_vocoder, vocoder_loss, vocoder_pairs
+from rtclone.train.vocoder import (mol_loss, prepare_utterance, sample_batch, train_vocoder, validation_loss, vocoder_loss,
+                                   vocoder_pairs)
 from rtclone.vocoder import VocoderDims, WaveRNN
 
 TINY = VocoderDims(rnn_dims=32, fc_dims=32, res_blocks=1, compute_dims=16, res_out_dims=32)
@@ -128,3 +133,63 @@ def test_data_from_paths_and_gta_npy(speech, tmp_path):
         train_vocoder([(wav[:400], None)], tmp_path / "x", dims=TINY, steps=1, progress=False)
     with pytest.raises(OptionsError):
         train_vocoder([(wav, None)], tmp_path / "y", dims=TINY, steps=0, progress=False)
+
+
+def test_bf16_autocast_and_validation_loss(speech, tmp_path):
+    wav = _short_clip(speech)
+    kw = dict(dims=TINY, steps=2, batch_size=2, seq_len=1, lr=1e-3, seed=5, progress=False, checkpoint_every=2)
+    val_wav = speech("Checked.", "kal16")[:4000]
+    res = train_vocoder([(wav, None)], tmp_path / "bf", bf16=True, val=[(val_wav, None)], val_segments=4, **kw)
+    # the first step's loss is the initial model's loss on step 0's batch under bfloat16 autocast
+    torch.manual_seed(5)
+    init = WaveRNN(TINY).train()
+    batch = sample_batch([prepare_utterance(wav, None, TINY)], TINY, 2, 1, np.random.default_rng([5, 0]))
+    with torch.no_grad():
+        fp32 = float(vocoder_loss(init, *batch))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf = float(vocoder_loss(init, *batch))
+    assert res["losses"][0] == pytest.approx(bf, rel=1e-5) and bf != fp32
+    assert bf == pytest.approx(fp32, rel=0.02)  # bfloat16 passes, float32 loss: close to the float32 pass
+    # val_loss in log.jsonl: the saved model's eval-mode loss on 4 fixed held-out segments
+    row = [json.loads(line) for line in (tmp_path / "bf" / "log.jsonl").read_text().splitlines()][-1]
+    trained = load_model(tmp_path / "bf" / "vocoder.pt", kind="vocoder")
+    held = sample_batch([prepare_utterance(val_wav, None, TINY)], TINY, 4, 1, np.random.default_rng([5, 7919]))
+    assert row["val_loss"] == pytest.approx(validation_loss(trained, held, bf16=True), rel=1e-5)
+    assert row["val_loss"] != pytest.approx(validation_loss(trained, held, bf16=False), rel=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_two_processes_average_their_gradients(speech, tmp_path):
+    wav = _short_clip(speech)
+    (tmp_path / "data").mkdir()
+    audio.save_wav(tmp_path / "data" / "u.wav", wav)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", "2",
+           "-m", "rtclone.train.vocoder", str(tmp_path / "data"), str(tmp_path / "run"), "--steps", "1",
+           "--batch-size", "2", "--checkpoint-every", "1", "--rnn-dims", "32", "--fc-dims", "32", "--lr", "1e-3",
+           "--seed", "4"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=200, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["world_size"] == 2 and res["step"] == 1
+    # reference, in this process: one Adam step on the mean of the two ranks' gradients
+    dims = VocoderDims(rnn_dims=32, fc_dims=32)
+    torch.manual_seed(4)
+    model = WaveRNN(dims).train()
+    utt = prepare_utterance(audio.load_audio(tmp_path / "data" / "u.wav"), None, dims)
+    buffers = {k: v.clone() for k, v in model.named_buffers()}
+    grads = []
+    for rank in (1, 0):  # batch-norm statistics: rank 0 saves its own, so its pass comes last from the start ones
+        model.load_state_dict(buffers, strict=False)
+        model.zero_grad()
+        vocoder_loss(model, *sample_batch([utt], dims, 2, 5, np.random.default_rng([4, 0, rank]))).backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for p, g0, g1 in zip(model.parameters(), *grads):
+        p.grad = (g0 + g1) / 2
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 4.0)
+    torch.optim.Adam(model.parameters(), lr=1e-3).step()
+    got = read_checkpoint(tmp_path / "run" / "vocoder.pt").model_state
+    for name, value in model.state_dict().items():
+        if name != "step" and value.is_floating_point():
+            torch.testing.assert_close(got[name], value, atol=2e-6, rtol=1e-4, msg=name)
