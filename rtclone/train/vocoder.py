@@ -9,7 +9,8 @@ float samples (a prepared set's trimmed audio); ``mel`` a synthesizer mel (80, T
 Under torchrun (``python -m torch.distributed.run --nproc_per_node N -m rtclone.train.vocoder``)
 each process draws its own segments and DDP averages the gradients (gloo on CPU); rank 0 writes.
 ``bf16=True`` runs the passes under CPU bfloat16 autocast (the weights, Adam and the loss stay
-float32): on a CPU with AVX512-BF16 a step costs about two thirds of the float32 one.
+float32): on a CPU with AVX512-BF16 a step costs 0.69x the float32 one at 256 wide, 0.51x at 512
+(``benchmarks/train_vocoder.py``).
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def _gta_pairs(root: Path) -> list[tuple[Path, Path | None]] | None:
         return None
     pairs = []
     for row in doc.get("items", []):
+        if not isinstance(row, dict) or not isinstance(row.get("audio"), str) or not isinstance(row.get("mel"), str):
+            raise InputShapeError(f"{meta}: an item without 'audio' and 'mel' paths: {row!r:.200}")
         wav, mel = Path(row["audio"]), root / row["mel"]
         if not wav.is_file() or not mel.is_file():
             raise InputShapeError(f"{meta}: item {row.get('id')!r} points at a missing file ({wav if not wav.is_file() else mel})")
