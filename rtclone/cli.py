@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .cli_train import (_load_encoder, _progress, cmd_corpus_build, cmd_eval_encoder, cmd_train_encoder,  # noqa: F401
+from .cli_train import (_load_encoder, _progress, cmd_corpus_build, cmd_eval_encoder, cmd_eval_vocoder, cmd_train_encoder,  # noqa: F401
                         cmd_train_gta, cmd_train_synthesizer, cmd_train_vocoder)
 from .errors import OptionsError, RtcloneError
 
@@ -501,6 +501,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="magnitude sharpening of the Griffin-Lim vocoder (default: rtclone.audio.GRIFFIN_LIM_POWER)")
     p.add_argument("--griffin-lim-whole", action="store_true",
                    help="Griffin-Lim on each whole text chunk (the pre-streaming way) instead of streamed segments")
+
+    p = _add(ev, "vocoder", cmd_eval_vocoder, "a vocoder checkpoint against Griffin-Lim on a prepared set's "
+             "ground-truth (and GTA) mels: pocketsphinx WER and mel distance")
+    p.add_argument("prepared", help="a prepared set (`rtclone train synthesizer ... --prepare-only`)")
+    p.add_argument("checkpoint", help="vocoder checkpoint (rtclone or RTVC)")
+    p.add_argument("--gta", help="an `rtclone train gta` export of the same set: also vocode its mels")
+    p.add_argument("--items", type=int, default=12)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default="auto", help="vocoder backend: auto | torch | cpu-native | triton")
+    p.add_argument("-o", "--output", help="write the JSON report here")
 
     bench = sub.add_parser("bench", help="one measurement").add_subparsers(dest="bench_cmd", metavar="WHAT", required=True)
     p = _add(bench, "encoder", cmd_bench_encoder, "time to embed a reference")

@@ -111,3 +111,26 @@ def cmd_eval_encoder(args: argparse.Namespace) -> dict[str, Any]:
 
     model = _load_encoder(args.encoder)
     return eval_encoder(model, Path(args.data), umap_png=args.umap, max_utterances_per_speaker=args.max_utterances, progress=_progress(args))
+
+
+def cmd_eval_vocoder(args: argparse.Namespace) -> dict[str, Any]:
+    import functools
+    import json
+    from types import SimpleNamespace
+
+    from .checkpoints import load_model
+    from .eval_vocoder import VocoderEvalOptions, evaluate_vocoder, format_vocoder_table
+    from .vocoder_gen import BACKENDS
+
+    if args.backend not in BACKENDS:
+        raise OptionsError(f"--backend must be one of {BACKENDS}, got {args.backend!r}")
+    model = load_model(args.checkpoint, "vocoder").eval()
+    on_backend = SimpleNamespace(generate=functools.partial(model.generate, backend=args.backend))
+    report = evaluate_vocoder(on_backend, Path(args.prepared), Path(args.gta) if args.gta else None,
+                              VocoderEvalOptions(items=args.items, seed=args.seed))
+    report["checkpoint"] = {"path": args.checkpoint, "step": int(model.step.item()), "backend": args.backend}
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(report, indent=1), encoding="utf-8")
+    table = format_vocoder_table(report)
+    return {"message": table + (f"\nwrote {args.output}" if args.output else ""), "message_only": True, **report}

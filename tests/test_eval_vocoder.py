@@ -1,0 +1,93 @@
+"""rtclone eval vocoder: a vocoder against Griffin-Lim on a prepared set's true (and GTA) mels."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import make_speech
+from rtclone import audio
+from rtclone.asr import Transcriber, word_error_rate
+from rtclone.checkpoints import save_model
+from rtclone.cli import main
+from rtclone.errors import InputShapeError, OptionsError
+from rtclone.eval_vocoder import VocoderEvalOptions, evaluate_vocoder, format_vocoder_table
+from rtclone.vocoder import VocoderDims, WaveRNN
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread for the module
+
+TEXTS = {"a-1": "The cat sat on the mat.", "b-2": "Green apples are sweet."}
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("prepared")
+    (root / "mels").mkdir()
+    (root / "audio").mkdir()
+    items = []
+    for uid, text in TEXTS.items():
+        wav = make_speech(text, "kal16")
+        mel = audio.synth_mel(wav)
+        np.save(root / "mels" / f"{uid}.npy", mel)
+        np.save(root / "audio" / f"{uid}.npy", wav)
+        items.append({"id": uid, "speaker": uid[0], "text": text, "frames": mel.shape[1], "samples": len(wav)})
+    (root / "metadata.json").write_text(json.dumps({"items": items}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def random_vocoder():
+    torch.manual_seed(0)
+    return WaveRNN(VocoderDims(rnn_dims=32, fc_dims=32, res_blocks=1, compute_dims=16, res_out_dims=32)).eval()
+
+
+def test_vocoder_against_griffin_lim(prepared, random_vocoder, tmp_path):
+    asr = Transcriber()
+    report = evaluate_vocoder(random_vocoder, prepared, options=VocoderEvalOptions(items=2), transcriber=asr)
+    s = report["summary"]
+    assert set(s) == {"recording", "baseline_gt", "vocoder_gt"} and report["options"]["items"] == 2
+    # the recordings' row is pocketsphinx on the audio itself, and their mel is the reference mel
+    want = sum((word_error_rate(t, asr.transcribe(np.load(prepared / "audio" / f"{u}.npy"))) for u, t in TEXTS.items()),
+               start=word_error_rate("", ""))
+    assert (s["recording"]["errors"], s["recording"]["words"]) == (want.errors, want.words) == (want.errors, 10)
+    assert s["recording"]["mel_l1"] < 1e-4
+    # Griffin-Lim on the true mels stays close to them and is understood; a random WaveRNN is neither
+    assert s["baseline_gt"]["mel_l1"] < 0.5 < s["vocoder_gt"]["mel_l1"]
+    assert s["baseline_gt"]["wer"] <= 0.5 and s["vocoder_gt"]["wer"] >= 0.8
+    assert sum(r["vocoder_gt"] for r in report["items"]) == s["vocoder_gt"]["errors"]
+    assert "vocoder_gt" in format_vocoder_table(report)
+
+    # a GTA export holding the true mels gives the same rows for its sources
+    (tmp_path / "gta").mkdir()
+    for uid in TEXTS:
+        np.save(tmp_path / "gta" / f"{uid}.npy", np.load(prepared / "mels" / f"{uid}.npy"))
+    rows = [{"id": uid, "mel": f"gta/{uid}.npy"} for uid in TEXTS]
+    (tmp_path / "metadata.json").write_text(json.dumps({"format": "rtclone-gta", "version": 1, "items": rows}))
+    with_gta = evaluate_vocoder(random_vocoder, prepared, tmp_path, VocoderEvalOptions(items=2), transcriber=asr)
+    g = with_gta["summary"]
+    assert g["baseline_gta"] == g["baseline_gt"] == s["baseline_gt"] and g["vocoder_gta"] == g["vocoder_gt"]
+
+
+def test_bad_inputs(prepared, random_vocoder, tmp_path):
+    with pytest.raises(OptionsError):
+        VocoderEvalOptions(items=0)
+    with pytest.raises(InputShapeError, match="not a prepared set"):
+        evaluate_vocoder(random_vocoder, tmp_path)
+    (tmp_path / "metadata.json").write_text(json.dumps({"items": []}))
+    with pytest.raises(InputShapeError, match="not an `rtclone train gta` export"):
+        evaluate_vocoder(random_vocoder, prepared, tmp_path)
+
+
+def test_cli(prepared, random_vocoder, tmp_path, capsys):
+    ckpt = save_model(random_vocoder, tmp_path / "vocoder.pt", "vocoder")
+    out = tmp_path / "report.json"
+    assert main(["eval", "vocoder", str(prepared), str(ckpt), "--items", "1", "--backend", "torch", "-o", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    saved = json.loads(out.read_text())
+    assert saved["summary"] == printed["summary"] and saved["options"]["items"] == 1
+    assert saved["checkpoint"]["backend"] == "torch" and saved["checkpoint"]["step"] == 0
+    assert main(["eval", "vocoder", str(prepared), str(ckpt), "--backend", "gpu", "--json"]) != 0
+    assert "--backend" in capsys.readouterr().out
