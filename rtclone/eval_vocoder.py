@@ -50,13 +50,12 @@ def _items(prepared: Path, gta: Path | None, options: VocoderEvalOptions) -> tup
         raise InputShapeError(f"{prepared}: not a prepared set (metadata.json with items): {exc}") from exc
     gta_mels: dict[str, Path] = {}
     if gta is not None:
-        try:
-            rows = json.loads((gta / "metadata.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise InputShapeError(f"{gta}: not a GTA export (metadata.json): {exc}") from exc
-        if not isinstance(rows, dict) or rows.get("format") != "rtclone-gta":
-            raise InputShapeError(f"{gta}: metadata.json is not an `rtclone train gta` export")
-        gta_mels = {r["id"]: gta / r["mel"] for r in rows.get("items", [])}
+        from .train.synthesizer import read_gta_export
+
+        rows = read_gta_export(gta)
+        if rows is None:
+            raise InputShapeError(f"{gta}: not an `rtclone train gta` export (no rtclone-gta metadata.json)")
+        gta_mels = {r["id"]: r["mel"] for r in rows}
         items = [it for it in items if it["id"] in gta_mels]
     if not items:
         raise InputShapeError(f"{prepared}: no items to evaluate" + (" that the GTA export has" if gta else ""))

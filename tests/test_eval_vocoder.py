@@ -64,7 +64,7 @@ def test_vocoder_against_griffin_lim(prepared, random_vocoder, tmp_path):
     (tmp_path / "gta").mkdir()
     for uid in TEXTS:
         np.save(tmp_path / "gta" / f"{uid}.npy", np.load(prepared / "mels" / f"{uid}.npy"))
-    rows = [{"id": uid, "mel": f"gta/{uid}.npy"} for uid in TEXTS]
+    rows = [{"id": uid, "mel": f"gta/{uid}.npy", "audio": str(prepared / "audio" / f"{uid}.npy")} for uid in TEXTS]
     (tmp_path / "metadata.json").write_text(json.dumps({"format": "rtclone-gta", "version": 1, "items": rows}))
     with_gta = evaluate_vocoder(random_vocoder, prepared, tmp_path, VocoderEvalOptions(items=2), transcriber=asr)
     g = with_gta["summary"]

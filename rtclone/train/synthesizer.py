@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from ..errors import AudioError, InputShapeError, OptionsError, TextError
 from ..synthesizer import SynthesizerDims, Tacotron
+from .dist import distributed, print_report
 
 DATA_FORMAT, DATA_VERSION = "rtclone-synth-data", 1
 MEL_PAD = -4.0  # padding value of target mels: silence in the symmetric [-4, 4] scale
@@ -326,19 +327,6 @@ def validation_loss(model: Tacotron, ds: SynthDataset, guided_attention: float =
 
 
 # ---- training -----------------------------------------------------------------------------------
-def _distributed() -> tuple[int, int, bool]:
-    """(rank, world size, initialised here) — initialises torch.distributed under torchrun."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, False
-    if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), False
-    dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), dist.get_world_size(), True
-
-
 def _check_schedule(r_schedule: Sequence[tuple[int, int]], max_r: int) -> list[tuple[int, int]]:
     sched = sorted((int(s), int(r)) for s, r in r_schedule)
     if not sched or sched[0][0] != 0 or any(not 1 <= r <= max_r for _, r in sched):
@@ -373,7 +361,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
             and checkpoint_every >= 1 and lr > 0 and guided_attention >= 0 and grad_clip > 0 and 0 <= own_frames <= 1):
         raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0, "
                            "grad_clip > 0 and 0 <= own_frames <= 1")
-    rank, world, own_pg = _distributed()
+    rank, world, own_pg = distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out_dir = Path(out_dir)
     ckpt_path, opt_path = out_dir / "synthesizer.pt", out_dir / "optimizer.pt"
@@ -492,6 +480,30 @@ def export_gta(model_ckpt: str | Path, prepared_dir: str | Path, out_dir: str | 
     return {"items": len(rows), "out": str(out_dir)}
 
 
+def read_gta_export(root: str | Path) -> list[dict[str, Any]] | None:
+    """The items of an :func:`export_gta` folder as ``{"id", "mel": Path, "audio": Path}`` (files checked),
+    or None when ``root`` holds no ``rtclone-gta`` metadata.json. A malformed export is an InputShapeError."""
+    root = Path(root)
+    meta = root / "metadata.json"
+    if not meta.is_file():
+        return None
+    try:
+        doc = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputShapeError(f"{meta}: unreadable ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != "rtclone-gta":
+        return None
+    items = []
+    for row in doc.get("items", []):
+        if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("id", "audio", "mel")):
+            raise InputShapeError(f"{meta}: an item without 'id', 'audio' and 'mel' paths: {row!r:.200}")
+        wav, mel = Path(row["audio"]), root / row["mel"]
+        if not wav.is_file() or not mel.is_file():
+            raise InputShapeError(f"{meta}: item {row['id']!r} points at a missing file ({wav if not wav.is_file() else mel})")
+        items.append({"id": row["id"], "mel": mel, "audio": wav})
+    return items
+
+
 # ---- torchrun entry point ------------------------------------------------------------------------
 def parse_r_schedule(text: str) -> list[tuple[int, int]]:
     """"0:7,2000:4,4000:2" → [(0, 7), (2000, 4), (4000, 2)]."""
@@ -525,10 +537,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             r_schedule=parse_r_schedule(a.r_schedule), lr=a.lr, guided_attention=a.guided_attention,
                             seed=a.seed, resume=not a.no_resume, progress=a.progress, checkpoint_every=a.checkpoint_every,
                             val_dir=a.val, own_frames=a.own_frames)
-    if int(os.environ.get("RANK", "0")) == 0:
-        res["final_loss"] = res["losses"][-1] if res["losses"] else None
-        del res["losses"]
-        print(json.dumps(res))
+    print_report(res)
     return 0
 
 

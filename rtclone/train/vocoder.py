@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from ..errors import AudioError, InputShapeError, OptionsError
 from ..sparse import PruneSchedule, apply_masks, measure_sparsity, prune_masks
 from ..vocoder import MOL_BITS, MOL_CLASSES, VocoderDims, WaveRNN
 from ..vocoder_gen import check_mel
+from .dist import distributed, print_report
 
 CHECKPOINT_NAME = "vocoder.pt"
 OPTIMIZER_NAME = "vocoder_optimizer.pt"
@@ -98,11 +98,13 @@ def vocoder_pairs(wav_dir: str | Path, mel_dir: str | Path | None = None) -> lis
     ``rtclone-gta``) gives its GTA mels with the trimmed audio they were aligned to (a corpus's
     untrimmed wavs would not line up with them); ``mel_dir`` must then be None.
     """
-    gta = _gta_pairs(Path(wav_dir))
+    from .synthesizer import read_gta_export
+
+    gta = read_gta_export(wav_dir)
     if gta is not None:
         if mel_dir is not None:
             raise OptionsError(f"{wav_dir} is a GTA export (it pairs its own mels and audio): give no mel folder")
-        return gta
+        return [(row["audio"], row["mel"]) for row in gta]
     if (Path(wav_dir) / "manifest.json").is_file():
         from ..corpus import list_utterances
 
@@ -113,27 +115,6 @@ def vocoder_pairs(wav_dir: str | Path, mel_dir: str | Path | None = None) -> lis
         return [(w, None) for w in wavs]
     mels = {p.stem: p for p in Path(mel_dir).rglob("*.npy")}
     return [(w, mels[w.stem]) for w in wavs if w.stem in mels]
-
-
-def _gta_pairs(root: Path) -> list[tuple[Path, Path | None]] | None:
-    meta = root / "metadata.json"
-    if not meta.is_file():
-        return None
-    try:
-        doc = json.loads(meta.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputShapeError(f"{meta}: unreadable ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != "rtclone-gta":
-        return None
-    pairs = []
-    for row in doc.get("items", []):
-        if not isinstance(row, dict) or not isinstance(row.get("audio"), str) or not isinstance(row.get("mel"), str):
-            raise InputShapeError(f"{meta}: an item without 'audio' and 'mel' paths: {row!r:.200}")
-        wav, mel = Path(row["audio"]), root / row["mel"]
-        if not wav.is_file() or not mel.is_file():
-            raise InputShapeError(f"{meta}: item {row.get('id')!r} points at a missing file ({wav if not wav.is_file() else mel})")
-        pairs.append((wav, mel))
-    return pairs
 
 
 def prepare_utterance(wav: Any, mel: Any, dims: VocoderDims) -> _Utterance:
@@ -252,11 +233,9 @@ def train_vocoder(
             raise OptionsError(f"{name} must be a positive integer, got {v!r}")
     if sample_every is not None and (not isinstance(sample_every, int) or sample_every < 1):
         raise OptionsError(f"sample_every must be None or a positive integer, got {sample_every!r}")
-    from .synthesizer import _distributed
-
     out_dir = Path(out_dir)
     ckpt_path, opt_path = out_dir / CHECKPOINT_NAME, out_dir / OPTIMIZER_NAME
-    rank, world, own_pg = _distributed()
+    rank, world, own_pg = distributed()
     torch.manual_seed(seed)  # the same initial weights in every process
     if resume and ckpt_path.is_file():
         model = build_model(read_checkpoint(ckpt_path, expect_kind="vocoder"))
@@ -368,10 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     add_train_vocoder_args(p)
     a = p.parse_args(argv)
     res = train_vocoder(**vocoder_run_options(a))
-    if int(os.environ.get("RANK", "0")) == 0:
-        res["final_loss"] = res["losses"][-1] if res["losses"] else None
-        del res["losses"]
-        print(json.dumps(res))
+    print_report(res)
     return 0
 
 
