@@ -1,4 +1,5 @@
-"""Builds the optional native CPU kernel (rtclone.kernels.cpu._native).
+"""Builds the optional native CPU kernels (rtclone.kernels.cpu._native: the WaveRNN sample loop;
+rtclone.kernels.cpu._gru: the gate arithmetic of GRU training steps).
 
 Everything else is declared in pyproject.toml. If the C compiler or AVX2 flags are missing the
 build is skipped with a message and rtclone falls back to its torch reference at run time.
@@ -31,8 +32,18 @@ if os.environ.get("RTCLONE_NO_NATIVE") != "1" and os.path.exists("kernels/cpu/na
         Extension(
             "rtclone.kernels.cpu._native",
             sources=["kernels/cpu/native.c"],
+            depends=["kernels/cpu/vmath.h"],
             extra_compile_args=["-O3", "-std=c11", "-fno-math-errno", "-fopenmp"],
             extra_link_args=["-fopenmp"],
+        )
+    )
+if os.environ.get("RTCLONE_NO_NATIVE") != "1" and os.path.exists("kernels/cpu/gru_train.c"):
+    ext_modules.append(
+        Extension(
+            "rtclone.kernels.cpu._gru",
+            sources=["kernels/cpu/gru_train.c"],
+            depends=["kernels/cpu/vmath.h"],
+            extra_compile_args=["-O3", "-std=c11", "-fno-math-errno"],
         )
     )
 

@@ -215,6 +215,16 @@ def upsample_context(net: UpsampleNetwork) -> tuple[int, int]:
 
 
 # ---- the model -------------------------------------------------------------------------------
+def _gru_pass(layer: nn.GRU, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)[0]`` from a zero state; on the CPU by rtclone.kernels.cpu.gru when it is built (the
+    same function, a cheaper training step: benchmarks/train_vocoder.py)."""
+    from .kernels.cpu import gru as fused
+
+    if fused.available() and x.device.type == "cpu":
+        return fused.gru_layer(x, layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
+    return layer(x)[0]
+
+
 class WaveRNN(nn.Module):
     """RTVC's WaveRNN: upsample network, I, GRU1, GRU2, FC1-FC3 (RAW or MoL output)."""
 
@@ -251,8 +261,8 @@ class WaveRNN(nn.Module):
             raise InputShapeError(f"x has {x.shape[1]} samples, mels give {m.shape[1]}")
         _, a1, a2, a3, a4 = self._split(torch.cat([m, aux], -1))
         i = self.I(torch.cat([x.unsqueeze(-1), m, a1], -1))  # (B, S, R)
-        x1 = i + self.rnn1(i)[0]
-        x2 = x1 + self.rnn2(torch.cat([x1, a2], -1))[0]
+        x1 = i + _gru_pass(self.rnn1, i)
+        x2 = x1 + _gru_pass(self.rnn2, torch.cat([x1, a2], -1))
         f1 = F.relu(self.fc1(torch.cat([x2, a3], -1)))
         f2 = F.relu(self.fc2(torch.cat([f1, a4], -1)))
         return self.fc3(f2)

@@ -21,3 +21,4 @@ extras=""
 [ "${1:-}" = "--dev" ] && extras="[dev]"
 .venv/bin/python -m pip install -q -e ".${extras}"
 .venv/bin/python -c "import rtclone.kernels.cpu as k; print('native CPU kernel:', 'available' if k.available() else 'unavailable (%s)' % k.unavailable_reason())" 2>/dev/null || true
+.venv/bin/python -c "from rtclone.kernels.cpu import gru; print('GRU training kernel:', gru.kernels() if gru._gru else 'unavailable (nn.GRU is used)')" 2>/dev/null || true

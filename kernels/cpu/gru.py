@@ -1,0 +1,125 @@
+"""A single-layer GRU's training pass with the per-step gate arithmetic in C (``_gru``).
+
+``gru_layer(x, w_ih, w_hh, b_ih, b_hh)`` equals ``torch.nn.GRU(batch_first=True)(x)[0]`` from a
+zero state (same gate order r, z, n; gradients for x and all four parameters). It is what
+``WaveRNN.forward`` runs when the extension is built, because it is cheaper per training step than
+torch's GRU (benchmarks/train_vocoder.py measures both):
+
+- forward, per step: one product ``gh = h W_hh^T + b_hh`` in torch, then one C call for the gates
+  and the new state; the input half ``x W_ih^T + b_ih`` is one product for all steps;
+- backward, per step: one C call (gate gradients, bias-gradient sums) and one product
+  ``dG_h W_hh`` in torch; the weight gradients are two whole-sequence products after the loop
+  (torch's GRU backward takes a (3R x B) (B x R) product per step instead);
+- under CPU bfloat16 autocast the products run in bfloat16 (as torch's GRU does under autocast);
+  gates, states, gate gradients and bias sums stay float32, and the output is float32.
+
+:func:`available` says whether the extension is built; ``RTCLONE_FUSED_GRU=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+try:
+    from . import _gru  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - depends on the build
+    _gru = None
+
+
+def available() -> bool:
+    """True when the C extension is built and ``RTCLONE_FUSED_GRU`` is not ``0``."""
+    return _gru is not None and os.environ.get("RTCLONE_FUSED_GRU", "1") != "0"
+
+
+def _mm_dtype() -> torch.dtype:
+    if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+        return torch.bfloat16
+    return torch.float32
+
+
+def kernels() -> dict[str, bool]:
+    """The C paths in use: ``vectorised`` (AVX2 products and activations), ``bf16dot`` (AVX512-BF16 products)."""
+    if _gru is None:
+        return {"vectorised": False, "bf16dot": False}
+    vec, dot = _gru.set_kernels(*_KERNELS)
+    return {"vectorised": vec, "bf16dot": dot}
+
+
+_KERNELS = [True, True]  # wanted: vectorised, bf16dot (tests turn them off to check the other paths)
+
+
+def _pack(w_kn: torch.Tensor, md: torch.dtype) -> tuple[torch.Tensor, int]:
+    """A (K, N) product operand in the layout the C products read: (packed tensor, layout id)."""
+    k, n = w_kn.shape
+    if md == torch.bfloat16 and kernels()["bf16dot"] and k % 2 == 0 and n % 32 == 0:
+        return w_kn.to(md).view(k // 2, 2, n).transpose(1, 2).contiguous(), 1  # bfloat16 pairs (K/2, N, 2)
+    return w_kn.to(md).float().contiguous(), 0  # float32 (K, N), values rounded to md
+
+
+class _GRULayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+                b_hh: torch.Tensor, md: torch.dtype) -> torch.Tensor:  # fmt: skip
+        with torch.autocast("cpu", enabled=False):
+            b, t_len, n_in = x.shape
+            r = w_hh.shape[1]
+            bf = int(md == torch.bfloat16)
+            es = 2 if bf else 4
+            xm = x.detach().to(md).contiguous()
+            gi = torch.addmm(b_ih.detach().to(md), xm.view(b * t_len, n_in), w_ih.detach().to(md).t()).view(b, t_len, 3 * r)
+            w, wkind = _pack(w_hh.detach().t(), md)
+            bhh = b_hh.detach().to(md).float().contiguous()
+            out = torch.empty(b, t_len, r)
+            h0 = torch.zeros(b, r)
+            hm = torch.zeros(b, r, dtype=md)  # the state as the next product's operand
+            gates = torch.empty(t_len, b, 3 * r)
+            hn = torch.empty(t_len, b, r)
+            gi_p, out_p = gi.data_ptr(), out.data_ptr()
+            for t in range(t_len):
+                hp, hps = (h0.data_ptr(), r) if t == 0 else (out_p + (t - 1) * r * 4, t_len * r)
+                _gru.fwd(gi_p + t * 3 * r * es, t_len * 3 * r, hm.data_ptr(), w.data_ptr(), wkind, bhh.data_ptr(),
+                         hp, hps, out_p + t * r * 4, t_len * r, gates[t].data_ptr(), hn[t].data_ptr(), b, r, bf)
+        ctx.save_for_backward(xm, w_ih, w_hh, out, gates, hn)
+        ctx.md = md
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xm, w_ih, w_hh, out, gates, hn = ctx.saved_tensors
+        md = ctx.md
+        with torch.autocast("cpu", enabled=False):
+            t_len, b, r = hn.shape
+            bf = int(md == torch.bfloat16)
+            es = 2 if bf else 4
+            dout = dout.float().contiguous()
+            w, wkind = _pack(w_hh.detach(), md)
+            carry, h0 = torch.zeros(b, r), torch.zeros(b, r)
+            dgi = torch.empty(b, t_len, 3 * r)
+            dgh = torch.empty(t_len, b, 3 * r, dtype=md)  # step-major: dgh[t] is a contiguous product operand
+            db_ih, db_hh = torch.zeros(3 * r), torch.zeros(3 * r)
+            out_p, dout_p, dgi_p, dgh_p = out.data_ptr(), dout.data_ptr(), dgi.data_ptr(), dgh.data_ptr()
+            for t in range(t_len - 1, -1, -1):
+                hp, hps = (h0.data_ptr(), r) if t == 0 else (out_p + (t - 1) * r * 4, t_len * r)
+                _gru.bwd(carry.data_ptr(), dout_p + t * r * 4, t_len * r, gates[t].data_ptr(), hn[t].data_ptr(), hp, hps,
+                         dgi_p + t * 3 * r * 4, t_len * 3 * r, dgh_p + t * b * 3 * r * es, w.data_ptr(), wkind,
+                         db_ih.data_ptr(), db_hh.data_ptr(), b, r, bf, int(t > 0))
+            hprev = torch.cat([torch.zeros(1, b, r, dtype=md), out.transpose(0, 1)[:-1].to(md)]).view(t_len * b, r)
+            dgi_m = dgi.view(b * t_len, 3 * r).to(md)
+            dw_hh = torch.mm(dgh.view(t_len * b, 3 * r).t(), hprev).float()
+            dw_ih = torch.mm(dgi_m.t(), xm.view(b * t_len, -1)).float()
+            dx = torch.mm(dgi_m, w_ih.detach().to(md)).float().view(b, t_len, -1) if ctx.needs_input_grad[0] else None
+        return dx, dw_ih, dw_hh, db_ih, db_hh, None
+
+
+def gru_layer(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """(B, T, I) -> (B, T, R) float32 outputs of a GRU layer from a zero state (see the module doc)."""
+    if _gru is None:
+        raise RuntimeError("rtclone.kernels.cpu._gru is not built (pip install -e . builds it)")
+    if x.dim() != 3 or x.device.type != "cpu" or w_hh.shape[0] != 3 * w_hh.shape[1] or w_ih.shape != (w_hh.shape[0], x.shape[2]):
+        raise ValueError(f"gru_layer: bad shapes x {tuple(x.shape)}, w_ih {tuple(w_ih.shape)}, w_hh {tuple(w_hh.shape)}")
+    if x.shape[1] == 0:
+        return x.new_zeros(x.shape[0], 0, w_hh.shape[1], dtype=torch.float32)
+    return _GRULayer.apply(x, w_ih, w_hh, b_ih, b_hh, _mm_dtype())

@@ -1,0 +1,148 @@
+"""The C GRU training layer (rtclone.kernels.cpu.gru) against torch.nn.GRU, on every kernel path.
+
+Tolerances: float32 products, outputs and gradients within 1e-5 (relative to the largest value) of
+nn.GRU; bfloat16 products (autocast) within twice nn.GRU-under-autocast's own distance from the
+float32 result (plus 1e-3), since both round the same operands to bfloat16.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from rtclone.kernels.cpu import gru as fused
+from rtclone.vocoder import VocoderDims, WaveRNN
+
+pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
+    pytest.mark.skipif(fused._gru is None, reason="rtclone.kernels.cpu._gru is not built"),
+]
+
+
+@pytest.fixture(params=[(True, True), (True, False), (False, False)], ids=["bf16dot", "avx2", "scalar"])
+def kernels(request, monkeypatch):
+    """Each C path in turn (those the CPU lacks fall back, and the test then checks the fallback)."""
+    monkeypatch.setattr(fused, "_KERNELS", list(request.param))
+    yield fused.kernels()
+    fused._gru.set_kernels(True, True)
+
+
+def _layer(seed: int, n_in: int, r: int) -> nn.GRU:
+    torch.manual_seed(seed)
+    layer = nn.GRU(n_in, r, batch_first=True)
+    with torch.no_grad():  # non-zero biases of both halves, so their gradients are checked apart
+        layer.bias_ih_l0.uniform_(-0.5, 0.5)
+        layer.bias_hh_l0.uniform_(-0.5, 0.5)
+    return layer
+
+
+def _run(layer: nn.GRU, x: torch.Tensor, w: torch.Tensor, use_fused: bool, bf16: bool):
+    """Output and the gradients (x, w_ih, w_hh, b_ih, b_hh) of sum(out * w)."""
+    params = [layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0]
+    x = x.clone().requires_grad_(True)
+    for p in params:
+        p.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = fused.gru_layer(x, *params) if use_fused else layer(x)[0]
+    (out.float() * w).sum().backward()
+    return [out.detach().float(), x.grad] + [p.grad.clone() for p in params]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+
+
+# B = 5 leaves a partial group of rows; R = 32 lets the bfloat16-pair products run (N % 32 == 0)
+@pytest.mark.parametrize("shape", [(5, 23, 12, 32), (4, 9, 32, 16), (1, 1, 7, 32)])
+def test_float32_matches_nn_gru(kernels, shape):
+    b, t, n_in, r = shape
+    layer = _layer(0, n_in, r)
+    g = torch.Generator().manual_seed(1)
+    x, w = torch.randn(b, t, n_in, generator=g), torch.randn(b, t, r, generator=g)
+    ref, got = _run(layer, x, w, False, False), _run(layer, x, w, True, False)
+    for name, a, e in zip(["out", "x", "w_ih", "w_hh", "b_ih", "b_hh"], got, ref):
+        assert a.shape == e.shape and a.dtype == torch.float32, name
+        assert _rel(a, e) < 1e-5, (name, _rel(a, e))
+
+
+@pytest.mark.parametrize("shape", [(5, 40, 24, 32), (3, 17, 16, 16)])
+def test_bfloat16_autocast_as_close_as_nn_gru(kernels, shape):
+    b, t, n_in, r = shape
+    layer = _layer(2, n_in, r)
+    g = torch.Generator().manual_seed(3)
+    x, w = torch.randn(b, t, n_in, generator=g), torch.randn(b, t, r, generator=g)
+    exact = _run(layer, x, w, False, False)
+    theirs, ours = _run(layer, x, w, False, True), _run(layer, x, w, True, True)
+    for name, a, tref, e in zip(["out", "x", "w_ih", "w_hh", "b_ih", "b_hh"], ours, theirs, exact):
+        err, budget = _rel(a, e), 2 * _rel(tref, e) + 1e-3
+        assert err < budget, (name, err, budget)
+        assert err > 1e-7 or name.startswith("b_"), (name, "bfloat16 products should not be exact")
+
+
+def test_paths_agree_and_report():
+    """Every path computes the same function: outputs of each path within float32/bf16 rounding."""
+    layer = _layer(4, 20, 32)
+    x = torch.randn(6, 30, 20, generator=torch.Generator().manual_seed(5))
+    w = torch.ones(6, 30, 32)
+    seen = {}
+    try:
+        for wanted in ([True, True], [True, False], [False, False]):
+            fused._KERNELS[:] = wanted
+            k = fused.kernels()
+            assert not (k["bf16dot"] and not wanted[1]) and not (k["vectorised"] and not wanted[0])
+            seen[tuple(wanted)] = _run(layer, x, w, True, True)
+    finally:
+        fused._KERNELS[:] = [True, True]
+    base = seen[(False, False)]
+    for key, got in seen.items():
+        for a, e in zip(got, base):
+            assert _rel(a, e) < 2e-2, key
+
+
+def test_no_grad_forward_and_empty_sequence():
+    layer = _layer(6, 8, 16)
+    x = torch.randn(2, 11, 8, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        assert _rel(fused.gru_layer(x, *layer.parameters()), layer(x)[0]) < 1e-5
+        assert fused.gru_layer(x[:, :0], *layer.parameters()).shape == (2, 0, 16)
+
+
+def test_bad_shapes_and_layouts_are_refused():
+    layer = _layer(8, 8, 16)
+    with pytest.raises(ValueError, match="bad shapes"):
+        fused.gru_layer(torch.randn(2, 5, 9), *layer.parameters())
+    with pytest.raises(ValueError, match="bad shapes"):
+        fused.gru_layer(torch.randn(5, 8), *layer.parameters())
+    buf = torch.zeros(64 * 16)
+    p = buf.data_ptr()
+    with pytest.raises(ValueError, match="layout 1 unusable"):  # bfloat16 pairs with float32 operands
+        fused._gru.fwd(p, 48, p, p, 1, p, p, 16, p, 16, p, p, 1, 16, 0)
+    with pytest.raises(ValueError, match="layout 1 unusable"):
+        fused._gru.bwd(p, p, 16, p, p, p, 16, p, 48, p, p, 1, p, p, 1, 16, 0, 1)
+
+
+def test_wavernn_training_pass_is_unchanged(monkeypatch):
+    """WaveRNN.forward (the training pass) gives the same loss and gradients with and without it."""
+    dims = VocoderDims(rnn_dims=32, fc_dims=32, feat_dims=8, compute_dims=16, res_out_dims=8, res_blocks=1)
+    torch.manual_seed(9)
+    model = WaveRNN(dims).train()
+    g = torch.Generator().manual_seed(10)
+    hops = 3
+    x = torch.rand(3, hops * dims.hop_length, generator=g) * 2 - 1
+    mels = torch.randn(3, dims.feat_dims, hops + 2 * dims.pad, generator=g)
+
+    def grads(flag: str):
+        monkeypatch.setenv("RTCLONE_FUSED_GRU", flag)
+        torch.manual_seed(11)  # dropout-free model; batch-norm statistics move alike in both runs
+        model.zero_grad(set_to_none=True)
+        out = model(x, mels)
+        out.square().mean().backward()
+        return [out.detach()] + [p.grad.clone() for p in model.parameters()]
+
+    assert fused.available()
+    monkeypatch.setenv("RTCLONE_FUSED_GRU", "0")
+    assert not fused.available()
+    base, got = grads("0"), grads("1")
+    for a, e in zip(got, base):
+        assert _rel(a, e) < 1e-4
