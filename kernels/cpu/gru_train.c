@@ -167,7 +167,7 @@ BF16_FN static void mm_pairs_bf16(const uint16_t *a, int B, int K, const uint16_
                 case 2: mm_pairs_tile(ab, K, W, N, yb, j, 2); break;
                 default: mm_pairs_tile(ab, K, W, N, yb, j, 1);
             }
-    }
+        }
 }
 #endif
 

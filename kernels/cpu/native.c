@@ -16,8 +16,8 @@
  * precomputed for all steps (an "addend", (B, T, rows)). Dispatch: AVX2+FMA+F16C kernels when the
  * CPU has them (__builtin_cpu_supports), a portable scalar path otherwise.
  *
- * Vectorised exp: Cody-Waite range reduction + degree-7 Taylor polynomial, relative error
- * <= ~2e-7 on [-87, 88]; sigmoid = 1 / (1 + exp(-x)) (exact division); tanh = 2 sigmoid(2x) - 1
+ * Vectorised exp (vmath.h, shared with gru_train.c): Cody-Waite range reduction + degree-7 Taylor
+ * polynomial, relative error <= ~2e-7 on [-87, 88]; sigmoid = 1 / (1 + exp(-x)) (exact division); tanh = 2 sigmoid(2x) - 1
  * (absolute error <= ~3e-7). The scalar path uses libm expf/tanhf.
  */
 #define PY_SSIZE_T_CLEAN
