@@ -15,7 +15,7 @@ import rtclone.kernels
 from rtclone import audio
 from rtclone.checkpoints import load_model
 from rtclone.errors import BackendUnavailableError, InputShapeError, OptionsError
-from rtclone.vocoder import VocoderDims, WaveRNN, gru_cell, upsample_context
+from rtclone.vocoder import VocoderDims, WaveRNN, _smooth, gru_cell, upsample_context
 from rtclone.vocoder_gen import GriffinLimVocoder, VocoderOptions, fold_with_overlap, stream_info, xfade_and_unfold
 
 TINY = VocoderDims(rnn_dims=32, fc_dims=32, res_blocks=1, compute_dims=16, res_out_dims=32)
@@ -140,6 +140,25 @@ def test_gru_cell_matches_torch():
     x, h = torch.randn(3, 12), torch.randn(3, 8)
     ours = gru_cell(x, h, g.weight_ih, g.weight_hh, g.bias_ih, g.bias_hh)
     assert torch.allclose(ours, g(x, h), atol=1e-6)
+
+
+def test_upsample_smoothing_equals_the_one_channel_conv2d():
+    """The upsample convs run as depthwise conv1d (speed); values and gradients are the Conv2d's."""
+    torch.manual_seed(3)
+    convs = [m for m in WaveRNN(VocoderDims(rnn_dims=32, fc_dims=32)).upsample.up_layers if isinstance(m, torch.nn.Conv2d)]
+    assert [c.weight.shape[-1] for c in convs] == [11, 11, 17]
+    for conv in convs:
+        with torch.no_grad():
+            conv.weight.normal_()  # asymmetric, so a flipped or shifted kernel would show
+        x = torch.randn(2, 1, 80, 123, requires_grad=True)
+        w = torch.randn(2, 1, 80, 123)
+        ref = conv(x)
+        got = _smooth(conv, x, 80)
+        assert got.shape == ref.shape and torch.allclose(got, ref, atol=1e-5)
+        g_ref = torch.autograd.grad((ref * w).sum(), [x, conv.weight])
+        g_got = torch.autograd.grad((got * w).sum(), [x, conv.weight])
+        for a, b in zip(g_got, g_ref):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
 
 
 def test_forward_matches_sample_loop():
