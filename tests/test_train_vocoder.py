@@ -49,6 +49,20 @@ def test_mol_loss_is_a_normalised_discrete_distribution():
         mol_loss(torch.zeros(1, 5, 29), torch.zeros(1, 5))
 
 
+def test_raw_loss_is_the_mean_label_nll():
+    """RAW: the mean over segments and samples of -log softmax(logits)[label]."""
+    torch.manual_seed(0)
+    model = WaveRNN(TINY)
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 400, generator=g) * 2 - 1
+    mels = torch.randn(2, TINY.feat_dims, 2 + 2 * TINY.pad, generator=g)
+    y = torch.randint(0, 512, (2, 400), generator=g)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(x, mels).double(), -1)
+        want = -logp.gather(-1, y.unsqueeze(-1)).mean()
+        assert float(vocoder_loss(model, x, mels, y)) == pytest.approx(float(want), rel=1e-6)
+
+
 def _log_mel_distance(model: WaveRNN, mel: np.ndarray) -> float:
     y = model.generate(mel, backend="torch", seed=0, fade_out=0.0)
     rebuilt = audio.synth_mel(y)

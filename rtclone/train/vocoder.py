@@ -167,7 +167,7 @@ def vocoder_loss(model: WaveRNN, x: torch.Tensor, mels: torch.Tensor, y: torch.T
     """
     out = (net or model)(x, mels).float()  # (B, S, n_classes)
     if model.dims.mode == "RAW":
-        return F.cross_entropy(out.transpose(1, 2), y)
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))  # rows: no transposed copy
     return mol_loss(out, y)
 
 
