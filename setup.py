@@ -26,25 +26,18 @@ class OptionalBuildExt(build_ext):
             print(f"rtclone: native CPU kernel not built ({exc}); the torch fallback will be used", file=sys.stderr)
 
 
-ext_modules = []
-if os.environ.get("RTCLONE_NO_NATIVE") != "1" and os.path.exists("kernels/cpu/native.c"):
-    ext_modules.append(
-        Extension(
-            "rtclone.kernels.cpu._native",
-            sources=["kernels/cpu/native.c"],
-            depends=["kernels/cpu/vmath.h"],
-            extra_compile_args=["-O3", "-std=c11", "-fno-math-errno", "-fopenmp"],
-            extra_link_args=["-fopenmp"],
-        )
+# (module, C source, OpenMP): the WaveRNN sample loop, and the GRU training steps (one thread per process)
+KERNELS = [("rtclone.kernels.cpu._native", "kernels/cpu/native.c", True), ("rtclone.kernels.cpu._gru", "kernels/cpu/gru_train.c", False)]
+ext_modules = [
+    Extension(
+        name,
+        sources=[source],
+        depends=["kernels/cpu/vmath.h"],
+        extra_compile_args=["-O3", "-std=c11", "-fno-math-errno"] + (["-fopenmp"] if openmp else []),
+        extra_link_args=["-fopenmp"] if openmp else [],
     )
-if os.environ.get("RTCLONE_NO_NATIVE") != "1" and os.path.exists("kernels/cpu/gru_train.c"):
-    ext_modules.append(
-        Extension(
-            "rtclone.kernels.cpu._gru",
-            sources=["kernels/cpu/gru_train.c"],
-            depends=["kernels/cpu/vmath.h"],
-            extra_compile_args=["-O3", "-std=c11", "-fno-math-errno"],
-        )
-    )
+    for name, source, openmp in KERNELS
+    if os.environ.get("RTCLONE_NO_NATIVE") != "1" and os.path.exists(source)
+]
 
 setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})
