@@ -230,7 +230,8 @@ def _gru_pass(layer: nn.GRU, x: torch.Tensor) -> torch.Tensor:
     same function, a cheaper training step: benchmarks/train_vocoder.py)."""
     from .kernels.cpu import gru as fused
 
-    if fused.available() and x.device.type == "cpu":
+    usable = x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16) and layer.weight_hh_l0.dtype == torch.float32
+    if usable and fused.available():
         return fused.gru_layer(x, layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
     return layer(x)[0]
 

@@ -114,6 +114,8 @@ def test_bad_shapes_and_layouts_are_refused():
         fused.gru_layer(torch.randn(2, 5, 9), *layer.parameters())
     with pytest.raises(ValueError, match="bad shapes"):
         fused.gru_layer(torch.randn(5, 8), *layer.parameters())
+    with pytest.raises(ValueError, match="float32 weights"):
+        fused.gru_layer(torch.randn(2, 5, 8, dtype=torch.float64), *layer.parameters())
     buf = torch.zeros(64 * 16)
     p = buf.data_ptr()
     with pytest.raises(ValueError, match="layout 1 unusable"):  # bfloat16 pairs with float32 operands

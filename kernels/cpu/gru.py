@@ -1,19 +1,22 @@
-"""A single-layer GRU's training pass with the per-step gate arithmetic in C (``_gru``).
+"""A single-layer GRU's training pass with each time step in C (``_gru``, kernels/cpu/gru_train.c).
 
 ``gru_layer(x, w_ih, w_hh, b_ih, b_hh)`` equals ``torch.nn.GRU(batch_first=True)(x)[0]`` from a
 zero state (same gate order r, z, n; gradients for x and all four parameters). It is what
 ``WaveRNN.forward`` runs when the extension is built, because it is cheaper per training step than
 torch's GRU (benchmarks/train_vocoder.py measures both):
 
-- forward, per step: one product ``gh = h W_hh^T + b_hh`` in torch, then one C call for the gates
-  and the new state; the input half ``x W_ih^T + b_ih`` is one product for all steps;
-- backward, per step: one C call (gate gradients, bias-gradient sums) and one product
-  ``dG_h W_hh`` in torch; the weight gradients are two whole-sequence products after the loop
-  (torch's GRU backward takes a (3R x B) (B x R) product per step instead);
-- under CPU bfloat16 autocast the products run in bfloat16 (as torch's GRU does under autocast);
-  gates, states, gate gradients and bias sums stay float32, and the output is float32.
+- forward: the input half ``x W_ih^T + b_ih`` is one torch product for all steps; then one C call
+  per step: ``gh = h W_hh^T + b_hh`` on weights packed once per pass, the gates and the new state;
+- backward: one C call per step: the gate gradients, the bias-gradient sums and ``dG_h W_hh`` (the
+  state gradient of the step before); the weight gradients are two whole-sequence torch products
+  after the loop (torch's GRU backward takes a (3R x B) (B x R) product per step instead);
+- under CPU bfloat16 autocast the products take bfloat16 operands (as torch's GRU does under
+  autocast) and accumulate in float32 (AVX512-BF16 dot products where the CPU has them, else
+  float32 FMA on the bfloat16 values); gates, states, gate gradients and bias sums stay float32,
+  and the output is float32.
 
-:func:`available` says whether the extension is built; ``RTCLONE_FUSED_GRU=0`` turns it off.
+:func:`available` says whether the extension is built; ``RTCLONE_FUSED_GRU=0`` turns it off;
+:func:`kernels` says which C paths run.
 """
 
 from __future__ import annotations
@@ -120,6 +123,8 @@ def gru_layer(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: tor
         raise RuntimeError("rtclone.kernels.cpu._gru is not built (pip install -e . builds it)")
     if x.dim() != 3 or x.device.type != "cpu" or w_hh.shape[0] != 3 * w_hh.shape[1] or w_ih.shape != (w_hh.shape[0], x.shape[2]):
         raise ValueError(f"gru_layer: bad shapes x {tuple(x.shape)}, w_ih {tuple(w_ih.shape)}, w_hh {tuple(w_hh.shape)}")
+    if x.dtype not in (torch.float32, torch.bfloat16) or any(p.dtype != torch.float32 for p in (w_ih, w_hh, b_ih, b_hh)):
+        raise ValueError(f"gru_layer: float32 weights and a float32 or bfloat16 input, got x {x.dtype}, w_hh {w_hh.dtype}")
     if x.shape[1] == 0:
         return x.new_zeros(x.shape[0], 0, w_hh.shape[1], dtype=torch.float32)
     return _GRULayer.apply(x, w_ih, w_hh, b_ih, b_hh, _mm_dtype())
