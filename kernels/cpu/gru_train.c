@@ -1,4 +1,4 @@
-/* rtclone native CPU kernel: the per-step gate arithmetic of a GRU layer's training pass.
+/* rtclone native CPU kernel: the time steps of a GRU layer's training pass (recurrent product + gates).
  *
  * torch's own GRU, under bfloat16 autocast on the CPU, runs a training pass as a graph of about
  * ten small operators per time step, and its backward takes two small matrix products per step
@@ -9,7 +9,7 @@
  * pass) and the gate arithmetic:
  *
  *   forward   r = s(gi_r + gh_r), z = s(gi_z + gh_z), n = tanh(gi_n + r gh_n), h' = n + z (h - n)
- *   backward  d = carry + dmm + dout;  dn = d (1 - z);  dz = d (h - n)
+ *   backward  d = carry + dout;  dn = d (1 - z);  dz = d (h - n)
  *             a_n = dn (1 - n^2);  a_z = dz z (1 - z);  a_r = a_n gh_n r (1 - r)
  *             dG_i = [a_r, a_z, a_n];  dG_h = [a_r, a_z, a_n r];  carry' = d z + dG_h W_hh
  *
