@@ -93,10 +93,22 @@ def _make_cloner(args: argparse.Namespace):
     from .pipeline import Cloner
 
     if args.models:
-        return Cloner.from_dir(args.models)
-    if args.synthesizer:
-        return Cloner.from_paths(args.encoder, args.synthesizer, args.vocoder)
-    return Cloner.from_default()
+        cloner = Cloner.from_dir(args.models)
+    elif args.synthesizer:
+        cloner = Cloner.from_paths(args.encoder, args.synthesizer, args.vocoder)
+    else:
+        cloner = Cloner.from_default()
+    choice = getattr(args, "postfilter", None)
+    if choice is not None:
+        if choice == "on" and not cloner.has_trained_vocoder:
+            raise OptionsError("--postfilter on applies to a trained vocoder (WaveRNN); these models use Griffin-Lim")
+        cloner.postfilter = choice == "on"
+    return cloner
+
+
+def _add_postfilter_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--postfilter", choices=("on", "off"),
+                   help="mel-envelope post-filter of a WaveRNN's output (default: as the model folder's card.json says, else off)")
 
 
 def cmd_clone(args: argparse.Namespace) -> dict[str, Any]:
@@ -242,6 +254,7 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log)
     report["models"] = args.models or args.synthesizer or "default"
+    report["postfilter"] = cloner.postfilter
     if isinstance(cloner.vocoder, GriffinLimVocoder):
         report["griffin_lim_power"] = cloner.vocoder.power
         report["griffin_lim_segments"] = None if cloner.vocoder.segments is None else dataclasses.asdict(cloner.vocoder.segments)
@@ -366,6 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "cpu-native", "triton"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--play", action="store_true")
+    _add_postfilter_arg(p)
 
     p = _add(sub, "demo", cmd_demo, "a first run: built-in voices, speaker verification, and cloning with the shipped models")
     p.add_argument("-o", "--output", default="rtclone-demo", help="folder for the references and the cloned wav")
@@ -501,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="magnitude sharpening of the Griffin-Lim vocoder (default: rtclone.audio.GRIFFIN_LIM_POWER)")
     p.add_argument("--griffin-lim-whole", action="store_true",
                    help="Griffin-Lim on each whole text chunk (the pre-streaming way) instead of streamed segments")
+    _add_postfilter_arg(p)
 
     p = _add(ev, "vocoder", cmd_eval_vocoder, "a vocoder checkpoint against Griffin-Lim on a prepared set's "
              "ground-truth (and GTA) mels: pocketsphinx WER and mel distance")
@@ -510,6 +525,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--items", type=int, default=12)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", default="auto", help="vocoder backend: auto | torch | cpu-native | triton")
+    p.add_argument("--postfilter", action="store_true",
+                   help="also report the checkpoint's output through the mel-envelope post-filter (rows vocoder_pf_*)")
     p.add_argument("-o", "--output", help="write the JSON report here")
 
     bench = sub.add_parser("bench", help="one measurement").add_subparsers(dest="bench_cmd", metavar="WHAT", required=True)

@@ -9,6 +9,10 @@ teacher-forced mel, with the checkpoint and with the Griffin-Lim baseline, and r
 - ``mel_l1``: mean |mel(output) - ground-truth mel| (synthesizer mel scale), how far the audio's
   spectrum is from the one asked for (the recordings' own is 0 up to the analysis).
 
+With ``postfilter=True`` each vocoder output is also passed through the mel-envelope post-filter
+(:func:`rtclone.postfilter.postfilter_audio`, against the mel it was made from) and reported as
+``vocoder_pf_gt`` / ``vocoder_pf_gta``: the same samples, so the rows differ by the filter alone.
+
 A training run is worth shipping when its WaveRNN rows reach the Griffin-Lim ones; the same seed
 picks the same items, so checkpoints compare fairly.
 """
@@ -33,14 +37,16 @@ class VocoderEvalOptions:
     items: int = 12  # items picked from the prepared set (seeded)
     seed: int = 0  # item choice and the vocoders' sampling seed
     batched: bool = True  # folded generation (RTVC's inference; ~6x fewer sequential steps than streaming)
+    postfilter: bool = False  # also report the outputs through the mel-envelope post-filter
 
     def __post_init__(self) -> None:
         if not isinstance(self.items, int) or isinstance(self.items, bool) or self.items < 1:
             raise OptionsError(f"items must be a positive integer, got {self.items!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise OptionsError(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not isinstance(self.batched, bool):
-            raise OptionsError(f"batched must be a bool, got {self.batched!r}")
+        for name in ("batched", "postfilter"):
+            if not isinstance(getattr(self, name), bool):
+                raise OptionsError(f"{name} must be a bool, got {getattr(self, name)!r}")
 
 
 def _items(prepared: Path, gta: Path | None, options: VocoderEvalOptions) -> tuple[list[dict], dict[str, Path]]:
@@ -78,8 +84,10 @@ def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None 
 
     Returns ``{"options", "items": [per item: id, text, words, errors per source], "summary":
     {source: {"wer", "errors", "words", "mel_l1"}}, "seconds"}``; sources: ``recording``,
-    ``baseline_gt``, ``vocoder_gt`` and, with ``gta``, ``baseline_gta``, ``vocoder_gta``.
+    ``baseline_gt``, ``vocoder_gt`` and, with ``gta``, ``baseline_gta``, ``vocoder_gta`` (and with
+    ``options.postfilter`` ``vocoder_pf_gt`` / ``vocoder_pf_gta``).
     """
+    from .postfilter import postfilter_audio
     from .vocoder_gen import GriffinLimVocoder
 
     prepared = Path(prepared)
@@ -97,6 +105,8 @@ def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None 
         for src, mel in mels.items():
             outs[f"baseline_{src}"] = baseline.generate(mel, seed=options.seed)
             outs[f"vocoder_{src}"] = vocoder.generate(mel, seed=options.seed, batched=options.batched)
+            if options.postfilter:
+                outs[f"vocoder_pf_{src}"] = postfilter_audio(outs[f"vocoder_{src}"], mel)
         row: dict[str, Any] = {"id": it["id"], "text": it["text"]}
         for name, wav in outs.items():
             count = word_error_rate(it["text"], asr.transcribe(wav))
@@ -106,14 +116,15 @@ def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None 
         rows.append(row)
     summary = {name: {"wer": c.wer, "errors": c.errors, "words": c.words, "mel_l1": float(np.mean(dist[name]))}
                for name, c in totals.items()}
-    return {"options": {"items": len(picked), "seed": options.seed, "batched": options.batched, "gta": gta is not None},
+    return {"options": {"items": len(picked), "seed": options.seed, "batched": options.batched, "gta": gta is not None,
+                        "postfilter": options.postfilter},
             "items": rows,
             "summary": summary, "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def format_vocoder_table(report: dict[str, Any]) -> str:
     """The summary as a text table (one line per source)."""
-    lines = [f"{'source':<14}{'WER':>7}{'errors':>9}{'mel L1':>9}"]
+    lines = [f"{'source':<17}{'WER':>7}{'errors':>9}{'mel L1':>9}"]
     for name, s in report["summary"].items():
-        lines.append(f"{name:<14}{s['wer']:>7.3f}{s['errors']:>5}/{s['words']:<4}{s['mel_l1']:>8.3f}")
+        lines.append(f"{name:<17}{s['wer']:>7.3f}{s['errors']:>5}/{s['words']:<4}{s['mel_l1']:>8.3f}")
     return "\n".join(lines)

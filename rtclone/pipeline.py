@@ -8,6 +8,7 @@ The pipeline knows no socket. The server, the CLI and the Python API all drive a
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,14 +126,21 @@ class Cloner:
     :class:`rtclone.vocoder_gen.GriffinLimVocoder` (no weights). Text is cut into sentence chunks
     (a short first one); each chunk's mel frames stream from the synthesizer into the vocoder,
     whose PCM chunks are yielded as they are made.
+    ``postfilter=True`` runs a WaveRNN's output through the mel-envelope post-filter
+    (:mod:`rtclone.postfilter`; Griffin-Lim needs none): a model folder turns it on by default with
+    ``"postfilter": true`` in the ``vocoder`` entry of its ``card.json``.
     """
 
     sample_rate = 16000
 
-    def __init__(self, encoder: Any, synthesizer: Any, vocoder: Any, *, tacotron_overrides: dict[str, Any] | None = None) -> None:
+    def __init__(self, encoder: Any, synthesizer: Any, vocoder: Any, *, tacotron_overrides: dict[str, Any] | None = None,
+                 postfilter: bool = False) -> None:  # fmt: skip
+        if not isinstance(postfilter, bool):
+            raise OptionsError(f"postfilter must be a bool, got {postfilter!r}")
         self.encoder = encoder
         self.synthesizer = synthesizer
         self.vocoder = vocoder
+        self.postfilter = postfilter
         # extra TacotronOptions fields (e.g. attention-failure thresholds) applied to every chunk
         self.tacotron_overrides = dict(tacotron_overrides or {})
         # shared by concurrent streams while batching is on (see start_vocoder_batching)
@@ -190,7 +198,16 @@ class Cloner:
         files = {k: path / f for k, f in MODEL_FILES.items()}
         if not files["synthesizer"].is_file():
             raise CheckpointError(f"{files['synthesizer']}: missing (a model directory needs at least synthesizer.pt)")
-        return cls.from_paths(*(files[k] if files[k].is_file() else None for k in ("encoder", "synthesizer", "vocoder")))
+        cloner = cls.from_paths(*(files[k] if files[k].is_file() else None for k in ("encoder", "synthesizer", "vocoder")))
+        cloner.postfilter = cloner.has_trained_vocoder and _card_postfilter(path / "card.json")
+        return cloner
+
+    @property
+    def has_trained_vocoder(self) -> bool:
+        """False for the Griffin-Lim baseline, True for a WaveRNN (module or exported)."""
+        from .vocoder_gen import GriffinLimVocoder
+
+        return not isinstance(self.vocoder, GriffinLimVocoder)
 
     @classmethod
     def from_artifacts(cls, path: str | Path) -> "Cloner":
@@ -213,7 +230,9 @@ class Cloner:
         with the torch modules is tested.
         """
         if (DEFAULT_MODELS_DIR / "onnx" / "manifest.json").is_file():
-            return cls.from_artifacts(DEFAULT_MODELS_DIR / "onnx")
+            cloner = cls.from_artifacts(DEFAULT_MODELS_DIR / "onnx")
+            cloner.postfilter = cloner.has_trained_vocoder and _card_postfilter(DEFAULT_MODELS_DIR / "card.json")
+            return cloner
         if not (DEFAULT_MODELS_DIR / MODEL_FILES["synthesizer"]).is_file():
             raise CheckpointError(
                 f"no default synthesizer is shipped in {DEFAULT_MODELS_DIR} yet; pass --models DIR (a folder with synthesizer.pt, e.g. RTVC's, or an export) "
@@ -264,6 +283,8 @@ class Cloner:
 
         if isinstance(self.vocoder, GriffinLimVocoder):
             return self.vocoder.stream(mels, vopts)
+        if self.postfilter:
+            vopts = dataclasses.replace(vopts, postfilter=True)
         return vocoder_stream(self.vocoder, mels, vopts, batcher=self.vocoder_batcher)
 
     def vocode(self, mel: np.ndarray, options: SynthesisOptions = SynthesisOptions()) -> np.ndarray:
@@ -290,6 +311,20 @@ class Cloner:
         audio = np.concatenate(parts).astype(np.float32) if parts else np.zeros(0, np.float32)
         elapsed = time.perf_counter() - t0
         return CloneResult(audio, self.sample_rate, ttfa if ttfa is not None else elapsed, elapsed, len(parts))
+
+
+def _card_postfilter(card: Path) -> bool:
+    """The ``vocoder.postfilter`` flag of a model folder's card (False without a card); a card that
+    is not a JSON object with an object ``vocoder`` entry, or a non-bool flag, is a CheckpointError."""
+    if not card.is_file():
+        return False
+    try:
+        flag = json.loads(card.read_text(encoding="utf-8")).get("vocoder", {}).get("postfilter", False)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{card}: unreadable model card ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(flag, bool):
+        raise CheckpointError(f"{card}: vocoder.postfilter must be true or false, got {flag!r}")
+    return flag
 
 
 def _check_embedding(embedding: Any, size: int) -> np.ndarray:

@@ -28,6 +28,8 @@ import torch.nn.functional as F
 from . import audio
 from .errors import BackendUnavailableError, InputShapeError, OptionsError
 from .griffin_lim import SegmentPlan, stream_segments
+from .postfilter import LAG as POSTFILTER_LAG
+from .postfilter import MelEnvelopeFilter, check_max_gain, postfilter
 
 if TYPE_CHECKING:
     from .vocoder import WaveRNN
@@ -53,9 +55,13 @@ class VocoderOptions:
     cond_block: int = 8  # mel frames per conditioning block (streaming granularity)
     sparse_block: tuple[int, int] = (16, 1)  # block shape the native kernels pack the weights with
     threads: int = 1  # threads of the native kernel
+    # mel-envelope post-filter (rtclone.postfilter): pull each band of the output to the mel's level
+    # (removes an under-trained WaveRNN's noise floor); costs one 800-point FFT pair per hop, +25 ms latency
+    postfilter: bool = False
+    postfilter_max_gain: float = 4.0  # the most a band is raised (x4 = +12 dB); lowering is unbounded
 
     def __post_init__(self) -> None:
-        for name in ("batched", "de_emphasis"):
+        for name in ("batched", "de_emphasis", "postfilter"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionsError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.mu_law is not None and not isinstance(self.mu_law, bool):
@@ -70,6 +76,7 @@ class VocoderOptions:
             raise OptionsError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
         if not isinstance(self.fade_out, (int, float)) or isinstance(self.fade_out, bool) or not 0.0 <= self.fade_out <= 10.0:
             raise OptionsError(f"fade_out must be seconds in [0, 10], got {self.fade_out!r}")
+        check_max_gain(self.postfilter_max_gain)
         sb = self.sparse_block
         if not (isinstance(sb, tuple) and len(sb) == 2 and all(isinstance(v, int) and v >= 1 for v in sb)):
             raise OptionsError(f"sparse_block must be a pair of positive ints, got {sb!r}")
@@ -160,6 +167,13 @@ def _use_mu_law(model: "WaveRNN", options: VocoderOptions) -> bool:
     return options.mu_law
 
 
+def _check_postfilter(model: "WaveRNN", options: VocoderOptions) -> None:
+    d = model.dims
+    if options.postfilter and (d.feat_dims != audio.SYN_N_MELS or d.hop_length != audio.SYN_HOP):
+        raise OptionsError(f"the post-filter works on {audio.SYN_N_MELS}-channel synthesizer mels at hop {audio.SYN_HOP}; "
+                           f"this vocoder has {d.feat_dims} channels, hop {d.hop_length}")
+
+
 def _decode(samples: torch.Tensor, bits: int, mu_law: bool) -> np.ndarray:
     """Loop output (model-input domain) -> float64 linear audio, same shape."""
     if mu_law:
@@ -235,15 +249,18 @@ class StreamInfo:
     lookahead_frames: int  # frames after a block the upsample network needs (its receptive field)
     first_chunk_frames: int  # mel frames that must arrive before the first PCM chunk
     holdback_samples: int  # samples held back until the end of the stream for the fade-out
+    postfilter_lag_samples: int = 0  # samples the post-filter holds until its last frame is complete
 
 
 def stream_info(model: "WaveRNN", options: VocoderOptions | None = None, **overrides: Any) -> StreamInfo:
     """How many mel frames ``stream`` needs before it yields, and what it holds back."""
     opts = resolve_options(options, overrides)
     hold = int(round(opts.fade_out * model.dims.sample_rate))
-    blocks = hold // (opts.cond_block * model.dims.hop_length) + 1  # pending must exceed the hold-back
+    # the filter emits up to the start of its first incomplete frame: half a window plus a hop behind
+    lag = POSTFILTER_LAG if opts.postfilter else 0
+    blocks = (hold + lag) // (opts.cond_block * model.dims.hop_length) + 1  # pending must exceed the hold-back
     first = blocks * opts.cond_block + max(model.lookahead, 1)
-    return StreamInfo(opts.cond_block, model.lookahead, first, hold)
+    return StreamInfo(opts.cond_block, model.lookahead, first, hold, lag)
 
 
 def stream(
@@ -266,6 +283,7 @@ def stream(
     if opts.batched:
         raise OptionsError("streaming generation is sequential: use batched=False")
     mu_law = _use_mu_law(model, opts)
+    _check_postfilter(model, opts)
     runner = make_runner(model, opts)
     if batcher is None:
         return _stream(model, iter(mel_chunks), opts, runner, mu_law)
@@ -289,6 +307,7 @@ def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runne
     hold = int(round(opts.fade_out * d.sample_rate))
     gen = torch.Generator().manual_seed(opts.seed)
     de_emph = _DeEmphasis() if opts.de_emphasis else None
+    envelope = MelEnvelopeFilter(opts.postfilter_max_gain) if opts.postfilter else None
     buf = _MelBuffer(d.feat_dims)
     state: State | None = None
     prefetched: torch.Tensor | None = None  # conditioning of block k, computed while block k - 1 ran
@@ -312,12 +331,18 @@ def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runne
             samples, state = lane.wait(future)
         y = _decode(samples[0], d.bits, mu_law)
         buf.drop_before((k + 1) * fb - pad)
+        return finish_samples(envelope.push(y) if envelope is not None else y)
+
+    def finish_samples(y: np.ndarray) -> np.ndarray:
         return de_emph(y) if de_emph is not None else y
 
     def blocks() -> Iterator[np.ndarray]:
         nonlocal k
         for chunk in _announce_waits(chunks, None if lane is None else lane.idle):
-            buf.append(check_mel(chunk, d.feat_dims, allow_empty=True))
+            mel = check_mel(chunk, d.feat_dims, allow_empty=True)
+            buf.append(mel)
+            if envelope is not None:
+                envelope.add_mel(mel.numpy())
             while (k + 1) * fb + need_after <= buf.n_frames:
                 yield make_block(fb * hop, (k + 2) * fb + need_after <= buf.n_frames)
                 k += 1
@@ -327,6 +352,8 @@ def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runne
         while k * fb * hop < wave_len:
             yield make_block(min(fb * hop, wave_len - k * fb * hop))
             k += 1
+        if envelope is not None:
+            yield finish_samples(envelope.finish())
 
     yield from _hold_back(blocks(), hold)
 
@@ -391,6 +418,7 @@ def generate(model: "WaveRNN", mel: np.ndarray | torch.Tensor, options: VocoderO
         parts = list(stream(model, [mel_t], opts))
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
     mu_law = _use_mu_law(model, opts)
+    _check_postfilter(model, opts)
     runner = make_runner(model, opts)
     wave_len = (mel_t.shape[1] - 1) * d.hop_length
     if wave_len == 0:
@@ -401,6 +429,8 @@ def generate(model: "WaveRNN", mel: np.ndarray | torch.Tensor, options: VocoderO
     uniforms = torch.rand(folded.shape[0], folded.shape[1], 2, generator=torch.Generator().manual_seed(opts.seed))
     samples, _ = runner(folded, uniforms, None)  # (n, L)
     y = xfade_and_unfold(_decode(samples, d.bits, mu_law), opts.overlap, "power")[:wave_len]
+    if opts.postfilter:
+        y = postfilter(y, mel_t.numpy(), opts.postfilter_max_gain)
     if opts.de_emphasis:
         y = audio.de_emphasis(y)
     _fade_tail(y, min(int(round(opts.fade_out * d.sample_rate)), wave_len))

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from rtclone import __version__
@@ -76,6 +77,34 @@ def test_clone_with_bad_reference_is_an_audio_error(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert status == 3 and out["error"]["code"] == "audio_decode"
     assert not (tmp_path / "o.wav").exists()
+
+
+def test_clone_postfilter_choice(tmp_path, capsys, speech):
+    """--postfilter on/off sets the cloner's filter; asking for it with Griffin-Lim is an options error."""
+    import soundfile as sf
+    import torch
+
+    from rtclone.checkpoints import save_model
+    from rtclone.synthesizer import SynthesizerDims, Tacotron
+    from rtclone.vocoder import VocoderDims, WaveRNN
+
+    torch.manual_seed(0)
+    save_model(Tacotron(SynthesizerDims.tiny()), tmp_path / "synthesizer.pt", "synthesizer")
+    sf.write(tmp_path / "ref.wav", speech("A reference voice for the test of the filter option.", voice="slt"), 16000)
+    args = ["clone", "--ref", str(tmp_path / "ref.wav"), "--text", "hi", "--models", str(tmp_path), "--json", "--backend", "torch"]
+    assert main([*args, "-o", str(tmp_path / "gl.wav"), "--postfilter", "on"]) == 2
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["error"]["code"] == "bad_options" and "Griffin-Lim" in out["error"]["message"]
+    save_model(WaveRNN(VocoderDims(rnn_dims=32, fc_dims=32, res_blocks=1, compute_dims=16, res_out_dims=32)),
+               tmp_path / "vocoder.pt", "vocoder")
+    (tmp_path / "card.json").write_text(json.dumps({"vocoder": {"postfilter": True}}))
+    wavs = {}
+    for choice in ("on", "off", None):
+        name = tmp_path / f"{choice}.wav"
+        assert main([*args, "-o", str(name)] + (["--postfilter", choice] if choice else [])) == 0
+        wavs[choice] = sf.read(name)[0]
+    capsys.readouterr()
+    assert np.array_equal(wavs["on"], wavs[None]) and not np.allclose(wavs["on"], wavs["off"])
 
 
 def test_bench_synthesizer_json(capsys):

@@ -71,6 +71,17 @@ def test_vocoder_against_griffin_lim(prepared, random_vocoder, tmp_path):
     assert g["baseline_gta"] == g["baseline_gt"] == s["baseline_gt"] and g["vocoder_gta"] == g["vocoder_gt"]
 
 
+def test_postfilter_rows_filter_the_same_outputs(prepared, random_vocoder):
+    report = evaluate_vocoder(random_vocoder, prepared, options=VocoderEvalOptions(items=2, postfilter=True))
+    s = report["summary"]
+    assert {"vocoder_gt", "vocoder_pf_gt"} <= set(s) and report["options"]["postfilter"] is True
+    # a random WaveRNN's noise pulled to the mel's band levels: far closer to the mel than unfiltered
+    assert s["vocoder_pf_gt"]["mel_l1"] < 0.5 * s["vocoder_gt"]["mel_l1"]
+    assert s["vocoder_pf_gt"]["words"] == s["vocoder_gt"]["words"]
+    with pytest.raises(OptionsError):
+        VocoderEvalOptions(postfilter=1)
+
+
 def test_bad_inputs(prepared, random_vocoder, tmp_path):
     with pytest.raises(OptionsError):
         VocoderEvalOptions(items=0)
