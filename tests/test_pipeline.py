@@ -136,3 +136,9 @@ def test_default_models_prefer_the_shipped_onnx_set(cloner, tmp_path, monkeypatc
     assert not isinstance(Cloner.from_default().synthesizer, ArtifactSynthesizer)  # checkpoints only
     export_checkpoints(tmp_path / "onnx", synthesizer=tmp_path / "synthesizer.pt", format="onnx")
     assert isinstance(Cloner.from_default().synthesizer, ArtifactSynthesizer)
+    # the card's post-filter flag holds for the exported set too, and only with a trained vocoder
+    (tmp_path / "card.json").write_text('{"vocoder": {"postfilter": true}}')
+    assert Cloner.from_default().postfilter is False  # Griffin-Lim: nothing to filter
+    save_model(cloner.vocoder, tmp_path / "vocoder.pt", "vocoder")
+    export_checkpoints(tmp_path / "onnx", synthesizer=tmp_path / "synthesizer.pt", vocoder=tmp_path / "vocoder.pt", format="onnx")
+    assert Cloner.from_default().has_trained_vocoder and Cloner.from_default().postfilter is True
