@@ -7,7 +7,11 @@ teacher-forced mel, with the checkpoint and with the Griffin-Lim baseline, and r
 
 - ``wer``: pocketsphinx word error rate over all picked items (the recordings' own as the ceiling);
 - ``mel_l1``: mean |mel(output) - ground-truth mel| (synthesizer mel scale), how far the audio's
-  spectrum is from the one asked for (the recordings' own is 0 up to the analysis).
+  spectrum is from the one asked for (the recordings' own is 0 up to the analysis);
+- ``similarity``: mean cosine between the pretrained speaker encoder's embeddings of the output and
+  of the recording (the recordings' own is 1): how much of the voice survives vocoding. WER and
+  mel distance follow the spectral envelope; this also hears the excitation (a noise-excited
+  signal with the right envelope is understood, but does not sound like the speaker).
 
 With ``postfilter=True`` each vocoder output is also passed through the mel-envelope post-filter
 (:func:`rtclone.postfilter.postfilter_audio`, against the mel it was made from) and reported as
@@ -70,6 +74,17 @@ def _items(prepared: Path, gta: Path | None, options: VocoderEvalOptions) -> tup
     return [items[i] for i in pick], gta_mels
 
 
+def _embed(encoder: Any, wav: np.ndarray) -> np.ndarray | None:
+    """The encoder's utterance embedding of ``wav`` (16 kHz), or None when it holds no speech."""
+    from .encoder import embed_utterance
+    from .errors import AudioError
+
+    try:
+        return embed_utterance(encoder, audio.preprocess_wav(wav, audio.SAMPLE_RATE))
+    except AudioError:  # silence or too short after voice-activity trimming: no voice to compare
+        return None
+
+
 def _mel_l1(wav: np.ndarray, mel: np.ndarray) -> float:
     got = audio.synth_mel(wav)
     n = min(got.shape[1], mel.shape[1])
@@ -78,12 +93,13 @@ def _mel_l1(wav: np.ndarray, mel: np.ndarray) -> float:
 
 def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None = None,
                      options: VocoderEvalOptions = VocoderEvalOptions(), *, baseline: Any = None,
-                     transcriber: Transcriber | None = None) -> dict[str, Any]:  # fmt: skip
+                     transcriber: Transcriber | None = None, encoder: Any = None) -> dict[str, Any]:  # fmt: skip
     """WER and mel distance of ``vocoder`` (anything with ``generate(mel, seed=...)``, e.g. a WaveRNN)
     and of ``baseline`` (default: Griffin-Lim on whole mels) on ground-truth (and GTA) mels.
+    ``encoder``: the speaker encoder for ``similarity`` (default: the pretrained one).
 
     Returns ``{"options", "items": [per item: id, text, words, errors per source], "summary":
-    {source: {"wer", "errors", "words", "mel_l1"}}, "seconds"}``; sources: ``recording``,
+    {source: {"wer", "errors", "words", "mel_l1", "similarity"}}, "seconds"}``; sources: ``recording``,
     ``baseline_gt``, ``vocoder_gt`` and, with ``gta``, ``baseline_gta``, ``vocoder_gta`` (and with
     ``options.postfilter`` ``vocoder_pf_gt`` / ``vocoder_pf_gta``).
     """
@@ -94,9 +110,14 @@ def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None 
     picked, gta_mels = _items(prepared, Path(gta) if gta is not None else None, options)
     baseline = baseline if baseline is not None else GriffinLimVocoder(segments=None)
     asr = transcriber or Transcriber()
+    if encoder is None:
+        from .checkpoints import load_encoder
+
+        encoder = load_encoder(None)
     t0 = time.perf_counter()
     totals: dict[str, WerCount] = {}
     dist: dict[str, list[float]] = {}
+    sims: dict[str, list[float]] = {}
     rows = []
     for it in picked:
         gt = np.load(prepared / "mels" / f"{it['id']}.npy", allow_pickle=False)
@@ -108,14 +129,17 @@ def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None 
             if options.postfilter:
                 outs[f"vocoder_pf_{src}"] = postfilter_audio(outs[f"vocoder_{src}"], mel)
         row: dict[str, Any] = {"id": it["id"], "text": it["text"]}
+        voice = _embed(encoder, outs["recording"])
         for name, wav in outs.items():
             count = word_error_rate(it["text"], asr.transcribe(wav))
             totals[name] = totals.get(name, WerCount(0, 0)) + count
             dist.setdefault(name, []).append(_mel_l1(wav, gt))
+            emb = _embed(encoder, wav)
+            sims.setdefault(name, []).append(0.0 if emb is None or voice is None else float(np.dot(emb, voice)))
             row["words"], row[name] = count.words, count.errors
         rows.append(row)
-    summary = {name: {"wer": c.wer, "errors": c.errors, "words": c.words, "mel_l1": float(np.mean(dist[name]))}
-               for name, c in totals.items()}
+    summary = {name: {"wer": c.wer, "errors": c.errors, "words": c.words, "mel_l1": float(np.mean(dist[name])),
+                      "similarity": float(np.mean(sims[name]))} for name, c in totals.items()}  # fmt: skip
     return {"options": {"items": len(picked), "seed": options.seed, "batched": options.batched, "gta": gta is not None,
                         "postfilter": options.postfilter},
             "items": rows,
@@ -124,7 +148,7 @@ def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None 
 
 def format_vocoder_table(report: dict[str, Any]) -> str:
     """The summary as a text table (one line per source)."""
-    lines = [f"{'source':<17}{'WER':>7}{'errors':>9}{'mel L1':>9}"]
+    lines = [f"{'source':<17}{'WER':>7}{'errors':>9}{'mel L1':>9}{'similarity':>12}"]
     for name, s in report["summary"].items():
-        lines.append(f"{name:<17}{s['wer']:>7.3f}{s['errors']:>5}/{s['words']:<4}{s['mel_l1']:>8.3f}")
+        lines.append(f"{name:<17}{s['wer']:>7.3f}{s['errors']:>5}/{s['words']:<4}{s['mel_l1']:>8.3f}{s['similarity']:>12.3f}")
     return "\n".join(lines)

@@ -14,6 +14,13 @@ spectrum, and the frames are overlap-added back (least-squares inverse STFT). Th
 fine structure inside a band (harmonics, phase); the filter imposes the band energies. With a gain
 of 1 everywhere the output equals the input.
 
+What it cannot do: supply a voice. It makes any signal with energy in every band follow the mel's
+envelope, so even noise comes out partly intelligible (a one-shot 90 %-pruned WaveRNN whose raw output
+pocketsphinx does not understand at all, WER 1.0, reached 0.17 through it) and partly voice-like (a
+random WaveRNN: speaker similarity 0.86 to the recording, Griffin-Lim 0.98; tests/test_eval_vocoder.py).
+Judge a vocoder with it by ``rtclone eval vocoder --postfilter``'s similarity column and by
+``rtclone eval clone``, not by its WER alone.
+
 Streaming: frame ``t`` needs the samples up to ``t * hop + n_fft / 2`` and mel frame ``t``, so
 a push ending on a hop boundary gets all but the last ``LAG`` = 600 samples (37.5 ms) out; :meth:`MelEnvelopeFilter.finish`
 flushes the rest. Any chunking of the same input gives the same output.

@@ -57,6 +57,9 @@ def test_vocoder_against_griffin_lim(prepared, random_vocoder, tmp_path):
     # Griffin-Lim on the true mels stays close to them and is understood; a random WaveRNN is neither
     assert s["baseline_gt"]["mel_l1"] < 0.5 < s["vocoder_gt"]["mel_l1"]
     assert s["baseline_gt"]["wer"] <= 0.5 and s["vocoder_gt"]["wer"] >= 0.8
+    # the voice: the recording against itself is 1; Griffin-Lim keeps most of it, a random WaveRNN little
+    assert s["recording"]["similarity"] > 0.9999
+    assert s["baseline_gt"]["similarity"] > 0.85 > 0.6 > s["vocoder_gt"]["similarity"]
     assert sum(r["vocoder_gt"] for r in report["items"]) == s["vocoder_gt"]["errors"]
     assert "vocoder_gt" in format_vocoder_table(report)
 
@@ -75,8 +78,10 @@ def test_postfilter_rows_filter_the_same_outputs(prepared, random_vocoder):
     report = evaluate_vocoder(random_vocoder, prepared, options=VocoderEvalOptions(items=2, postfilter=True))
     s = report["summary"]
     assert {"vocoder_gt", "vocoder_pf_gt"} <= set(s) and report["options"]["postfilter"] is True
-    # a random WaveRNN's noise pulled to the mel's band levels: far closer to the mel than unfiltered
+    # a random WaveRNN's noise pulled to the mel's band levels: far closer to the mel than unfiltered,
+    # yet noise with a speech envelope is still far from the voice that Griffin-Lim keeps
     assert s["vocoder_pf_gt"]["mel_l1"] < 0.5 * s["vocoder_gt"]["mel_l1"]
+    assert s["vocoder_pf_gt"]["similarity"] < s["baseline_gt"]["similarity"] - 0.05  # measured 0.86 vs 0.98
     assert s["vocoder_pf_gt"]["words"] == s["vocoder_gt"]["words"]
     with pytest.raises(OptionsError):
         VocoderEvalOptions(postfilter=1)
