@@ -134,6 +134,9 @@ class Tacotron(nn.Module):
         self.register_buffer("step", torch.zeros(1, dtype=torch.long))
         self.register_buffer("stop_threshold", torch.tensor(-3.4, dtype=torch.float32))  # RTVC's (unused here)
         self.set_r(2)
+        # teacher-forced passes run the decoder LSTMs over whole sequences (Decoder.teacher_forced);
+        # False: the step loop (the reference; also what own_frames > 0 and int8 projections use)
+        self.split_decoder = True
 
     @property
     def r(self) -> int:
@@ -174,6 +177,9 @@ class Tacotron(nn.Module):
         mask = chars != 0
         state = self.decoder.init_state(memory)
         mel_w = self.decoder.mel_weight(r)
+        if own_frames == 0.0 and mel_w is not None and self.split_decoder:
+            mel_out, attn, stop = self.decoder.teacher_forced(state, memory, keys, mask, mels, r, generator, mel_w)
+            return mel_out, self.postnet_mel(mel_out), attn, stop
         outs, attns, stops = [], [], []
         for t in range(0, T, r):
             if t > 0:

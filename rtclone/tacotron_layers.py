@@ -201,6 +201,44 @@ class Decoder(nn.Module):
         w = self.mel_proj.weight.view(self.n_mels, self.max_r, -1)[:, :r]
         return w.reshape(self.n_mels * r, -1)
 
+    def teacher_forced(self, state: DecoderState, memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None,
+                       mels: torch.Tensor, r: int, generator: torch.Generator | None, mel_weight: torch.Tensor,
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The teacher-forced decoder: the same sums as :meth:`step` over every step, reordered.
+
+        The attention path (prenet, attention GRU, attention) never reads the residual LSTMs, so with
+        the previous frames known it runs first, step by step; the LSTMs and projections then run
+        over the whole sequence at once (``torch.lstm``: one input GEMM for all steps, the recurrence
+        in one call) instead of one cell call per step. Random draws (prenet dropout) happen in the
+        same order as in the step loop. mels (B, n_mels, T) -> decoder mels (B, n_mels, T),
+        attention (B, steps, T_text), stop logits (B, T).
+        """
+        B, T = mels.size(0), mels.size(2)
+        hidden, contexts, attns = [], [], []
+        attn_hidden, context, cumulative, prev = state.attn_hidden, state.context, state.cumulative, state.prev_frame
+        for t in range(0, T, r):
+            if t > 0:
+                prev = mels[:, :, t - 1]
+            pre = self.prenet(prev, generator)
+            attn_hidden = self.attn_rnn(torch.cat([context, pre], dim=1), attn_hidden)
+            scores = self.attn_net(keys, attn_hidden, cumulative, mask)
+            context = torch.bmm(scores.unsqueeze(1), memory).squeeze(1)
+            cumulative = cumulative + scores
+            hidden.append(attn_hidden)
+            contexts.append(context)
+            attns.append(scores)
+        ctx = torch.stack(contexts, dim=1)  # (B, S, ctx)
+        x = self.rnn_input(torch.cat([ctx, torch.stack(hidden, dim=1)], dim=2))  # (B, S, lstm)
+        for cell, (h0, c0) in ((self.res_rnn1, state.rnn1), (self.res_rnn2, state.rnn2)):
+            params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+            out, _, _ = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), params, True, 1, 0.0, self.training, False, True)
+            x = x + out
+        S = x.size(1)
+        mel_out = F.linear(x, mel_weight).view(B, S, self.n_mels, r).permute(0, 2, 1, 3).reshape(B, self.n_mels, S * r)
+        stop = self.stop_proj(torch.cat([x, ctx], dim=2)).squeeze(2)  # (B, S)
+        stop = stop.unsqueeze(2).expand(-1, -1, r).reshape(B, S * r)
+        return mel_out[:, :, :T], torch.stack(attns, dim=1), stop[:, :T]
+
     def step(self, state: DecoderState, memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None,
              r: int, generator: torch.Generator | None = None, mel_weight: torch.Tensor | None = None,
              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, DecoderState]:

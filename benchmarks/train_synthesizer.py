@@ -1,0 +1,91 @@
+"""What does a synthesizer training step cost on this CPU: the decoder's step loop against the split decoder?
+
+One training step as ``rtclone.train.synthesizer`` takes it (teacher-forced pass, RTVC's loss plus
+the guided-attention term, backward, gradient clipping, Adam) on random data of the corpus's typical
+shapes (``--batch`` utterances of ``--chars`` symbols and ``--frames`` mel frames, r = 4), one torch
+thread, for the default dims (decoder LSTMs 384 wide) and the widened line (768). Modes:
+``step_loop`` (``Tacotron.split_decoder = False``: one LSTM-cell call per decoder step, the
+reference) and ``split`` (``Decoder.teacher_forced``: the attention path step by step, then the
+residual LSTMs and projections over the whole sequence; what training uses). Modes are interleaved so
+background load hits them alike. Prints and writes the median and IQR of the step time and the ratio,
+with the machine.
+
+    python benchmarks/train_synthesizer.py [--runs 5] [--batch 16] [--chars 60] [--frames 264] [--lstm 384,768] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+import torch
+from _common import interleaved, run_record, write_json
+
+from rtclone.synthesizer import SynthesizerDims, Tacotron
+from rtclone.train.synthesizer import taco_loss
+
+ROOT = Path(__file__).resolve().parent.parent
+MODES = ("step_loop", "split")
+
+
+def step_fn(lstm: int, batch: int, chars: int, frames: int, split: bool):
+    """A closure taking one training step of a fresh seeded Tacotron on fixed random data."""
+    torch.manual_seed(0)
+    model = Tacotron(dataclasses.replace(SynthesizerDims.small(), lstm_dims=lstm)).train()
+    model.set_r(4)
+    model.split_decoder = split
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    g = torch.Generator().manual_seed(1)
+    text_lens = torch.randint(chars // 2, chars + 1, (batch,), generator=g)
+    text_lens[0] = chars
+    mel_lens = torch.randint(frames // 2, frames + 1, (batch,), generator=g)
+    mel_lens[0] = frames
+    ids = torch.randint(1, model.dims.num_chars, (batch, chars), generator=g)
+    ids[torch.arange(chars)[None, :] >= text_lens[:, None]] = 0
+    mels = (torch.randn(batch, model.dims.n_mels, frames, generator=g) * 2).clamp(-4, 4)
+    stop = (torch.arange(frames)[None, :] >= mel_lens[:, None] - 1).float()
+    embeds = torch.nn.functional.normalize(torch.randn(batch, 256, generator=g), dim=1)
+    data = {"chars": ids, "mels": mels, "stop": stop, "embeds": embeds, "text_lens": text_lens, "mel_lens": mel_lens}
+
+    def step() -> None:
+        loss, _, _ = taco_loss(model, data, 2.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+
+    return step
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--chars", type=int, default=60)
+    ap.add_argument("--frames", type=int, default=264)
+    ap.add_argument("--lstm", default="384,768")
+    ap.add_argument("--quick", action="store_true", help="2 runs, batch 4, 80 frames: a smoke run")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = ap.parse_args()
+    runs, batch, frames = (2, 4, 80) if args.quick else (args.runs, args.batch, args.frames)
+    torch.set_num_threads(1)
+    load0 = os.getloadavg()
+    rows = {}
+    for lstm in (int(d) for d in args.lstm.split(",")):
+        fns = {mode: step_fn(lstm, batch, args.chars, frames, mode == "split") for mode in MODES}
+        stats = interleaved(fns, runs, warmup=1)
+        ratio = stats["split"]["median_ms"] / stats["step_loop"]["median_ms"]
+        rows[str(lstm)] = {"modes": stats, "split_over_step_loop": ratio}
+        for mode, s in stats.items():
+            print(f"decoder LSTMs {lstm:>3} wide  {mode:<10} step {s['median_ms']:7.0f} ms (IQR {s['iqr_ms']:4.0f})")
+        print(f"decoder LSTMs {lstm:>3} wide  split / step loop: {ratio:.2f}")
+    record = run_record("train_synthesizer", args.quick, load0, os.getloadavg())
+    record.update({"batch": batch, "chars": args.chars, "frames": frames, "r": 4, "threads": 1, "lstm": rows})
+    print(f"machine: {record['machine']}")
+    write_json(Path(args.out) / f"train_synthesizer{'_quick' if args.quick else ''}.json", record)
+
+
+if __name__ == "__main__":
+    main()
