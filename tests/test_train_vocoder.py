@@ -118,6 +118,18 @@ def test_resume_equals_straight_run_and_pruning_is_exact(speech, tmp_path):
     assert audio.load_audio(sample).shape == (4 * 200,)  # 0.05 s -> 5 frames -> 4 hops
 
 
+def test_resume_trains_at_the_rate_it_is_given(speech, tmp_path):
+    """A resumed run uses its own lr, not the one saved with the optimizer (as the synthesizer's does)."""
+    wav = _short_clip(speech)
+    kw = dict(dims=TINY, batch_size=2, seq_len=1, seed=3, progress=False, checkpoint_every=1)
+    train_vocoder([(wav, None)], tmp_path, steps=1, lr=1e-2, **kw)
+    before = read_checkpoint(tmp_path / "vocoder.pt").model_state
+    train_vocoder([(wav, None)], tmp_path, steps=2, lr=1e-7, **kw)
+    after = read_checkpoint(tmp_path / "vocoder.pt").model_state
+    moved = max(float((after[k].float() - before[k].float()).abs().max()) for k in PRUNABLE)
+    assert 0 < moved < 1e-5  # an Adam step moves a weight by about lr (1e-2 had it been the saved rate)
+
+
 def test_mol_mode_trains(speech, tmp_path):
     wav = _short_clip(speech)
     dims = dataclasses.replace(TINY, mode="MOL", bits=16, mu_law=False)

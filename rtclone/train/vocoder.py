@@ -261,6 +261,8 @@ def train_vocoder(
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     if resume and opt_path.is_file() and ckpt_path.is_file():
         opt.load_state_dict(torch.load(opt_path, map_location="cpu", weights_only=True)["optimizer"])
+        for group in opt.param_groups:  # load_state_dict brings back the saved rate: this run's lr wins
+            group["lr"] = lr
     step = int(model.step.item())
     masks = prune_masks(model, prune.sparsity(step), prune.block, prune.names) if prune and step > prune.start else {}
     losses: list[float] = []
