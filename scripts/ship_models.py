@@ -1,12 +1,15 @@
 """Copy trained checkpoints into the package's default-model folder and write its card.
 
     python scripts/ship_models.py --synthesizer runs/synth-small/synthesizer.pt \
-        [--vocoder runs/voc-small/vocoder.pt] [--eval benchmarks/results/eval_clone.json] [--note "..."]
+        [--vocoder runs/voc-small/vocoder.pt [--postfilter]] [--eval benchmarks/results/eval_clone.json] [--note "..."]
 
 Writes ``rtclone/models/{synthesizer,vocoder}.pt`` (weights and dims only: the rtclone checkpoint
 format, no optimizer state) and ``rtclone/models/card.json`` (what each model is: dims, parameter
 count, training steps, sparsity, data; and the measured quality from an ``rtclone eval clone``
 report). Without ``--vocoder`` any shipped vocoder is removed and the default is Griffin-Lim.
+``--postfilter`` writes ``"postfilter": true`` into the vocoder's entry: ``Cloner.from_default``
+then runs the WaveRNN's output through the mel-envelope post-filter (``rtclone.postfilter``);
+ship it only with an ``--eval`` report measured that way (``rtclone eval clone … --postfilter on``).
 Refuses to ship more than 60 MB in all.
 """
 
@@ -43,11 +46,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synthesizer", required=True, type=Path)
     ap.add_argument("--vocoder", type=Path)
+    ap.add_argument("--postfilter", action="store_true", help="the shipped WaveRNN runs with the mel-envelope post-filter")
     ap.add_argument("--eval", type=Path, help="an `rtclone eval clone` JSON report of these models")
     ap.add_argument("--data", default="built-in corpus v2 `rtclone corpus build` (seed 0): 36 training voices x (120 core + 150 "
                     "extra sentences), 9 720 utterances; held-out voices and sentences never trained on")
     ap.add_argument("--note", default="")
     args = ap.parse_args()
+    if args.postfilter and not args.vocoder:
+        print("refusing: --postfilter needs --vocoder (Griffin-Lim has nothing to filter)", file=sys.stderr)
+        return 1
+    if args.postfilter and args.eval and json.loads(args.eval.read_text()).get("postfilter") is not True:
+        print(f"refusing: {args.eval} was not measured with the post-filter (rtclone eval clone ... --postfilter on)", file=sys.stderr)
+        return 1
     total = args.synthesizer.stat().st_size + (args.vocoder.stat().st_size if args.vocoder else 0)
     if total / 1e6 > LIMIT_MB:
         print(f"refusing: {total / 1e6:.1f} MB > {LIMIT_MB} MB", file=sys.stderr)
@@ -59,7 +69,7 @@ def main() -> int:
             "synthesizer": describe(MODELS / "synthesizer.pt", "synthesizer")}  # fmt: skip
     if args.vocoder:
         shutil.copyfile(args.vocoder, MODELS / "vocoder.pt")
-        card["vocoder"] = describe(MODELS / "vocoder.pt", "vocoder")
+        card["vocoder"] = {**describe(MODELS / "vocoder.pt", "vocoder"), "postfilter": args.postfilter}
     else:
         (MODELS / "vocoder.pt").unlink(missing_ok=True)
         from rtclone.vocoder_gen import GriffinLimVocoder
