@@ -518,7 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_postfilter_arg(p)
 
     p = _add(ev, "vocoder", cmd_eval_vocoder, "a vocoder checkpoint against Griffin-Lim on a prepared set's "
-             "ground-truth (and GTA) mels: pocketsphinx WER and mel distance")
+             "ground-truth (and GTA) mels: pocketsphinx WER, mel distance and speaker similarity")
     p.add_argument("prepared", help="a prepared set (`rtclone train synthesizer ... --prepare-only`)")
     p.add_argument("checkpoint", help="vocoder checkpoint (rtclone or RTVC)")
     p.add_argument("--gta", help="an `rtclone train gta` export of the same set: also vocode its mels")
