@@ -125,7 +125,7 @@ def cmd_eval_vocoder(args: argparse.Namespace) -> dict[str, Any]:
     if args.backend not in BACKENDS:
         raise OptionsError(f"--backend must be one of {BACKENDS}, got {args.backend!r}")
     model = load_model(args.checkpoint, "vocoder").eval()
-    on_backend = SimpleNamespace(generate=functools.partial(model.generate, backend=args.backend))
+    on_backend = SimpleNamespace(generate=functools.partial(model.generate, backend=args.backend), dims=model.dims)
     report = evaluate_vocoder(on_backend, Path(args.prepared), Path(args.gta) if args.gta else None,
                               VocoderEvalOptions(items=args.items, seed=args.seed, postfilter=args.postfilter))
     report["checkpoint"] = {"path": args.checkpoint, "step": int(model.step.item()), "backend": args.backend}

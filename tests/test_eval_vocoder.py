@@ -83,6 +83,9 @@ def test_postfilter_rows_filter_the_same_outputs(prepared, random_vocoder):
     assert s["vocoder_pf_gt"]["mel_l1"] < 0.5 * s["vocoder_gt"]["mel_l1"]
     assert s["vocoder_pf_gt"]["similarity"] < s["baseline_gt"]["similarity"] - 0.05  # measured 0.86 vs 0.98
     assert s["vocoder_pf_gt"]["words"] == s["vocoder_gt"]["words"]
+    # the control is an untrained WaveRNN of the same dims seeded with the eval's seed: here that is the
+    # evaluated vocoder itself (the fixture's seed 0), so the two filtered rows agree exactly
+    assert s["control_pf_gt"] == s["vocoder_pf_gt"]
     with pytest.raises(OptionsError):
         VocoderEvalOptions(postfilter=1)
 
@@ -105,5 +108,9 @@ def test_cli(prepared, random_vocoder, tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["summary"] == printed["summary"] and saved["options"]["items"] == 1
     assert saved["checkpoint"]["backend"] == "torch" and saved["checkpoint"]["step"] == 0
+    assert "vocoder_pf_gt" not in saved["summary"]
+    assert main(["eval", "vocoder", str(prepared), str(ckpt), "--items", "1", "--backend", "torch", "--postfilter", "--json"]) == 0
+    filtered = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
+    assert filtered["control_pf_gt"]["words"] == filtered["vocoder_pf_gt"]["words"] > 0  # the checkpoint's dims give a control
     assert main(["eval", "vocoder", str(prepared), str(ckpt), "--backend", "gpu", "--json"]) != 0
     assert "--backend" in capsys.readouterr().out
