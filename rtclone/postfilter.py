@@ -6,7 +6,8 @@ filter works on the STFT the synthesizer mels are defined on (``audio.synth_mel`
 200, centred, on the pre-emphasised signal, which is the WaveRNN's own output domain): for each
 frame ``t`` and mel band ``b`` the gain is
 
-    g[t, b] = min(max_gain, target[t, b] / output[t, b])      (mel amplitudes)
+    g[t, b] = min(max_gain, target[t, b] / output[t, b])      (mel amplitudes; max_gain -> 1 for
+                                                               bands at the mel's -100 dB floor)
 
 spread over the FFT bins with the filterbank's normalised weights (bins outside 55-7600 Hz, where
 the mel says nothing, get gain 0 as in Griffin-Lim's pseudo-inverse), applied to the frame's
@@ -16,15 +17,15 @@ of 1 everywhere the output equals the input.
 
 What it cannot do: supply a voice. It makes any signal with energy in every band follow the mel's
 envelope, so even noise comes out partly intelligible (a one-shot 90 %-pruned WaveRNN whose raw output
-pocketsphinx does not understand at all, WER 1.0, reached 0.17 through it) and partly voice-like (a
+pocketsphinx does not understand at all, WER 1.0, reached 0.17 through it) and partly voice-like (an
 untrained 256-wide WaveRNN, pure noise to pocketsphinx, comes out at WER 0.05 and speaker similarity
 0.89 to the recording on the default eval's true mels, where Griffin-Lim gets 0.06 and 0.965). So a
 vocoder is judged with it only against that control: ``rtclone eval vocoder --postfilter`` reports an
 untrained WaveRNN of the same dims through the same filter (``control_pf_*``) next to it.
 
-Streaming: frame ``t`` needs the samples up to ``t * hop + n_fft / 2`` and mel frame ``t``, so
-a push ending on a hop boundary gets all but the last ``LAG`` = 600 samples (37.5 ms) out; :meth:`MelEnvelopeFilter.finish`
-flushes the rest. Any chunking of the same input gives the same output.
+Streaming: frame ``t`` needs the samples up to ``t * hop + n_fft / 2`` and mel frame ``t``, so a
+push ending on a hop boundary gets all but the last ``LAG`` = 600 samples (37.5 ms) out;
+:meth:`MelEnvelopeFilter.finish` flushes the rest. Any chunking of the same input gives the same output.
 """
 
 from __future__ import annotations
