@@ -72,6 +72,7 @@ class MelEnvelopeFilter:
     def __init__(self, max_gain: float = 4.0) -> None:
         self.max_gain = check_max_gain(max_gain)
         self._mel = np.zeros((audio.SYN_N_MELS, 0))  # target amplitudes of frames _m0 ..
+        self._cap = np.zeros((audio.SYN_N_MELS, 0))  # the most each band of those frames may be raised
         self._m0 = 0
         self._x = np.zeros(0)  # received samples from absolute index _x0 on
         self._x0 = 0
@@ -91,8 +92,9 @@ class MelEnvelopeFilter:
             raise InputShapeError(f"post-filter mel must have shape ({audio.SYN_N_MELS}, n), got {mel.shape}")
         amp = 10.0 ** ((audio._denormalize_db(mel) + audio.REF_LEVEL_DB) / 20.0)
         # a band at the mel's floor (-100 dB) says "at most this loud", not "this loud": never boost it
-        amp[mel <= -audio.MAX_ABS_VALUE + 1e-6] *= -1.0
+        cap = np.where(mel <= -audio.MAX_ABS_VALUE + 1e-6, 1.0, self.max_gain)
         self._mel = np.concatenate([self._mel, amp], axis=1)
+        self._cap = np.concatenate([self._cap, cap], axis=1)
 
     def push(self, x: np.ndarray) -> np.ndarray:
         if self._done:
@@ -123,27 +125,31 @@ class MelEnvelopeFilter:
         frames = np.lib.stride_tricks.sliding_window_view(seg, N_FFT)[::HOP]  # (F, 800)
         spec = scipy.fft.rfft(frames * win, axis=-1)  # (F, 401)
         have = np.abs(spec) @ to_an  # (F, 80) mel amplitudes of the signal
-        want = self._mel[:, t0 - self._m0 : t_end - self._m0].T  # (F, 80)
-        floor = want < 0  # bands at the mel's floor (marked negative by add_mel): gain at most 1
-        gain = np.minimum(np.where(floor, 1.0, self.max_gain), np.abs(want) / np.maximum(have, 1e-10))
+        frames_now = slice(t0 - self._m0, t_end - self._m0)
+        want, cap = self._mel[:, frames_now].T, self._cap[:, frames_now].T  # (F, 80)
+        gain = np.minimum(cap, want / np.maximum(have, 1e-10))
         out = scipy.fft.irfft(spec * (gain @ spread), n=N_FFT, axis=-1) * win  # (F, 800)
         # overlap-add into the accumulator (absolute start _o0 <= lo: everything from lo on is pending)
         need = hi - self._o0
         if len(self._acc) < need:
             self._acc = np.pad(self._acc, (0, need - len(self._acc)))
             self._norm = np.pad(self._norm, (0, need - len(self._norm)))
-        base = lo - self._o0
-        for j in range(N_FFT // HOP):  # frame f's j-th hop-long piece lands at base + (f + j) * HOP
-            idx = base + (np.arange(t_end - t0)[:, None] + j) * HOP + np.arange(HOP)
-            keep = idx >= 0  # the pieces before sample 0 (negative frames' halves) are dropped
-            # one j's pieces never overlap, so plain fancy-index addition is exact
-            self._acc[idx[keep]] += out[:, j * HOP : (j + 1) * HOP][keep]
-            self._norm[idx[keep]] += np.broadcast_to(win[j * HOP : (j + 1) * HOP] ** 2, idx.shape)[keep]
+        n_frames = t_end - t0
+        pieces = out.reshape(n_frames, N_FFT // HOP, HOP)
+        win_sq = (win**2).reshape(N_FFT // HOP, HOP)
+        for j in range(N_FFT // HOP):  # frame f's j-th hop-long piece lands at lo + (f + j) HOP: one run per j
+            start = lo - self._o0 + j * HOP
+            stop = start + n_frames * HOP
+            cut = max(0, -start)  # the pieces before sample 0 (negative frames' halves) are dropped
+            if stop <= 0:
+                continue
+            self._acc[start + cut : stop] += pieces[:, j].reshape(-1)[cut:]
+            self._norm[start + cut : stop] += np.tile(win_sq[j], n_frames)[cut:]
         self._t = t_end
         # later frames start at t_end * HOP - HALF: drop the samples and mel frames before them
         keep_from = max(self._x0, t_end * HOP - HALF)
         self._x, self._x0 = self._x[keep_from - self._x0 :], keep_from
-        self._mel, self._m0 = self._mel[:, t_end - self._m0 :], t_end
+        self._mel, self._cap, self._m0 = self._mel[:, t_end - self._m0 :], self._cap[:, t_end - self._m0 :], t_end
 
     def _emit(self, upto: int) -> np.ndarray:
         n = max(0, upto - self._o0)
@@ -172,8 +178,7 @@ def postfilter(x: np.ndarray, mel: np.ndarray, max_gain: float = 4.0) -> np.ndar
     """The whole-signal form: pre-emphasised signal ``x`` and its target mel (80, T) -> filtered (same length)."""
     f = MelEnvelopeFilter(max_gain)
     f.add_mel(mel)
-    y = np.concatenate([f.push(x), f.finish()])
-    return y
+    return np.concatenate([f.push(x), f.finish()])
 
 
 def postfilter_audio(wav: np.ndarray, mel: np.ndarray, max_gain: float = 4.0) -> np.ndarray:

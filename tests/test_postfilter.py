@@ -17,6 +17,7 @@ from rtclone.vocoder import VocoderDims, WaveRNN
 from rtclone.vocoder_gen import VocoderOptions, stream_info
 
 SR = 16000
+HOP_SAMPLES = 200
 
 
 def vowel(seconds: float = 0.6, f0: float = 140.0, seed: int = 0) -> np.ndarray:
@@ -102,6 +103,19 @@ def test_any_chunking_of_samples_and_frames_gives_the_same_output():
         f.add_mel(mel[:, m:])
         parts.append(f.finish())
         np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=1e-12)
+
+
+def test_one_frame_and_one_sample_at_a_time_gives_the_same_output():
+    x = audio.pre_emphasis(vowel(0.2) + 0.003 * np.random.default_rng(3).standard_normal(int(0.2 * SR)))
+    mel = audio.synth_mel(vowel(0.2))
+    f, parts = MelEnvelopeFilter(), []
+    for i in range(len(x)):
+        if i % HOP_SAMPLES == 0 and i // HOP_SAMPLES < mel.shape[1]:
+            f.add_mel(mel[:, i // HOP_SAMPLES : i // HOP_SAMPLES + 1])  # frame t arrives with sample t * hop
+        parts.append(f.push(x[i : i + 1]))
+    f.add_mel(mel[:, (len(x) - 1) // HOP_SAMPLES + 1 :])  # the frames past the last sample
+    parts.append(f.finish())
+    np.testing.assert_allclose(np.concatenate(parts), postfilter(x, mel), rtol=0, atol=1e-12)
 
 
 def test_latency_is_lag_samples_and_waits_for_mel_frames():
