@@ -157,9 +157,8 @@ class Cloner:
         worker thread (``options``: :class:`~rtclone.vocoder_batch.BatcherOptions`). Returns False
         (and does nothing) for the Griffin-Lim vocoder, which has no sample loop. Idempotent."""
         from .vocoder_batch import BatcherOptions, VocoderBatcher
-        from .vocoder_gen import GriffinLimVocoder
 
-        if isinstance(self.vocoder, GriffinLimVocoder):
+        if not self.has_trained_vocoder:
             return False
         if self.vocoder_batcher is None:
             self.vocoder_batcher = VocoderBatcher(options if options is not None else BatcherOptions())
@@ -278,10 +277,9 @@ class Cloner:
                 yield np.clip(pcm, -1.0, 1.0)  # de-emphasis can overshoot; PCM leaves here bounded
 
     def _vocoder_stream(self, mels: Any, vopts: Any) -> Iterator[np.ndarray]:
-        from .vocoder_gen import GriffinLimVocoder
         from .vocoder_gen import stream as vocoder_stream
 
-        if isinstance(self.vocoder, GriffinLimVocoder):
+        if not self.has_trained_vocoder:
             return self.vocoder.stream(mels, vopts)
         if self.postfilter:
             vopts = dataclasses.replace(vopts, postfilter=True)

@@ -201,13 +201,24 @@ class Decoder(nn.Module):
         w = self.mel_proj.weight.view(self.n_mels, self.max_r, -1)[:, :r]
         return w.reshape(self.n_mels * r, -1)
 
+    def attend(self, prev_frame: torch.Tensor, attn_hidden: torch.Tensor, context: torch.Tensor, cumulative: torch.Tensor,
+               memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None, generator: torch.Generator | None,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """The attention path of one step (it never reads the residual LSTMs): prenet of the previous
+        frame, attention GRU, location-sensitive attention -> new attention hidden (B, decoder_dims),
+        scores (B, T_text) and context (B, ctx)."""
+        pre = self.prenet(prev_frame, generator)  # (B, prenet_dims)
+        attn_hidden = self.attn_rnn(torch.cat([context, pre], dim=1), attn_hidden)
+        scores = self.attn_net(keys, attn_hidden, cumulative, mask)  # (B, T_text)
+        return attn_hidden, scores, torch.bmm(scores.unsqueeze(1), memory).squeeze(1)
+
     def teacher_forced(self, state: DecoderState, memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None,
                        mels: torch.Tensor, r: int, generator: torch.Generator | None, mel_weight: torch.Tensor,
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
         """The teacher-forced decoder: the same sums as :meth:`step` over every step, reordered.
 
-        The attention path (prenet, attention GRU, attention) never reads the residual LSTMs, so with
-        the previous frames known it runs first, step by step; the LSTMs and projections then run
+        The attention path (:meth:`attend`) never reads the residual LSTMs, so with the previous
+        frames known it runs first, step by step; the LSTMs and projections then run
         over the whole sequence at once (``torch.lstm``: one input GEMM for all steps, the recurrence
         in one call) instead of one cell call per step. Random draws (prenet dropout) happen in the
         same order as in the step loop. mels (B, n_mels, T) -> decoder mels (B, n_mels, T),
@@ -219,10 +230,7 @@ class Decoder(nn.Module):
         for t in range(0, T, r):
             if t > 0:
                 prev = mels[:, :, t - 1]
-            pre = self.prenet(prev, generator)
-            attn_hidden = self.attn_rnn(torch.cat([context, pre], dim=1), attn_hidden)
-            scores = self.attn_net(keys, attn_hidden, cumulative, mask)
-            context = torch.bmm(scores.unsqueeze(1), memory).squeeze(1)
+            attn_hidden, scores, context = self.attend(prev, attn_hidden, context, cumulative, memory, keys, mask, generator)
             cumulative = cumulative + scores
             hidden.append(attn_hidden)
             contexts.append(context)
@@ -248,10 +256,8 @@ class Decoder(nn.Module):
         returns mels (B, n_mels, r), stop logit (B,), attention (B, T_text) and the new state.
         """
         B = memory.size(0)
-        pre = self.prenet(state.prev_frame, generator)  # (B, prenet_dims)
-        attn_hidden = self.attn_rnn(torch.cat([state.context, pre], dim=1), state.attn_hidden)
-        scores = self.attn_net(keys, attn_hidden, state.cumulative, mask)  # (B, T_text)
-        context = torch.bmm(scores.unsqueeze(1), memory).squeeze(1)  # (B, ctx)
+        attn_hidden, scores, context = self.attend(state.prev_frame, state.attn_hidden, state.context, state.cumulative,
+                                                   memory, keys, mask, generator)  # fmt: skip
         x = self.rnn_input(torch.cat([context, attn_hidden], dim=1))  # (B, lstm)
         h1, c1 = self.res_rnn1(x, state.rnn1)
         x = x + h1

@@ -55,7 +55,8 @@ def main() -> int:
     if args.postfilter and not args.vocoder:
         print("refusing: --postfilter needs --vocoder (Griffin-Lim has nothing to filter)", file=sys.stderr)
         return 1
-    if args.postfilter and args.eval and json.loads(args.eval.read_text()).get("postfilter") is not True:
+    report = json.loads(args.eval.read_text()) if args.eval else None
+    if args.postfilter and report is not None and report.get("postfilter") is not True:
         print(f"refusing: {args.eval} was not measured with the post-filter (rtclone eval clone ... --postfilter on)", file=sys.stderr)
         return 1
     total = args.synthesizer.stat().st_size + (args.vocoder.stat().st_size if args.vocoder else 0)
@@ -78,8 +79,7 @@ def main() -> int:
         card["vocoder"] = {"file": None, "kind": "Griffin-Lim (no trained vocoder shipped)", "n_iter": gl.n_iter,
                            "power": gl.power, "peak": gl.peak,
                            "segments": None if gl.segments is None else dataclasses.asdict(gl.segments)}  # fmt: skip
-    if args.eval:
-        report = json.loads(args.eval.read_text())
+    if report is not None:
         card["eval"] = {k: report.get(k) for k in ("options", "summary", "goals", "failures")}
         card["eval"]["failures"] = len(report.get("failures") or [])
     (MODELS / "card.json").write_text(json.dumps(card, indent=1) + "\n", encoding="utf-8")
