@@ -1,14 +1,16 @@
-"""What does a synthesizer training step cost on this CPU: the decoder's step loop against the split decoder?
+"""What does a synthesizer training step cost on this CPU: the decoder's step loop, the split decoder, the C LSTM layer?
 
 One training step as ``rtclone.train.synthesizer`` takes it (teacher-forced pass, RTVC's loss plus
 the guided-attention term, backward, gradient clipping, Adam) on random data of the corpus's typical
 shapes (``--batch`` utterances of ``--chars`` symbols and ``--frames`` mel frames, r = 4), one torch
 thread, for the default dims (decoder LSTMs 384 wide) and the widened line (768). Modes:
 ``step_loop`` (``Tacotron.split_decoder = False``: one LSTM-cell call per decoder step, the
-reference) and ``split`` (``Decoder.teacher_forced``: the attention path step by step, then the
-residual LSTMs and projections over the whole sequence; what training uses). Modes are interleaved so
-background load hits them alike. Prints and writes the median and IQR of the step time and the ratio,
-with the machine.
+reference), ``split`` (``Decoder.teacher_forced``: the attention path step by step, then the
+residual LSTMs and projections over the whole sequence, in torch's LSTM), ``split_c`` (the same with
+the LSTMs in rtclone.kernels.cpu.gru.lstm_layer, float32; what training uses when the extension is
+built) and ``split_c_bf16`` (its products on bfloat16 operands: ``--bf16-lstm``). Modes are
+interleaved so background load hits them alike. Prints and writes the median and IQR of the step
+time and each mode's ratio to the step loop, with the machine.
 
     python benchmarks/train_synthesizer.py [--runs 5] [--batch 16] [--chars 60] [--frames 264] [--lstm 384,768] [--quick]
 """
@@ -23,19 +25,22 @@ from pathlib import Path
 import torch
 from _common import interleaved, run_record, write_json
 
+from rtclone.kernels.cpu import gru as fused
 from rtclone.synthesizer import SynthesizerDims, Tacotron
 from rtclone.train.synthesizer import taco_loss
 
 ROOT = Path(__file__).resolve().parent.parent
-MODES = ("step_loop", "split")
+MODES = ("step_loop", "split", "split_c", "split_c_bf16")
 
 
-def step_fn(lstm: int, batch: int, chars: int, frames: int, split: bool):
+def step_fn(lstm: int, batch: int, chars: int, frames: int, mode: str):
     """A closure taking one training step of a fresh seeded Tacotron on fixed random data."""
     torch.manual_seed(0)
     model = Tacotron(dataclasses.replace(SynthesizerDims.small(), lstm_dims=lstm)).train()
     model.set_r(4)
-    model.split_decoder = split
+    model.split_decoder = mode != "step_loop"
+    model.decoder.lstm_bf16 = mode == "split_c_bf16"
+    fused_lstm = "1" if mode.startswith("split_c") else "0"
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(1)
     text_lens = torch.randint(chars // 2, chars + 1, (batch,), generator=g)
@@ -50,6 +55,7 @@ def step_fn(lstm: int, batch: int, chars: int, frames: int, split: bool):
     data = {"chars": ids, "mels": mels, "stop": stop, "embeds": embeds, "text_lens": text_lens, "mel_lens": mel_lens}
 
     def step() -> None:
+        os.environ["RTCLONE_FUSED_LSTM"] = fused_lstm
         loss, _, _ = taco_loss(model, data, 2.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -74,13 +80,13 @@ def main() -> None:
     load0 = os.getloadavg()
     rows = {}
     for lstm in (int(d) for d in args.lstm.split(",")):
-        fns = {mode: step_fn(lstm, batch, args.chars, frames, mode == "split") for mode in MODES}
-        stats = interleaved(fns, runs, warmup=1)
-        ratio = stats["split"]["median_ms"] / stats["step_loop"]["median_ms"]
-        rows[str(lstm)] = {"modes": stats, "split_over_step_loop": ratio}
+        modes = [m for m in MODES if fused.lstm_available() or not m.startswith("split_c")]
+        stats = interleaved({mode: step_fn(lstm, batch, args.chars, frames, mode) for mode in modes}, runs, warmup=1)
+        base = stats["step_loop"]["median_ms"]
+        rows[str(lstm)] = {"modes": stats, "over_step_loop": {m: s["median_ms"] / base for m, s in stats.items()}}
         for mode, s in stats.items():
-            print(f"decoder LSTMs {lstm:>3} wide  {mode:<10} step {s['median_ms']:7.0f} ms (IQR {s['iqr_ms']:4.0f})")
-        print(f"decoder LSTMs {lstm:>3} wide  split / step loop: {ratio:.2f}")
+            print(f"decoder LSTMs {lstm:>3} wide  {mode:<12} step {s['median_ms']:7.0f} ms (IQR {s['iqr_ms']:4.0f})"
+                  f"  {s['median_ms'] / base:.2f} of the step loop")
     record = run_record("train_synthesizer", args.quick, load0, os.getloadavg())
     record.update({"batch": batch, "chars": args.chars, "frames": frames, "r": 4, "threads": 1, "lstm": rows})
     print(f"machine: {record['machine']}")

@@ -478,6 +478,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guided-attention", type=float, default=0.0)
     p.add_argument("--own-frames", type=float, default=0.0,
                    help="scheduled sampling: probability of feeding the decoder its own previous frame")
+    p.add_argument("--bf16-lstm", action="store_true",
+                   help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels.cpu import gru as _fused
+
 
 def dropout_always(x: torch.Tensor, p: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Dropout that is applied in training *and* inference (Tacotron's prenet; the RTVC trap).
@@ -159,8 +161,21 @@ class DecoderState:
     prev_frame: torch.Tensor  # (B, n_mels) the last frame of the previous step (go frame: zeros)
 
 
+def _fused_lstm_usable(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, params: list[torch.Tensor]) -> bool:
+    """Whether a teacher-forced LSTM pass can run in rtclone.kernels.cpu.gru.lstm_layer: built, on the
+    CPU, float32, gradients wanted (it is a cheaper training step; inference keeps torch's) and a
+    zero initial state (as training's)."""
+    return (torch.is_grad_enabled() and _fused.lstm_available() and x.device.type == "cpu" and x.dtype == torch.float32
+            and all(p.dtype == torch.float32 for p in params) and not bool(h0.any()) and not bool(c0.any()))
+
+
 class Decoder(nn.Module):
-    """One Tacotron decoder step: r mel frames (of ``max_r`` projected) and a stop logit."""
+    """One Tacotron decoder step: r mel frames (of ``max_r`` projected) and a stop logit.
+
+    ``lstm_bf16`` (not saved): teacher-forced training passes give the residual LSTMs' products
+    bfloat16 operands (float32 accumulation, states and gates; :func:`rtclone.kernels.cpu.gru.lstm_layer`)."""
+
+    lstm_bf16 = False
 
     def __init__(self, n_mels: int, encoder_dims: int, decoder_dims: int, prenet_dims: int, lstm_dims: int,
                  dropout: float, speaker_dims: int, max_r: int, attn_filters: int = 32, attn_kernel: int = 31) -> None:
@@ -239,7 +254,11 @@ class Decoder(nn.Module):
         x = self.rnn_input(torch.cat([ctx, torch.stack(hidden, dim=1)], dim=2))  # (B, S, lstm)
         for cell, (h0, c0) in ((self.res_rnn1, state.rnn1), (self.res_rnn2, state.rnn2)):
             params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
-            out, _, _ = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), params, True, 1, 0.0, self.training, False, True)
+            if _fused_lstm_usable(x, h0, c0, params):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.lstm_bf16 or torch.is_autocast_enabled("cpu")):
+                    out = _fused.lstm_layer(x, *params)
+            else:
+                out, _, _ = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), params, True, 1, 0.0, self.training, False, True)
             x = x + out
         S = x.size(1)
         mel_out = F.linear(x, mel_weight).view(B, S, self.n_mels, r).permute(0, 2, 1, 3).reshape(B, self.n_mels, S * r)

@@ -122,10 +122,13 @@ def test_forward_teacher_forcing_shapes(tiny):
         tiny.set_r(2)
 
 
+@pytest.mark.parametrize("fused_lstm", ["0", "1"], ids=["torch_lstm", "c_lstm"])
 @pytest.mark.parametrize("r", [1, 3, 4])
-def test_split_teacher_forced_decoder_equals_the_step_loop(r):
-    """Decoder.teacher_forced (LSTMs over whole sequences) gives the step loop's outputs and gradients,
-    in training mode (prenet dropout drawn in the same order), with padding and T not a multiple of r."""
+def test_split_teacher_forced_decoder_equals_the_step_loop(r, fused_lstm, monkeypatch):
+    """Decoder.teacher_forced (LSTMs over whole sequences, in torch's LSTM or the C layer when built)
+    gives the step loop's outputs and gradients, in training mode (prenet dropout drawn in the same
+    order), with padding and T not a multiple of r."""
+    monkeypatch.setenv("RTCLONE_FUSED_LSTM", fused_lstm)
     torch.manual_seed(0)
     model = Tacotron(SynthesizerDims.tiny()).train()
     model.set_r(r)

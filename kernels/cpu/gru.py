@@ -1,4 +1,4 @@
-"""A single-layer GRU's training pass with each time step in C (``_gru``, kernels/cpu/gru_train.c).
+"""Single-layer GRU and LSTM training passes with each time step in C (``_gru``, kernels/cpu/gru_train.c).
 
 ``gru_layer(x, w_ih, w_hh, b_ih, b_hh)`` equals ``torch.nn.GRU(batch_first=True)(x)[0]`` from a
 zero state (same gate order r, z, n; gradients for x and all four parameters). It is what
@@ -15,8 +15,14 @@ torch's GRU (benchmarks/train_vocoder.py measures both):
   float32 FMA on the bfloat16 values); gates, states, gate gradients and bias sums stay float32,
   and the output is float32.
 
-:func:`available` says whether the extension is built; ``RTCLONE_FUSED_GRU=0`` turns it off;
-:func:`kernels` says which C paths run.
+``lstm_layer(x, w_ih, w_hh, b_ih, b_hh)`` does the same for ``torch.nn.LSTM`` (gate order i, f, g,
+o; the two biases enter summed, so their gradients are equal): the synthesizer's teacher-forced
+decoder runs its two residual LSTMs in it (``rtclone.tacotron_layers``; benchmarks/train_synthesizer.py).
+
+:func:`available` says whether the extension is built; ``RTCLONE_FUSED_GRU=0`` turns the GRU layer
+off in the WaveRNN and ``RTCLONE_FUSED_LSTM=0`` the LSTM layer in the decoder (:func:`lstm_available`);
+:func:`kernels` says which C paths run. The C products read their weights packed by :func:`_pack`
+into column tiles whose rows are contiguous.
 """
 
 from __future__ import annotations
@@ -57,9 +63,34 @@ _KERNELS = [True, True]  # wanted: vectorised, bf16dot (tests turn them off to c
 def _pack(w_kn: torch.Tensor, md: torch.dtype) -> tuple[torch.Tensor, int]:
     """A (K, N) product operand in the layout the C products read: (packed tensor, layout id)."""
     k, n = w_kn.shape
-    if md == torch.bfloat16 and kernels()["bf16dot"] and k % 2 == 0 and n % 32 == 0:
-        return w_kn.to(md).view(k // 2, 2, n).transpose(1, 2).contiguous(), 1  # bfloat16 pairs (K/2, N, 2)
-    return w_kn.to(md).float().contiguous(), 0  # float32 (K, N), values rounded to md
+    use = kernels()
+    if md == torch.bfloat16 and use["bf16dot"] and k % 2 == 0 and n % 32 == 0:  # bfloat16 pairs in tiles (N/32, K/2, 32, 2)
+        return w_kn.to(md).view(k // 2, 2, n // 32, 32).permute(2, 0, 3, 1).contiguous(), 1
+    w = w_kn.to(md).float()  # float32, values rounded to md
+    if use["vectorised"] and n % 16 == 0:  # column tiles (N/16, K, 16)
+        return w.view(k, n // 16, 16).transpose(0, 1).contiguous(), 2
+    return w.contiguous(), 0  # (K, N)
+
+
+def _input_half(x: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor, md: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """x in the mm dtype (B, T, I) and its product x W_ih^T + bias for all steps (B, T, G·R): one torch product."""
+    b, t_len, n_in = x.shape
+    xm = x.detach().to(md).contiguous()
+    gi = torch.addmm(bias.detach().to(md), xm.view(b * t_len, n_in), w_ih.detach().to(md).t())
+    return xm, gi.view(b, t_len, -1)
+
+
+def _weight_grads(dgi: torch.Tensor, dgh: torch.Tensor, out: torch.Tensor, xm: torch.Tensor, w_ih: torch.Tensor,
+                  md: torch.dtype, want_dx: bool) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """After the loop: dx, dW_ih and dW_hh as whole-sequence products from the input-half gate gradients
+    dgi (B, T, G·R) float32, the recurrent-half ones dgh (T, B, G·R) in the mm dtype and the outputs."""
+    b, t_len, r = out.shape
+    hprev = torch.cat([torch.zeros(1, b, r, dtype=md), out.transpose(0, 1)[:-1].to(md)]).view(t_len * b, r)
+    dgi_m = dgi.view(b * t_len, -1).to(md)
+    dw_hh = torch.mm(dgh.view(t_len * b, -1).t(), hprev).float()
+    dw_ih = torch.mm(dgi_m.t(), xm.view(b * t_len, -1)).float()
+    dx = torch.mm(dgi_m, w_ih.detach().to(md)).float().view(b, t_len, -1) if want_dx else None
+    return dx, dw_ih, dw_hh
 
 
 class _GRULayer(torch.autograd.Function):
@@ -67,12 +98,11 @@ class _GRULayer(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
                 b_hh: torch.Tensor, md: torch.dtype) -> torch.Tensor:  # fmt: skip
         with torch.autocast("cpu", enabled=False):
-            b, t_len, n_in = x.shape
+            b, t_len, _ = x.shape
             r = w_hh.shape[1]
             bf = int(md == torch.bfloat16)
             es = 2 if bf else 4
-            xm = x.detach().to(md).contiguous()
-            gi = torch.addmm(b_ih.detach().to(md), xm.view(b * t_len, n_in), w_ih.detach().to(md).t()).view(b, t_len, 3 * r)
+            xm, gi = _input_half(x, w_ih, b_ih, md)
             w, wkind = _pack(w_hh.detach().t(), md)
             bhh = b_hh.detach().to(md).float().contiguous()
             out = torch.empty(b, t_len, r)
@@ -109,22 +139,83 @@ class _GRULayer(torch.autograd.Function):
                 _gru.bwd(carry.data_ptr(), dout_p + t * r * 4, t_len * r, gates[t].data_ptr(), hn[t].data_ptr(), hp, hps,
                          dgi_p + t * 3 * r * 4, t_len * 3 * r, dgh_p + t * b * 3 * r * es, w.data_ptr(), wkind,
                          db_ih.data_ptr(), db_hh.data_ptr(), b, r, bf, int(t > 0))
-            hprev = torch.cat([torch.zeros(1, b, r, dtype=md), out.transpose(0, 1)[:-1].to(md)]).view(t_len * b, r)
-            dgi_m = dgi.view(b * t_len, 3 * r).to(md)
-            dw_hh = torch.mm(dgh.view(t_len * b, 3 * r).t(), hprev).float()
-            dw_ih = torch.mm(dgi_m.t(), xm.view(b * t_len, -1)).float()
-            dx = torch.mm(dgi_m, w_ih.detach().to(md)).float().view(b, t_len, -1) if ctx.needs_input_grad[0] else None
+            dx, dw_ih, dw_hh = _weight_grads(dgi, dgh, out, xm, w_ih, md, ctx.needs_input_grad[0])
         return dx, dw_ih, dw_hh, db_ih, db_hh, None
+
+
+class _LSTMLayer(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+                b_hh: torch.Tensor, md: torch.dtype) -> torch.Tensor:  # fmt: skip
+        with torch.autocast("cpu", enabled=False):
+            b, t_len, _ = x.shape
+            r = w_hh.shape[1]
+            bf = int(md == torch.bfloat16)
+            es = 2 if bf else 4
+            xm, gi = _input_half(x, w_ih, b_ih + b_hh, md)  # the two biases only ever appear summed
+            w, wkind = _pack(w_hh.detach().t(), md)
+            out = torch.empty(b, t_len, r)
+            hm = torch.zeros(b, r, dtype=md)  # the state as the next product's operand
+            cells = torch.zeros(t_len + 1, b, r)  # cells[t + 1]: the cell after step t; cells[0] = 0
+            gates = torch.empty(t_len, b, 4 * r)
+            gi_p, out_p = gi.data_ptr(), out.data_ptr()
+            for t in range(t_len):
+                _gru.lstm_fwd(gi_p + t * 4 * r * es, t_len * 4 * r, hm.data_ptr(), w.data_ptr(), wkind, cells[t].data_ptr(),
+                               r, cells[t + 1].data_ptr(), out_p + t * r * 4, t_len * r, gates[t].data_ptr(), b, r, bf)
+        ctx.save_for_backward(xm, w_ih, w_hh, out, gates, cells)
+        ctx.md = md
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xm, w_ih, w_hh, out, gates, cells = ctx.saved_tensors
+        md = ctx.md
+        with torch.autocast("cpu", enabled=False):
+            t_len, b, r4 = gates.shape
+            r = r4 // 4
+            bf = int(md == torch.bfloat16)
+            es = 2 if bf else 4
+            dout = dout.float().contiguous()
+            w, wkind = _pack(w_hh.detach(), md)
+            carry_h, carry_c = torch.zeros(b, r), torch.zeros(b, r)
+            dg = torch.empty(b, t_len, 4 * r)
+            dgh = torch.empty(t_len, b, 4 * r, dtype=md)  # step-major: dgh[t] is a contiguous product operand
+            db = torch.zeros(4 * r)
+            dout_p, dg_p, dgh_p = dout.data_ptr(), dg.data_ptr(), dgh.data_ptr()
+            for t in range(t_len - 1, -1, -1):
+                _gru.lstm_bwd(carry_h.data_ptr(), carry_c.data_ptr(), dout_p + t * r * 4, t_len * r, gates[t].data_ptr(),
+                               cells[t + 1].data_ptr(), cells[t].data_ptr(), r, dg_p + t * 4 * r * 4, t_len * 4 * r,
+                               dgh_p + t * b * 4 * r * es, w.data_ptr(), wkind, db.data_ptr(), b, r, bf, int(t > 0))
+            dx, dw_ih, dw_hh = _weight_grads(dg, dgh, out, xm, w_ih, md, ctx.needs_input_grad[0])
+        return dx, dw_ih, dw_hh, db, db.clone(), None
+
+
+def lstm_available() -> bool:
+    """True when the C extension has the LSTM steps and ``RTCLONE_FUSED_LSTM`` is not ``0``."""
+    return _gru is not None and hasattr(_gru, "lstm_fwd") and os.environ.get("RTCLONE_FUSED_LSTM", "1") != "0"
+
+
+def _layer(fn: Any, name: str, gates: int, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+           b_hh: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """Checks shared by the two layers, then ``fn.apply``."""
+    if _gru is None or not hasattr(_gru, "lstm_fwd" if gates == 4 else "fwd"):
+        raise RuntimeError("rtclone.kernels.cpu._gru is not built (pip install -e . builds it)")
+    if x.dim() != 3 or x.device.type != "cpu" or w_hh.shape[0] != gates * w_hh.shape[1] or w_ih.shape != (w_hh.shape[0], x.shape[2]):
+        raise ValueError(f"{name}: bad shapes x {tuple(x.shape)}, w_ih {tuple(w_ih.shape)}, w_hh {tuple(w_hh.shape)}")
+    if x.dtype not in (torch.float32, torch.bfloat16) or any(p.dtype != torch.float32 for p in (w_ih, w_hh, b_ih, b_hh)):
+        raise ValueError(f"{name}: float32 weights and a float32 or bfloat16 input, got x {x.dtype}, w_hh {w_hh.dtype}")
+    if x.shape[1] == 0:
+        return x.new_zeros(x.shape[0], 0, w_hh.shape[1], dtype=torch.float32)
+    return fn.apply(x, w_ih, w_hh, b_ih, b_hh, _mm_dtype())
+
+
+def lstm_layer(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+    """(B, T, I) -> (B, T, R) float32 outputs of an LSTM layer from a zero state: equal to
+    ``torch.nn.LSTM(batch_first=True)(x)[0]`` with these weights (gate order i, f, g, o; gradients
+    for x and all four parameters). Each time step is one C call, as in :func:`gru_layer`."""
+    return _layer(_LSTMLayer, "lstm_layer", 4, x, w_ih, w_hh, b_ih, b_hh)
 
 
 def gru_layer(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
     """(B, T, I) -> (B, T, R) float32 outputs of a GRU layer from a zero state (see the module doc)."""
-    if _gru is None:
-        raise RuntimeError("rtclone.kernels.cpu._gru is not built (pip install -e . builds it)")
-    if x.dim() != 3 or x.device.type != "cpu" or w_hh.shape[0] != 3 * w_hh.shape[1] or w_ih.shape != (w_hh.shape[0], x.shape[2]):
-        raise ValueError(f"gru_layer: bad shapes x {tuple(x.shape)}, w_ih {tuple(w_ih.shape)}, w_hh {tuple(w_hh.shape)}")
-    if x.dtype not in (torch.float32, torch.bfloat16) or any(p.dtype != torch.float32 for p in (w_ih, w_hh, b_ih, b_hh)):
-        raise ValueError(f"gru_layer: float32 weights and a float32 or bfloat16 input, got x {x.dtype}, w_hh {w_hh.dtype}")
-    if x.shape[1] == 0:
-        return x.new_zeros(x.shape[0], 0, w_hh.shape[1], dtype=torch.float32)
-    return _GRULayer.apply(x, w_ih, w_hh, b_ih, b_hh, _mm_dtype())
+    return _layer(_GRULayer, "gru_layer", 3, x, w_ih, w_hh, b_ih, b_hh)

@@ -19,16 +19,18 @@
  * nearest even. sigmoid and tanh use the vectorised functions of vmath.h on AVX2 machines.
  *
  * Products y (+)= a W, a (B, K) in the mm dtype, W a (K, N) operand packed by the caller, float32
- * accumulation and result: W float32 (K, N) row-major ("kn", AVX2 FMA in tiles of 4 rows x 16
- * columns, or a scalar loop), or bfloat16 pairs (K / 2, N, 2) ("pairs", AVX512-BF16 dot products
- * in tiles of 4 rows x 32 columns, on CPUs that have them).
+ * accumulation and result: W float32 (K, N) row-major ("kn", a scalar loop), float32 column tiles
+ * (N / 16, K, 16) ("tiles", AVX2 FMA on 4 rows x 16 columns), or bfloat16 pairs in column tiles
+ * (N / 32, K / 2, 32, 2) ("pairs", AVX512-BF16 dot products on 4 rows x 32 columns, on CPUs that have
+ * them). A tile's K rows are contiguous: the inner loop streams them (a row-major W read 16 or 32
+ * columns at a time strides N floats per k, which for N of a few thousand makes every load miss L1).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include "vmath.h"
 
-enum { W_KN = 0, W_PAIRS = 1 };
+enum { W_KN = 0, W_PAIRS = 1, W_TILES = 2 };
 
 /* the elementwise loops: compiled twice, for AVX2 + FMA and for the baseline, chosen at load time */
 #if RT_X86 && defined(__GNUC__) && !defined(__clang__)
@@ -104,8 +106,9 @@ static void mm_kn_scalar(const float *a, int B, int K, const float *W, int N, fl
         c0 = _mm256_fmadd_ps(w0, av, c0);                          \
         c1 = _mm256_fmadd_ps(w1, av, c1);                          \
     }
-AVX2_FN static void mm_kn_avx2(const float *a0, int B, int K, const float *W, int N, float *y0) {
-    for (int j = 0; j < N; j += 16) /* a column tile of W stays in L1 across the row groups */
+AVX2_FN static void mm_tiles_avx2(const float *a0, int B, int K, const float *W0, int N, float *y0) {
+    for (int j = 0; j < N; j += 16) { /* a column tile of W stays in cache across the row groups */
+        const float *W = W0 + (long)j * K;
         for (int b = 0; b < B; b += 4) {
             const int G = B - b < 4 ? B - b : 4;
             const float *a = a0 + (long)b * K;
@@ -116,7 +119,7 @@ AVX2_FN static void mm_kn_avx2(const float *a0, int B, int K, const float *W, in
             if (G > 2) r0 = _mm256_loadu_ps(y + 2 * N), r1 = _mm256_loadu_ps(y + 2 * N + 8);
             if (G > 3) s0 = _mm256_loadu_ps(y + 3 * N), s1 = _mm256_loadu_ps(y + 3 * N + 8);
             for (int k = 0; k < K; k++) {
-                const __m256 w0 = _mm256_loadu_ps(W + (long)k * N + j), w1 = _mm256_loadu_ps(W + (long)k * N + j + 8);
+                const __m256 w0 = _mm256_loadu_ps(W + (long)k * 16), w1 = _mm256_loadu_ps(W + (long)k * 16 + 8);
                 KN_ROW(0, p0, p1)
                 KN_ROW(1, q0, q1)
                 KN_ROW(2, r0, r1)
@@ -127,6 +130,7 @@ AVX2_FN static void mm_kn_avx2(const float *a0, int B, int K, const float *W, in
             if (G > 2) _mm256_storeu_ps(y + 2 * N, r0), _mm256_storeu_ps(y + 2 * N + 8, r1);
             if (G > 3) _mm256_storeu_ps(y + 3 * N, s0), _mm256_storeu_ps(y + 3 * N + 8, s1);
         }
+    }
 }
 
 #define BF16_FN __attribute__((target("avx512f,avx512bf16")))
@@ -139,7 +143,7 @@ BF16_FN static inline __attribute__((always_inline)) void mm_pairs_tile(const ui
         c1[g] = _mm512_loadu_ps(y + (long)g * N + j + 16);
     }
     for (int kp = 0; kp < K / 2; kp++) {
-        const uint16_t *w = W + ((long)kp * N + j) * 2;
+        const uint16_t *w = W + ((long)j * (K / 2) + (long)kp * 32) * 2;
         const __m512bh w0 = (__m512bh)_mm512_loadu_si512(w), w1 = (__m512bh)_mm512_loadu_si512(w + 32);
         for (int g = 0; g < G; g++) {
             uint32_t pair;
@@ -182,6 +186,7 @@ static int have_bf16dot(void) {
 
 static int wkind_ok(int wkind, int bf, int K, int N) {
     if (wkind == W_KN) return 1;
+    if (wkind == W_TILES) return RT_X86 && use_vec && N % 16 == 0;
     return wkind == W_PAIRS && RT_X86 && use_bf16dot && bf && K % 2 == 0 && N % 32 == 0;
 }
 
@@ -199,8 +204,8 @@ static void matmul(const void *a, int bf, int B, int K, const void *W, int wkind
         af = tmp;
     }
 #if RT_X86
-    if (use_vec && N % 16 == 0) {
-        mm_kn_avx2(af, B, K, (const float *)W, N, y);
+    if (wkind == W_TILES) {
+        mm_tiles_avx2(af, B, K, (const float *)W, N, y);
         return;
     }
 #endif
@@ -297,6 +302,94 @@ static PyObject *py_bwd(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---- LSTM steps (torch.nn.LSTM's gate order i, f, g, o) ------------------------------------------
+ *   forward   G = gi + h W_hh^T (gi = x W_ih^T + b_ih + b_hh); i, f, o = s(G_i, G_f, G_o), g = tanh(G_g)
+ *             c' = f c + i g;  h' = o tanh(c')
+ *   backward  d = carry_h + dout;  t = tanh(c');  dc = carry_c + d o (1 - t^2)
+ *             dG = [dc g i (1 - i), dc c f (1 - f), dc i (1 - g^2), d t o (1 - o)]
+ *             carry_c' = dc f;  carry_h' = dG W_hh
+ * The input and recurrent halves share dG (and one bias-gradient sum). */
+CLONES static void lstm_fwd_row(const void *gi, const float *gh, const float *cp, float *c, float *h, void *hm, float *g,
+                                float *tc, int R, int bf) {
+    load_row(gi, g, 4 * R, bf);
+    for (int j = 0; j < 4 * R; j++) g[j] += gh[j];
+    activate(1, g, 2 * R);
+    activate(2, g + 2 * R, R);
+    activate(1, g + 3 * R, R);
+    const float *i = g, *f = g + R, *gg = g + 2 * R;
+    for (int j = 0; j < R; j++) c[j] = tc[j] = f[j] * cp[j] + i[j] * gg[j];
+    activate(2, tc, R);
+    for (int j = 0; j < R; j++) h[j] = g[3 * R + j] * tc[j];
+    store_row(hm, h, R, bf);
+}
+
+CLONES static void lstm_bwd_row(float *carry_h, float *carry_c, const float *dout, const float *g, const float *c,
+                                const float *cp, float *dg, void *dgh, float *db, float *tc, int R, int bf) {
+    const float *i = g, *f = g + R, *gg = g + 2 * R, *o = g + 3 * R;
+    memcpy(tc, c, (size_t)R * sizeof(float));
+    activate(2, tc, R);
+    for (int j = 0; j < R; j++) {
+        const float d = carry_h[j] + dout[j];
+        const float dc = carry_c[j] + d * o[j] * (1.0f - tc[j] * tc[j]);
+        dg[j] = dc * gg[j] * i[j] * (1.0f - i[j]);
+        dg[R + j] = dc * cp[j] * f[j] * (1.0f - f[j]);
+        dg[2 * R + j] = dc * i[j] * (1.0f - gg[j] * gg[j]);
+        dg[3 * R + j] = d * tc[j] * o[j] * (1.0f - o[j]);
+        carry_c[j] = dc * f[j];
+        carry_h[j] = 0.0f;
+    }
+    for (int j = 0; j < 4 * R; j++) db[j] += dg[j];
+    store_row(dgh, dg, 4 * R, bf);
+}
+
+/* lstm_fwd(gi, gi_stride, hm, W, wkind, cp, cp_stride, c, h, h_stride, gates, B, R, bf16): G = gi + hm W
+ * (hm: (B, R) mm dtype, the previous state, overwritten with the new one), the gates, the new cell c
+ * ((B, R) contiguous) and state h (rows h_stride apart); cp: the previous cell. gates (B, 4R) contiguous. */
+static PyObject *py_lstm_fwd(PyObject *self, PyObject *args) {
+    unsigned long long gi, hm, w, cp, c, h, g;
+    long long gis, cps, hs;
+    int wkind, B, R, bf;
+    if (!PyArg_ParseTuple(args, "KLKKiKLKKLKiii", &gi, &gis, &hm, &w, &wkind, &cp, &cps, &c, &h, &hs, &g, &B, &R, &bf))
+        return NULL;
+    if (!wkind_ok(wkind, bf, R, 4 * R)) return PyErr_Format(PyExc_ValueError, "weight layout %d unusable here", wkind);
+    const size_t es = bf ? 2 : 4;
+    float *gh = (float *)calloc((size_t)B * 5 * R + R, sizeof(float)), *tmp = gh + (size_t)B * 4 * R;
+    if (!gh) return PyErr_NoMemory();
+    matmul(PTR(hm), bf, B, R, PTR(w), wkind, 4 * R, gh, tmp);
+    for (int b = 0; b < B; b++)
+        lstm_fwd_row((const char *)PTR(gi) + (size_t)b * gis * es, gh + (size_t)b * 4 * R,
+                     (const float *)PTR(cp) + (size_t)b * cps, (float *)PTR(c) + (size_t)b * R,
+                     (float *)PTR(h) + (size_t)b * hs, (char *)PTR(hm) + (size_t)b * R * es,
+                     (float *)PTR(g) + (size_t)b * 4 * R, tmp, R, bf);
+    free(gh);
+    Py_RETURN_NONE;
+}
+
+/* lstm_bwd(carry_h, carry_c, dout, dout_stride, gates, c, cp, cp_stride, dg, dg_stride, dgh, W, wkind, db,
+ *          B, R, bf16, product): one step back; dg float32 rows dg_stride apart, dgh (B, 4R) contiguous
+ * in the mm dtype; with product != 0 carry_h becomes dgh W (W packed from W_hh, (4R, R)). */
+static PyObject *py_lstm_bwd(PyObject *self, PyObject *args) {
+    unsigned long long ch, cc, dout, g, c, cp, dg, dgh, w, db;
+    long long ds, cps, dgs;
+    int wkind, B, R, bf, product;
+    if (!PyArg_ParseTuple(args, "KKKLKKKLKLKKiKiiii", &ch, &cc, &dout, &ds, &g, &c, &cp, &cps, &dg, &dgs, &dgh, &w,
+                          &wkind, &db, &B, &R, &bf, &product))
+        return NULL;
+    if (!wkind_ok(wkind, bf, 4 * R, R)) return PyErr_Format(PyExc_ValueError, "weight layout %d unusable here", wkind);
+    const size_t es = bf ? 2 : 4;
+    float *tmp = (float *)malloc((size_t)(B * 4 + 1) * R * sizeof(float));
+    if (!tmp) return PyErr_NoMemory();
+    for (int b = 0; b < B; b++)
+        lstm_bwd_row((float *)PTR(ch) + (size_t)b * R, (float *)PTR(cc) + (size_t)b * R,
+                     (const float *)PTR(dout) + (size_t)b * ds, (const float *)PTR(g) + (size_t)b * 4 * R,
+                     (const float *)PTR(c) + (size_t)b * R, (const float *)PTR(cp) + (size_t)b * cps,
+                     (float *)PTR(dg) + (size_t)b * dgs, (char *)PTR(dgh) + (size_t)b * 4 * R * es, (float *)PTR(db), tmp,
+                     R, bf);
+    if (product) matmul(PTR(dgh), bf, B, 4 * R, PTR(w), wkind, R, (float *)PTR(ch), tmp);
+    free(tmp);
+    Py_RETURN_NONE;
+}
+
 /* set_kernels(vectorised, bf16dot): use the AVX2 paths / the AVX512-BF16 products when the CPU has
  * them; returns (vectorised, bf16dot) as now in use. */
 static PyObject *py_set_kernels(PyObject *self, PyObject *args) {
@@ -310,11 +403,13 @@ static PyObject *py_set_kernels(PyObject *self, PyObject *args) {
 static PyMethodDef methods[] = {
     {"fwd", py_fwd, METH_VARARGS, "One forward time step of a GRU layer (product and gates) for B rows."},
     {"bwd", py_bwd, METH_VARARGS, "One backward time step of a GRU layer (gates and product) for B rows."},
+    {"lstm_fwd", py_lstm_fwd, METH_VARARGS, "One forward time step of an LSTM layer (product and gates) for B rows."},
+    {"lstm_bwd", py_lstm_bwd, METH_VARARGS, "One backward time step of an LSTM layer (gates and product) for B rows."},
     {"set_kernels", py_set_kernels, METH_VARARGS, "Choose the vector paths (tests); returns those in use."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_gru", "rtclone GRU training steps", -1, methods};
+static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_gru", "rtclone GRU and LSTM training steps", -1, methods};
 
 PyMODINIT_FUNC PyInit__gru(void) {
     use_vec = have_avx2();

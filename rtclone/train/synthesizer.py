@@ -339,13 +339,17 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                       steps: int = 100_000, batch_size: int = 16, r_schedule: Sequence[tuple[int, int]] = ((0, 2),),
                       lr: float = 1e-3, guided_attention: float = 0.0, seed: int = 0, resume: bool = True,
                       progress: bool = False, checkpoint_every: int = 1000, grad_clip: float = 1.0,
-                      val_dir: str | Path | None = None, val_items: int = 64, own_frames: float = 0.0) -> dict[str, Any]:
+                      val_dir: str | Path | None = None, val_items: int = 64, own_frames: float = 0.0,
+                      bf16_lstm: bool = False) -> dict[str, Any]:
     """Train (or resume training) a Tacotron on a prepared directory until ``steps`` total steps.
 
     Teacher forcing; length-bucketed batches; reduction factor from ``r_schedule``
     ([(start_step, r), ...]); Adam at ``lr``; gradient-norm clipping at ``grad_clip``; optional
     guided-attention loss of weight ``guided_attention``; scheduled sampling with probability
-    ``own_frames`` (a step's input is then the model's own previous frame, as at inference). Every
+    ``own_frames`` (a step's input is then the model's own previous frame, as at inference);
+    ``bf16_lstm``: the decoder's residual LSTMs take bfloat16 product operands (float32 accumulation,
+    states and gates; :attr:`rtclone.tacotron_layers.Decoder.lstm_bf16`), a cheaper step where the
+    CPU has AVX512-BF16 (benchmarks/train_synthesizer.py). Every
     ``checkpoint_every`` steps and at the end, rank 0 saves ``out_dir/synthesizer.pt`` +
     ``optimizer.pt`` and an alignment PNG, and logs the batch's loss parts (plus :func:`validation_loss` on ``val_dir``, a prepared held-out set).
     With ``resume`` an existing checkpoint in ``out_dir`` is continued (its dims win over ``dims``).
@@ -371,6 +375,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
     else:
         model = Tacotron(dims or SynthesizerDims.small())
     model.to(device).train()
+    model.decoder.lstm_bf16 = bool(bf16_lstm)
     sched = _check_schedule(r_schedule, model.dims.max_r)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if resume and ckpt_path.is_file() and opt_path.is_file():
@@ -418,7 +423,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                 if rank == 0:
                     val = validation_loss(model, val_ds, guided_attention, items=val_items, seed=seed) if val_ds else {}
                     _save(model, optimizer, out_dir, step, a, scores,
-                          {**parts, **val, **({"own_frames": own_frames} if own_frames else {})})
+                          {**parts, **val, **({"own_frames": own_frames} if own_frames else {}),
+                           **({"bf16_lstm": True} if bf16_lstm else {})})
         epoch, skip = epoch + 1, 0
     bar.close()
     if own_pg:
@@ -531,12 +537,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--val", help="a prepared held-out set: its loss is logged at every checkpoint")
     p.add_argument("--own-frames", type=float, default=0.0,
                    help="scheduled sampling: probability of feeding the model its own previous frame")
+    p.add_argument("--bf16-lstm", action="store_true",
+                   help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
     a = p.parse_args(argv)
     dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[a.dims]()
     res = train_synthesizer(a.prepared, a.out, dims=dims, steps=a.steps, batch_size=a.batch_size,
                             r_schedule=parse_r_schedule(a.r_schedule), lr=a.lr, guided_attention=a.guided_attention,
                             seed=a.seed, resume=not a.no_resume, progress=a.progress, checkpoint_every=a.checkpoint_every,
-                            val_dir=a.val, own_frames=a.own_frames)
+                            val_dir=a.val, own_frames=a.own_frames, bf16_lstm=a.bf16_lstm)
     print_report(res)
     return 0
 
