@@ -480,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="scheduled sampling: probability of feeding the decoder its own previous frame")
     p.add_argument("--bf16-lstm", action="store_true",
                    help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
+    p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)

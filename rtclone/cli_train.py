@@ -95,7 +95,8 @@ def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
                                   r_schedule=ts.parse_r_schedule(args.r_schedule), lr=args.lr,
                                   guided_attention=args.guided_attention, seed=args.seed, resume=not args.no_resume,
                                   progress=_progress(args), checkpoint_every=args.checkpoint_every,
-                                  val_dir=args.val, own_frames=args.own_frames, bf16_lstm=args.bf16_lstm)  # fmt: skip
+                                  val_dir=args.val, own_frames=args.own_frames, bf16_lstm=args.bf16_lstm,
+                                  zoneout=args.zoneout)  # fmt: skip
     report.pop("losses", None)
     return {"message": f"synthesizer run in {args.out}", **report}
 

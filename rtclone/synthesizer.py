@@ -177,7 +177,7 @@ class Tacotron(nn.Module):
         mask = chars != 0
         state = self.decoder.init_state(memory)
         mel_w = self.decoder.mel_weight(r)
-        if own_frames == 0.0 and mel_w is not None and self.split_decoder:
+        if own_frames == 0.0 and mel_w is not None and self.split_decoder and self.decoder.can_split(memory):
             mel_out, attn, stop = self.decoder.teacher_forced(state, memory, keys, mask, mels, r, generator, mel_w)
             return mel_out, self.postnet_mel(mel_out), attn, stop
         outs, attns, stops = [], [], []

@@ -172,10 +172,27 @@ def _fused_lstm_usable(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, para
 class Decoder(nn.Module):
     """One Tacotron decoder step: r mel frames (of ``max_r`` projected) and a stop logit.
 
-    ``lstm_bf16`` (not saved): teacher-forced training passes give the residual LSTMs' products
-    bfloat16 operands (float32 accumulation, states and gates; :func:`rtclone.kernels.cpu.gru.lstm_layer`)."""
+    Training-only settings (not saved): ``lstm_bf16``: teacher-forced training passes give the
+    residual LSTMs' products bfloat16 operands (float32 accumulation, states and gates;
+    :func:`rtclone.kernels.cpu.gru.lstm_layer`); ``zoneout``: in training mode each residual LSTM's
+    state unit keeps its previous value with this probability at every step (RTVC's decoder uses 0.1;
+    the cell updates regardless), masks drawn from the pass's generator."""
 
     lstm_bf16 = False
+    zoneout = 0.0
+
+    def zoning(self) -> bool:
+        """Whether this pass zones out (training mode, ``zoneout`` > 0)."""
+        return self.training and self.zoneout > 0.0
+
+    def can_split(self, memory: torch.Tensor) -> bool:
+        """Whether :meth:`teacher_forced` can run this pass: zoneout needs the C LSTM layer (torch's
+        whole-sequence LSTM has no per-step state mixing); otherwise the step loop does it."""
+        return not self.zoning() or (torch.is_grad_enabled() and _fused.lstm_available() and memory.device.type == "cpu"
+                                     and memory.dtype == torch.float32)
+
+    def _zone_mask(self, h: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        return (torch.rand(h.shape, generator=generator, device=h.device) < self.zoneout).to(h.dtype)
 
     def __init__(self, n_mels: int, encoder_dims: int, decoder_dims: int, prenet_dims: int, lstm_dims: int,
                  dropout: float, speaker_dims: int, max_r: int, attn_filters: int = 32, attn_kernel: int = 31) -> None:
@@ -240,23 +257,29 @@ class Decoder(nn.Module):
         attention (B, steps, T_text), stop logits (B, T).
         """
         B, T = mels.size(0), mels.size(2)
-        hidden, contexts, attns = [], [], []
+        hidden, contexts, attns, zones = [], [], [], ([], [])
         attn_hidden, context, cumulative, prev = state.attn_hidden, state.context, state.cumulative, state.prev_frame
         for t in range(0, T, r):
             if t > 0:
                 prev = mels[:, :, t - 1]
             attn_hidden, scores, context = self.attend(prev, attn_hidden, context, cumulative, memory, keys, mask, generator)
+            if self.zoning():  # drawn where the step loop draws them
+                zones[0].append(self._zone_mask(state.rnn1[0], generator))
+                zones[1].append(self._zone_mask(state.rnn2[0], generator))
             cumulative = cumulative + scores
             hidden.append(attn_hidden)
             contexts.append(context)
             attns.append(scores)
         ctx = torch.stack(contexts, dim=1)  # (B, S, ctx)
         x = self.rnn_input(torch.cat([ctx, torch.stack(hidden, dim=1)], dim=2))  # (B, S, lstm)
-        for cell, (h0, c0) in ((self.res_rnn1, state.rnn1), (self.res_rnn2, state.rnn2)):
+        for cell, (h0, c0), zone in ((self.res_rnn1, state.rnn1, zones[0]), (self.res_rnn2, state.rnn2, zones[1])):
             params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
             if _fused_lstm_usable(x, h0, c0, params):
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.lstm_bf16 or torch.is_autocast_enabled("cpu")):
-                    out = _fused.lstm_layer(x, *params)
+                    out = _fused.lstm_layer(x, *params, zoneout=torch.stack(zone) if zone else None)
+            elif zone:
+                raise RuntimeError("zoneout in a teacher-forced pass needs the C LSTM layer (Tacotron.forward falls back "
+                                   "to the step loop without it)")
             else:
                 out, _, _ = torch.lstm(x, (h0.unsqueeze(0), c0.unsqueeze(0)), params, True, 1, 0.0, self.training, False, True)
             x = x + out
@@ -278,9 +301,14 @@ class Decoder(nn.Module):
         attn_hidden, scores, context = self.attend(state.prev_frame, state.attn_hidden, state.context, state.cumulative,
                                                    memory, keys, mask, generator)  # fmt: skip
         x = self.rnn_input(torch.cat([context, attn_hidden], dim=1))  # (B, lstm)
+        zones = (self._zone_mask(state.rnn1[0], generator), self._zone_mask(state.rnn2[0], generator)) if self.zoning() else None
         h1, c1 = self.res_rnn1(x, state.rnn1)
+        if zones is not None:  # zoneout: the previous state where the mask is 1
+            h1 = h1 + zones[0] * (state.rnn1[0] - h1)
         x = x + h1
         h2, c2 = self.res_rnn2(x, state.rnn2)
+        if zones is not None:
+            h2 = h2 + zones[1] * (state.rnn2[0] - h2)
         x = x + h2
         if mel_weight is None:
             mel_weight = self.mel_weight(r)

@@ -138,6 +138,43 @@ def test_bad_shapes_are_refused(kind):
         fn(torch.randn(2, 5, 8, dtype=torch.float64), *layer.parameters())
 
 
+def _zoneout_reference(layer: nn.LSTM, x: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """An LSTM step loop in plain torch whose state keeps its previous value where the mask is 1."""
+    b, r = x.shape[0], layer.hidden_size
+    h, c, outs = x.new_zeros(b, r), x.new_zeros(b, r), []
+    for t in range(x.shape[1]):
+        g = x[:, t] @ layer.weight_ih_l0.t() + layer.bias_ih_l0 + h @ layer.weight_hh_l0.t() + layer.bias_hh_l0
+        i, f, gg, o = g.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+        new = torch.sigmoid(o) * torch.tanh(c)
+        h = new + masks[t] * (h - new)
+        outs.append(h)
+    return torch.stack(outs, dim=1)
+
+
+@pytest.mark.parametrize("shape", [(5, 23, 12, 32), (3, 6, 5, 8)])
+def test_lstm_zoneout_matches_a_torch_step_loop(kernels, shape):
+    b, t, n_in, r = shape
+    layer = _layer("lstm", 12, n_in, r)
+    g = torch.Generator().manual_seed(13)
+    x, w = torch.randn(b, t, n_in, generator=g), torch.randn(b, t, r, generator=g)
+    masks = (torch.rand(t, b, r, generator=g) < 0.3).float()
+    params = [layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0]
+    runs = []
+    for ours in (False, True):
+        xg = x.clone().requires_grad_(True)
+        out = fused.lstm_layer(xg, *params, zoneout=masks) if ours else _zoneout_reference(layer, xg, masks)
+        runs.append([out.detach()] + list(torch.autograd.grad((out * w).sum(), [xg] + params)))
+    for name, a, e in zip(NAMES, runs[1], runs[0]):
+        assert _rel(a, e) < 1e-5, (name, _rel(a, e))
+    # a mask of ones never lets the state move from zero; of zeros, it is the plain layer
+    with torch.no_grad():
+        assert float(fused.lstm_layer(x, *params, zoneout=torch.ones(t, b, r)).abs().max()) == 0.0
+        assert _rel(fused.lstm_layer(x, *params, zoneout=torch.zeros(t, b, r)), layer(x)[0]) < 1e-5
+    with pytest.raises(ValueError, match="zoneout"):
+        fused.lstm_layer(x, *params, zoneout=masks[:, :1])
+
+
 def test_unusable_weight_layouts_are_refused():
     buf = torch.zeros(64 * 16)
     p = buf.data_ptr()
@@ -146,9 +183,9 @@ def test_unusable_weight_layouts_are_refused():
     with pytest.raises(ValueError, match="layout 1 unusable"):
         fused._gru.bwd(p, p, 16, p, p, p, 16, p, 48, p, p, 1, p, p, 1, 16, 0, 1)
     with pytest.raises(ValueError, match="layout 1 unusable"):
-        fused._gru.lstm_fwd(p, 64, p, p, 1, p, 16, p, p, 16, p, 1, 16, 0)
+        fused._gru.lstm_fwd(p, 64, p, p, 1, p, 16, p, p, 16, p, 0, p, 16, 1, 16, 0)
     with pytest.raises(ValueError, match="layout 2 unusable"):  # float32 tiles need N % 16 == 0
-        fused._gru.lstm_bwd(p, p, p, 8, p, p, p, 8, p, 32, p, p, 2, p, 1, 8, 0, 1)
+        fused._gru.lstm_bwd(p, p, p, 8, p, p, p, 8, p, 32, p, p, 2, p, 0, 1, 8, 0, 1)
 
 
 def test_wavernn_training_pass_is_unchanged(monkeypatch):
@@ -197,7 +234,7 @@ def test_decoder_teacher_forced_pass_uses_the_lstm_layer(monkeypatch):
     model.set_r(2)
     calls = []
     real = fused.lstm_layer
-    monkeypatch.setattr(fused, "lstm_layer", lambda *a: calls.append(torch.is_autocast_enabled("cpu")) or real(*a))
+    monkeypatch.setattr(fused, "lstm_layer", lambda *a, **k: calls.append(torch.is_autocast_enabled("cpu")) or real(*a, **k))
     monkeypatch.setenv("RTCLONE_FUSED_LSTM", "0")
     assert not fused.lstm_available()
     base = _decoder_pass(model)

@@ -150,6 +150,41 @@ def test_split_teacher_forced_decoder_equals_the_step_loop(r, fused_lstm, monkey
     assert (other - runs[True][0]).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("fused_lstm", ["0", "1"], ids=["torch_lstm", "c_lstm"])
+def test_zoneout_draws_and_sums_match_the_step_loop(fused_lstm, monkeypatch):
+    """Zoneout (RTVC's 0.1 on the residual LSTMs' states): the split decoder (C layer) and the step loop
+    draw the same masks in the same order and give the same outputs and gradients; without the C layer
+    the pass falls back to the step loop. Zoneout changes training passes only, never eval ones."""
+    monkeypatch.setenv("RTCLONE_FUSED_LSTM", fused_lstm)
+    torch.manual_seed(0)
+    model = Tacotron(SynthesizerDims.tiny()).train()
+    model.set_r(2)
+    chars = torch.tensor([[5, 6, 7, 8, 9, 1], [8, 9, 10, 1, 0, 0]])
+    mels, spk = torch.randn(2, 80, 15).clamp(-4, 4), torch.from_numpy(_emb(2))
+
+    def run(split: bool, zoneout: float):
+        model.split_decoder, model.decoder.zoneout = split, zoneout
+        model.zero_grad()
+        mel, post, attn, stop = model(chars, mels, spk, torch.Generator().manual_seed(3))
+        (mel.abs().mean() + post.square().mean() + stop.sigmoid().mean()).backward()
+        return [mel, post, attn, stop] + [p.grad.clone() for p in model.parameters()]
+
+    assert model.decoder.can_split(torch.zeros(1)) is True  # zoneout off
+    model.decoder.zoneout = 0.1
+    assert model.decoder.can_split(torch.zeros(1)) is (fused_lstm == "1")
+    loop, split, plain = run(False, 0.1), run(True, 0.1), run(True, 0.0)
+    for a, b in zip(loop, split):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    assert (loop[0] - plain[0]).abs().max() > 1e-4  # the masks did act
+    model.eval()
+    with torch.no_grad():
+        model.decoder.zoneout = 0.5
+        a = model(chars, mels, spk, torch.Generator().manual_seed(3))[0]
+        model.decoder.zoneout = 0.0
+        torch.testing.assert_close(model(chars, mels, spk, torch.Generator().manual_seed(3))[0], a, rtol=0, atol=0)
+    model.train()
+
+
 def test_scheduled_sampling_feeds_the_decoders_own_frames(tiny):
     """own_frames = 0 is teacher forcing, 1 never reads the targets (free running, as at inference),
     in between mixes the two per utterance and step, reproducibly for a seed."""

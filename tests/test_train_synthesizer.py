@@ -219,6 +219,23 @@ def test_scheduled_sampling_option(prepared, tmp_path):
             train_synthesizer(prepared, tmp_path / "bad", dims=SynthesizerDims.tiny(), steps=1, own_frames=bad)
 
 
+def test_zoneout_and_bf16_lstm_options(prepared, tmp_path):
+    """--zoneout and --bf16-lstm reach the decoder (other losses than a plain step), are logged with
+    the checkpoint, and a bad zoneout is refused."""
+    from rtclone.cli import main
+
+    assert main(["train", "synthesizer", str(prepared), str(tmp_path), "--dims", "tiny", "--steps", "2", "--batch-size", "3",
+                 "--checkpoint-every", "2", "--zoneout", "0.1", "--bf16-lstm", "--json"]) == 0
+    logged = json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])
+    assert logged["zoneout"] == 0.1 and logged["bf16_lstm"] is True and np.isfinite(logged["mel"])
+    kw = dict(dims=SynthesizerDims.tiny(), steps=1, batch_size=3, seed=0, resume=False)
+    plain = train_synthesizer(prepared, tmp_path / "plain", **kw)["losses"]
+    assert train_synthesizer(prepared, tmp_path / "zone", zoneout=0.5, **kw)["losses"] != plain
+    for bad in (-0.1, 1.0):
+        with pytest.raises(OptionsError, match="zoneout"):
+            train_synthesizer(prepared, tmp_path / "bad", zoneout=bad, **kw)
+
+
 @pytest.mark.slow
 def test_tiny_model_overfits_and_aligns(prepared, tmp_path):
     """150 steps on 3 utterances: the loss drops ≥ 5× (measured 9.4×) and the alignment sharpens

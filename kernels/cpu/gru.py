@@ -32,9 +32,12 @@ from typing import Any
 
 import torch
 
+ABI = 2  # what this module's calls and weight packing expect of the extension (kernels/cpu/gru_train.c)
 try:
     from . import _gru  # type: ignore[attr-defined]
 except ImportError:  # pragma: no cover - depends on the build
+    _gru = None
+if getattr(_gru, "ABI", None) != ABI:  # a stale build (e.g. an older checkout's): torch's layers instead
     _gru = None
 
 
@@ -146,7 +149,7 @@ class _GRULayer(torch.autograd.Function):
 class _LSTMLayer(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
-                b_hh: torch.Tensor, md: torch.dtype) -> torch.Tensor:  # fmt: skip
+                b_hh: torch.Tensor, md: torch.dtype, zoneout: torch.Tensor | None) -> torch.Tensor:  # fmt: skip
         with torch.autocast("cpu", enabled=False):
             b, t_len, _ = x.shape
             r = w_hh.shape[1]
@@ -159,16 +162,20 @@ class _LSTMLayer(torch.autograd.Function):
             cells = torch.zeros(t_len + 1, b, r)  # cells[t + 1]: the cell after step t; cells[0] = 0
             gates = torch.empty(t_len, b, 4 * r)
             gi_p, out_p = gi.data_ptr(), out.data_ptr()
+            zm = None if zoneout is None else zoneout.detach().float().contiguous()  # (T, B, R)
+            h0 = torch.zeros(b, r)
             for t in range(t_len):
+                hp, hps = (h0.data_ptr(), r) if t == 0 else (out_p + (t - 1) * r * 4, t_len * r)
                 _gru.lstm_fwd(gi_p + t * 4 * r * es, t_len * 4 * r, hm.data_ptr(), w.data_ptr(), wkind, cells[t].data_ptr(),
-                               r, cells[t + 1].data_ptr(), out_p + t * r * 4, t_len * r, gates[t].data_ptr(), b, r, bf)
-        ctx.save_for_backward(xm, w_ih, w_hh, out, gates, cells)
+                              r, cells[t + 1].data_ptr(), out_p + t * r * 4, t_len * r, gates[t].data_ptr(),
+                              0 if zm is None else zm[t].data_ptr(), hp, hps, b, r, bf)
+        ctx.save_for_backward(xm, w_ih, w_hh, out, gates, cells, zm)
         ctx.md = md
         return out
 
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        xm, w_ih, w_hh, out, gates, cells = ctx.saved_tensors
+        xm, w_ih, w_hh, out, gates, cells, zm = ctx.saved_tensors
         md = ctx.md
         with torch.autocast("cpu", enabled=False):
             t_len, b, r4 = gates.shape
@@ -185,9 +192,10 @@ class _LSTMLayer(torch.autograd.Function):
             for t in range(t_len - 1, -1, -1):
                 _gru.lstm_bwd(carry_h.data_ptr(), carry_c.data_ptr(), dout_p + t * r * 4, t_len * r, gates[t].data_ptr(),
                                cells[t + 1].data_ptr(), cells[t].data_ptr(), r, dg_p + t * 4 * r * 4, t_len * 4 * r,
-                               dgh_p + t * b * 4 * r * es, w.data_ptr(), wkind, db.data_ptr(), b, r, bf, int(t > 0))
+                              dgh_p + t * b * 4 * r * es, w.data_ptr(), wkind, db.data_ptr(),
+                              0 if zm is None else zm[t].data_ptr(), b, r, bf, int(t > 0))
             dx, dw_ih, dw_hh = _weight_grads(dg, dgh, out, xm, w_ih, md, ctx.needs_input_grad[0])
-        return dx, dw_ih, dw_hh, db, db.clone(), None
+        return dx, dw_ih, dw_hh, db, db.clone(), None, None
 
 
 def lstm_available() -> bool:
@@ -196,7 +204,7 @@ def lstm_available() -> bool:
 
 
 def _layer(fn: Any, name: str, gates: int, x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
-           b_hh: torch.Tensor) -> torch.Tensor:  # fmt: skip
+           b_hh: torch.Tensor, *extra: Any) -> torch.Tensor:  # fmt: skip
     """Checks shared by the two layers, then ``fn.apply``."""
     if _gru is None or not hasattr(_gru, "lstm_fwd" if gates == 4 else "fwd"):
         raise RuntimeError("rtclone.kernels.cpu._gru is not built (pip install -e . builds it)")
@@ -206,14 +214,20 @@ def _layer(fn: Any, name: str, gates: int, x: torch.Tensor, w_ih: torch.Tensor, 
         raise ValueError(f"{name}: float32 weights and a float32 or bfloat16 input, got x {x.dtype}, w_hh {w_hh.dtype}")
     if x.shape[1] == 0:
         return x.new_zeros(x.shape[0], 0, w_hh.shape[1], dtype=torch.float32)
-    return fn.apply(x, w_ih, w_hh, b_ih, b_hh, _mm_dtype())
+    return fn.apply(x, w_ih, w_hh, b_ih, b_hh, _mm_dtype(), *extra)
 
 
-def lstm_layer(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:
+def lstm_layer(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor,
+               zoneout: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
     """(B, T, I) -> (B, T, R) float32 outputs of an LSTM layer from a zero state: equal to
     ``torch.nn.LSTM(batch_first=True)(x)[0]`` with these weights (gate order i, f, g, o; gradients
-    for x and all four parameters). Each time step is one C call, as in :func:`gru_layer`."""
-    return _layer(_LSTMLayer, "lstm_layer", 4, x, w_ih, w_hh, b_ih, b_hh)
+    for x and all four parameters). Each time step is one C call, as in :func:`gru_layer`.
+
+    ``zoneout`` (T, B, R) of 0/1 (RTVC's decoder LSTMs in training): where it is 1 the state keeps its
+    previous value (the cell updates regardless); the output is the state kept."""
+    if zoneout is not None and (zoneout.shape != (x.shape[1], x.shape[0], w_hh.shape[1]) or zoneout.requires_grad):
+        raise ValueError(f"lstm_layer: zoneout must be a (T, B, R) mask without gradient, got {tuple(zoneout.shape)}")
+    return _layer(_LSTMLayer, "lstm_layer", 4, x, w_ih, w_hh, b_ih, b_hh, zoneout)
 
 
 def gru_layer(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor, b_hh: torch.Tensor) -> torch.Tensor:

@@ -308,9 +308,11 @@ static PyObject *py_bwd(PyObject *self, PyObject *args) {
  *   backward  d = carry_h + dout;  t = tanh(c');  dc = carry_c + d o (1 - t^2)
  *             dG = [dc g i (1 - i), dc c f (1 - f), dc i (1 - g^2), d t o (1 - o)]
  *             carry_c' = dc f;  carry_h' = dG W_hh
- * The input and recurrent halves share dG (and one bias-gradient sum). */
+ * The input and recurrent halves share dG (and one bias-gradient sum). Zoneout (RTVC's decoder LSTMs
+ * in training), with a 0/1 mask m per state unit and step: the state kept is m h + (1 - m) h', the
+ * cell is not zoned; going back, d splits into m d (to the previous state) and (1 - m) d (to h'). */
 CLONES static void lstm_fwd_row(const void *gi, const float *gh, const float *cp, float *c, float *h, void *hm, float *g,
-                                float *tc, int R, int bf) {
+                                float *tc, const float *zm, const float *hp, int R, int bf) {
     load_row(gi, g, 4 * R, bf);
     for (int j = 0; j < 4 * R; j++) g[j] += gh[j];
     activate(1, g, 2 * R);
@@ -320,36 +322,41 @@ CLONES static void lstm_fwd_row(const void *gi, const float *gh, const float *cp
     for (int j = 0; j < R; j++) c[j] = tc[j] = f[j] * cp[j] + i[j] * gg[j];
     activate(2, tc, R);
     for (int j = 0; j < R; j++) h[j] = g[3 * R + j] * tc[j];
+    if (zm)
+        for (int j = 0; j < R; j++) h[j] += zm[j] * (hp[j] - h[j]);
     store_row(hm, h, R, bf);
 }
 
 CLONES static void lstm_bwd_row(float *carry_h, float *carry_c, const float *dout, const float *g, const float *c,
-                                const float *cp, float *dg, void *dgh, float *db, float *tc, int R, int bf) {
+                                const float *cp, float *dg, void *dgh, float *db, float *tc, const float *zm, int R,
+                                int bf) {
     const float *i = g, *f = g + R, *gg = g + 2 * R, *o = g + 3 * R;
     memcpy(tc, c, (size_t)R * sizeof(float));
     activate(2, tc, R);
     for (int j = 0; j < R; j++) {
-        const float d = carry_h[j] + dout[j];
+        const float dz = carry_h[j] + dout[j], keep = zm ? zm[j] : 0.0f, d = dz * (1.0f - keep);
         const float dc = carry_c[j] + d * o[j] * (1.0f - tc[j] * tc[j]);
         dg[j] = dc * gg[j] * i[j] * (1.0f - i[j]);
         dg[R + j] = dc * cp[j] * f[j] * (1.0f - f[j]);
         dg[2 * R + j] = dc * i[j] * (1.0f - gg[j] * gg[j]);
         dg[3 * R + j] = d * tc[j] * o[j] * (1.0f - o[j]);
         carry_c[j] = dc * f[j];
-        carry_h[j] = 0.0f;
+        carry_h[j] = dz * keep;
     }
     for (int j = 0; j < 4 * R; j++) db[j] += dg[j];
     store_row(dgh, dg, 4 * R, bf);
 }
 
-/* lstm_fwd(gi, gi_stride, hm, W, wkind, cp, cp_stride, c, h, h_stride, gates, B, R, bf16): G = gi + hm W
- * (hm: (B, R) mm dtype, the previous state, overwritten with the new one), the gates, the new cell c
- * ((B, R) contiguous) and state h (rows h_stride apart); cp: the previous cell. gates (B, 4R) contiguous. */
+/* lstm_fwd(gi, gi_stride, hm, W, wkind, cp, cp_stride, c, h, h_stride, gates, zm, hp, hp_stride, B, R, bf16):
+ * G = gi + hm W (hm: (B, R) mm dtype, the previous state, overwritten with the new one), the gates, the
+ * new cell c ((B, R) contiguous) and state h (rows h_stride apart); cp: the previous cell. gates (B, 4R)
+ * contiguous. zm: 0, or a zoneout mask (B, R) contiguous, and then hp the previous state (float32). */
 static PyObject *py_lstm_fwd(PyObject *self, PyObject *args) {
-    unsigned long long gi, hm, w, cp, c, h, g;
-    long long gis, cps, hs;
+    unsigned long long gi, hm, w, cp, c, h, g, zm, hp;
+    long long gis, cps, hs, hps;
     int wkind, B, R, bf;
-    if (!PyArg_ParseTuple(args, "KLKKiKLKKLKiii", &gi, &gis, &hm, &w, &wkind, &cp, &cps, &c, &h, &hs, &g, &B, &R, &bf))
+    if (!PyArg_ParseTuple(args, "KLKKiKLKKLKKKLiii", &gi, &gis, &hm, &w, &wkind, &cp, &cps, &c, &h, &hs, &g, &zm, &hp, &hps,
+                          &B, &R, &bf))
         return NULL;
     if (!wkind_ok(wkind, bf, R, 4 * R)) return PyErr_Format(PyExc_ValueError, "weight layout %d unusable here", wkind);
     const size_t es = bf ? 2 : 4;
@@ -360,20 +367,22 @@ static PyObject *py_lstm_fwd(PyObject *self, PyObject *args) {
         lstm_fwd_row((const char *)PTR(gi) + (size_t)b * gis * es, gh + (size_t)b * 4 * R,
                      (const float *)PTR(cp) + (size_t)b * cps, (float *)PTR(c) + (size_t)b * R,
                      (float *)PTR(h) + (size_t)b * hs, (char *)PTR(hm) + (size_t)b * R * es,
-                     (float *)PTR(g) + (size_t)b * 4 * R, tmp, R, bf);
+                     (float *)PTR(g) + (size_t)b * 4 * R, tmp, zm ? (const float *)PTR(zm) + (size_t)b * R : NULL,
+                     zm ? (const float *)PTR(hp) + (size_t)b * hps : NULL, R, bf);
     free(gh);
     Py_RETURN_NONE;
 }
 
-/* lstm_bwd(carry_h, carry_c, dout, dout_stride, gates, c, cp, cp_stride, dg, dg_stride, dgh, W, wkind, db,
+/* lstm_bwd(carry_h, carry_c, dout, dout_stride, gates, c, cp, cp_stride, dg, dg_stride, dgh, W, wkind, db, zm,
  *          B, R, bf16, product): one step back; dg float32 rows dg_stride apart, dgh (B, 4R) contiguous
- * in the mm dtype; with product != 0 carry_h becomes dgh W (W packed from W_hh, (4R, R)). */
+ * in the mm dtype; carry_h becomes the zoned-out part of the state gradient (0 without a mask zm), plus
+ * dgh W with product != 0 (W packed from W_hh, (4R, R)). */
 static PyObject *py_lstm_bwd(PyObject *self, PyObject *args) {
-    unsigned long long ch, cc, dout, g, c, cp, dg, dgh, w, db;
+    unsigned long long ch, cc, dout, g, c, cp, dg, dgh, w, db, zm;
     long long ds, cps, dgs;
     int wkind, B, R, bf, product;
-    if (!PyArg_ParseTuple(args, "KKKLKKKLKLKKiKiiii", &ch, &cc, &dout, &ds, &g, &c, &cp, &cps, &dg, &dgs, &dgh, &w,
-                          &wkind, &db, &B, &R, &bf, &product))
+    if (!PyArg_ParseTuple(args, "KKKLKKKLKLKKiKKiiii", &ch, &cc, &dout, &ds, &g, &c, &cp, &cps, &dg, &dgs, &dgh, &w,
+                          &wkind, &db, &zm, &B, &R, &bf, &product))
         return NULL;
     if (!wkind_ok(wkind, bf, 4 * R, R)) return PyErr_Format(PyExc_ValueError, "weight layout %d unusable here", wkind);
     const size_t es = bf ? 2 : 4;
@@ -384,7 +393,7 @@ static PyObject *py_lstm_bwd(PyObject *self, PyObject *args) {
                      (const float *)PTR(dout) + (size_t)b * ds, (const float *)PTR(g) + (size_t)b * 4 * R,
                      (const float *)PTR(c) + (size_t)b * R, (const float *)PTR(cp) + (size_t)b * cps,
                      (float *)PTR(dg) + (size_t)b * dgs, (char *)PTR(dgh) + (size_t)b * 4 * R * es, (float *)PTR(db), tmp,
-                     R, bf);
+                     zm ? (const float *)PTR(zm) + (size_t)b * R : NULL, R, bf);
     if (product) matmul(PTR(dgh), bf, B, 4 * R, PTR(w), wkind, R, (float *)PTR(ch), tmp);
     free(tmp);
     Py_RETURN_NONE;
@@ -411,8 +420,15 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "_gru", "rtclone GRU and LSTM training steps", -1, methods};
 
+/* ABI: the calling convention and weight layouts kernels/cpu/gru.py expects (2: column tiles, LSTM
+ * steps with zoneout); a stale build with another value is not used. */
 PyMODINIT_FUNC PyInit__gru(void) {
     use_vec = have_avx2();
     use_bf16dot = have_bf16dot();
-    return PyModule_Create(&moddef);
+    PyObject *m = PyModule_Create(&moddef);
+    if (m && PyModule_AddIntConstant(m, "ABI", 2) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
 }

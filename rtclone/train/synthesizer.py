@@ -340,7 +340,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                       lr: float = 1e-3, guided_attention: float = 0.0, seed: int = 0, resume: bool = True,
                       progress: bool = False, checkpoint_every: int = 1000, grad_clip: float = 1.0,
                       val_dir: str | Path | None = None, val_items: int = 64, own_frames: float = 0.0,
-                      bf16_lstm: bool = False) -> dict[str, Any]:
+                      bf16_lstm: bool = False, zoneout: float = 0.0) -> dict[str, Any]:
     """Train (or resume training) a Tacotron on a prepared directory until ``steps`` total steps.
 
     Teacher forcing; length-bucketed batches; reduction factor from ``r_schedule``
@@ -349,7 +349,9 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
     ``own_frames`` (a step's input is then the model's own previous frame, as at inference);
     ``bf16_lstm``: the decoder's residual LSTMs take bfloat16 product operands (float32 accumulation,
     states and gates; :attr:`rtclone.tacotron_layers.Decoder.lstm_bf16`), a cheaper step where the
-    CPU has AVX512-BF16 (benchmarks/train_synthesizer.py). Every
+    CPU has AVX512-BF16 (benchmarks/train_synthesizer.py); ``zoneout``: the probability with which
+    each residual-LSTM state unit keeps its previous value at a training step (RTVC trains with 0.1;
+    :attr:`rtclone.tacotron_layers.Decoder.zoneout`). Every
     ``checkpoint_every`` steps and at the end, rank 0 saves ``out_dir/synthesizer.pt`` +
     ``optimizer.pt`` and an alignment PNG, and logs the batch's loss parts (plus :func:`validation_loss` on ``val_dir``, a prepared held-out set).
     With ``resume`` an existing checkpoint in ``out_dir`` is continued (its dims win over ``dims``).
@@ -362,9 +364,10 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
     from .. import checkpoints
 
     if not (isinstance(steps, int) and steps >= 1 and isinstance(batch_size, int) and batch_size >= 1
-            and checkpoint_every >= 1 and lr > 0 and guided_attention >= 0 and grad_clip > 0 and 0 <= own_frames <= 1):
+            and checkpoint_every >= 1 and lr > 0 and guided_attention >= 0 and grad_clip > 0 and 0 <= own_frames <= 1
+            and 0 <= zoneout < 1):
         raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0, "
-                           "grad_clip > 0 and 0 <= own_frames <= 1")
+                           "grad_clip > 0, 0 <= own_frames <= 1 and 0 <= zoneout < 1")
     rank, world, own_pg = distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out_dir = Path(out_dir)
@@ -376,6 +379,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
         model = Tacotron(dims or SynthesizerDims.small())
     model.to(device).train()
     model.decoder.lstm_bf16 = bool(bf16_lstm)
+    model.decoder.zoneout = float(zoneout)
     sched = _check_schedule(r_schedule, model.dims.max_r)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if resume and ckpt_path.is_file() and opt_path.is_file():
@@ -424,7 +428,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                     val = validation_loss(model, val_ds, guided_attention, items=val_items, seed=seed) if val_ds else {}
                     _save(model, optimizer, out_dir, step, a, scores,
                           {**parts, **val, **({"own_frames": own_frames} if own_frames else {}),
-                           **({"bf16_lstm": True} if bf16_lstm else {})})
+                           **({"bf16_lstm": True} if bf16_lstm else {}), **({"zoneout": zoneout} if zoneout else {})})
         epoch, skip = epoch + 1, 0
     bar.close()
     if own_pg:
@@ -539,12 +543,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="scheduled sampling: probability of feeding the model its own previous frame")
     p.add_argument("--bf16-lstm", action="store_true",
                    help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
+    p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")
     a = p.parse_args(argv)
     dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[a.dims]()
     res = train_synthesizer(a.prepared, a.out, dims=dims, steps=a.steps, batch_size=a.batch_size,
                             r_schedule=parse_r_schedule(a.r_schedule), lr=a.lr, guided_attention=a.guided_attention,
                             seed=a.seed, resume=not a.no_resume, progress=a.progress, checkpoint_every=a.checkpoint_every,
-                            val_dir=a.val, own_frames=a.own_frames, bf16_lstm=a.bf16_lstm)
+                            val_dir=a.val, own_frames=a.own_frames, bf16_lstm=a.bf16_lstm,
+                            zoneout=a.zoneout)
     print_report(res)
     return 0
 
