@@ -219,7 +219,7 @@ def test_scheduled_sampling_option(prepared, tmp_path):
             train_synthesizer(prepared, tmp_path / "bad", dims=SynthesizerDims.tiny(), steps=1, own_frames=bad)
 
 
-def test_zoneout_and_bf16_lstm_options(prepared, tmp_path):
+def test_zoneout_and_bf16_lstm_options(prepared, tmp_path, monkeypatch):
     """--zoneout and --bf16-lstm reach the decoder (other losses than a plain step), are logged with
     the checkpoint, and a bad zoneout is refused."""
     from rtclone.cli import main
@@ -234,6 +234,9 @@ def test_zoneout_and_bf16_lstm_options(prepared, tmp_path):
     for bad in (-0.1, 1.0):
         with pytest.raises(OptionsError, match="zoneout"):
             train_synthesizer(prepared, tmp_path / "bad", zoneout=bad, **kw)
+    monkeypatch.setenv("RTCLONE_FUSED_LSTM", "0")
+    with pytest.warns(UserWarning, match="--bf16-lstm has no effect"):
+        train_synthesizer(prepared, tmp_path / "nobf16", bf16_lstm=True, **kw)
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..kernels.cpu import gru as fused_lstm
 from ..errors import AudioError, InputShapeError, OptionsError, TextError
 from ..synthesizer import SynthesizerDims, Tacotron
 from .dist import distributed, print_report
@@ -379,6 +381,9 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
         model = Tacotron(dims or SynthesizerDims.small())
     model.to(device).train()
     model.decoder.lstm_bf16 = bool(bf16_lstm)
+    if bf16_lstm and not fused_lstm.lstm_available():
+        warnings.warn("--bf16-lstm has no effect: the C LSTM layer (rtclone.kernels.cpu._gru) is not built or is "
+                      "turned off (RTCLONE_FUSED_LSTM=0); torch's float32 LSTM trains instead", stacklevel=2)
     model.decoder.zoneout = float(zoneout)
     sched = _check_schedule(r_schedule, model.dims.max_r)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
