@@ -16,7 +16,10 @@ Layout (LibriSpeech-like)::
 the voice's training sentences, chapter 2 the held-out sentences (ground truth for
 evaluation), chapter 3 (training voices only) sentences of the extra list, which is never held
 out: 292 core sentences read by every voice teach a Tacotron too few spellings to read new text,
-so the extra list adds thousands more, each read by one or two voices.
+so the extra list adds thousands more, each read by one or two voices. Chapter 4 (corpus version 3,
+``CorpusOptions(extra2_per_voice=n)``) does the same with a second list of new sentences; a plan
+without it is exactly version 2's, so a v2 corpus grows into v3 by building the missing chapter-4
+files only (copy or hard-link it to a new root first: a root keeps the options it was built with).
 Utterances of held-out voices and of held-out sentences are evaluation-only:
 ``manifest["utterances"][i]["split"]`` is "train" or "eval" (see :func:`list_utterances`).
 The build is deterministic from the seed, resumable (finished files are skipped, every file is
@@ -40,11 +43,12 @@ from pathlib import Path
 
 from rtclone.errors import BackendUnavailableError, OptionsError, SynthesisError
 
-__all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "load_extra_sentences", "list_voices",
+__all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "load_extra_sentences", "load_extra2_sentences",
+           "list_voices",
            "engine_available", "plan_corpus", "build_corpus", "corpus_summary", "list_utterances"]
 
-CORPUS_VERSION = 2  # 2: chapter 3, the extra training sentences
-TRAIN_CHAPTER, HELDOUT_CHAPTER, EXTRA_CHAPTER = 1, 2, 3
+CORPUS_VERSION = 2  # 2: chapter 3, the extra training sentences; 3: chapter 4 too (extra2_per_voice > 0)
+TRAIN_CHAPTER, HELDOUT_CHAPTER, EXTRA_CHAPTER, EXTRA2_CHAPTER = 1, 2, 3, 4
 _BATCH = 10  # utterances per engine call (festival pays its start-up once per batch)
 _FESTIVAL_VOICE_DIRS = Path("/usr/share/festival/voices")
 # Debian packages that provide each engine (for error messages and the CI install line)
@@ -155,6 +159,11 @@ def load_extra_sentences() -> list[str]:
     return _read_list("sentences-extra.txt")
 
 
+def load_extra2_sentences() -> list[str]:
+    """The second extra list (rtclone/data/sentences-extra2.txt; written for this project): chapter 4."""
+    return _read_list("sentences-extra2.txt")
+
+
 @dataclass(frozen=True)
 class CorpusOptions:
     """What to build. Validated on construction."""
@@ -164,6 +173,7 @@ class CorpusOptions:
     voices: tuple[str, ...] = ()     # explicit voice names instead of the first n_voices
     utterances_per_voice: int = 120  # training-sentence utterances per voice (chapter 1)
     extra_per_voice: int = 150       # extra-sentence utterances per training voice (chapter 3)
+    extra2_per_voice: int = 0        # second-extra-list utterances per training voice (chapter 4; corpus v3)
     heldout_voices: int = 4          # voices kept for evaluation only
     heldout_sentences: int = 20      # sentences kept for evaluation (chapter 2, every voice)
     sample_rate: int = 16000         # output rate (16 kHz inside the engine)
@@ -176,6 +186,7 @@ class CorpusOptions:
             (self.n_voices >= 1, "n_voices must be >= 1"),
             (self.utterances_per_voice >= 1, "utterances_per_voice must be >= 1"),
             (self.extra_per_voice >= 0, "extra_per_voice must be >= 0"),
+            (self.extra2_per_voice >= 0, "extra2_per_voice must be >= 0"),
             (0 <= self.heldout_voices < selected,
              f"heldout_voices must be in [0, {selected}) for {selected} voices"),
             (0 <= self.heldout_sentences < n_sentences,
@@ -291,6 +302,12 @@ def plan_corpus(options: CorpusOptions) -> dict:
     random.Random(f"rtclone-corpus-{options.seed}-extra").shuffle(extra)
     n_extra = min(options.extra_per_voice, len(extra))
     sentences = sentences + extra_text
+    # the second list (chapter 4) the same way, with ids after the first's; a plan without it is v2's
+    extra2_text = load_extra2_sentences() if options.extra2_per_voice else []
+    extra2 = list(range(len(sentences), len(sentences) + len(extra2_text)))
+    random.Random(f"rtclone-corpus-{options.seed}-extra2").shuffle(extra2)
+    n_extra2 = min(options.extra2_per_voice, len(extra2))
+    sentences = sentences + extra2_text
     # hold out sox variants first, so every base engine voice stays in training
     variants = [v.name for v in chosen if v.pitch_cents or v.tempo != 1.0]
     others = [v.name for v in chosen if v.name not in set(variants)]
@@ -306,9 +323,10 @@ def plan_corpus(options: CorpusOptions) -> dict:
         vrng = random.Random(f"rtclone-corpus-{options.seed}-{spec.name}")
         picks = vrng.sample(train_sent, min(options.utterances_per_voice, len(train_sent)))
         chapters = [(TRAIN_CHAPTER, picks), (HELDOUT_CHAPTER, heldout_sent)]
-        if voice_split == "train" and n_extra:
-            start = n_train_voices * n_extra
-            chapters.append((EXTRA_CHAPTER, [extra[(start + i) % len(extra)] for i in range(n_extra)]))
+        if voice_split == "train":
+            for chapter, ids, n in ((EXTRA_CHAPTER, extra, n_extra), (EXTRA2_CHAPTER, extra2, n_extra2)):
+                if n:
+                    chapters.append((chapter, [ids[(n_train_voices * n + i) % len(ids)] for i in range(n)]))
             n_train_voices += 1
         for chapter, sentence_ids in chapters:
             for n, sid in enumerate(sentence_ids):
@@ -319,11 +337,12 @@ def plan_corpus(options: CorpusOptions) -> dict:
                     "split": "train" if voice_split == "train" and chapter != HELDOUT_CHAPTER
                     else "eval"})
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()
-    return {"format": "rtclone-corpus", "version": CORPUS_VERSION, "seed": options.seed,
-            "sample_rate": options.sample_rate,  # jobs may change between resumed runs:
-            "options": {k: v for k, v in dataclasses.asdict(options).items() if k != "jobs"},
+    # jobs may change between resumed runs; extra2_per_voice = 0 is left out so v2 manifests still match
+    opts = {k: v for k, v in dataclasses.asdict(options).items() if k != "jobs" and (k != "extra2_per_voice" or v)}
+    return {"format": "rtclone-corpus", "version": 3 if n_extra2 else CORPUS_VERSION, "seed": options.seed,
+            "sample_rate": options.sample_rate, "options": opts,
             "sentences_sha256": digest,
-            "sentences": {"train": train_sent + sorted(extra), "heldout": heldout_sent},
+            "sentences": {"train": train_sent + sorted(extra) + sorted(extra2), "heldout": heldout_sent},
             "voices": voices, "utterances": utterances}
 
 

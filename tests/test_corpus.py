@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 from rtclone.corpus import (CorpusOptions, build_corpus, corpus_summary, engine_available, list_utterances,
-                            list_voices, load_extra_sentences, load_sentences, plan_corpus)
+                            list_voices, load_extra2_sentences, load_extra_sentences, load_sentences, plan_corpus)
 from rtclone.errors import OptionsError
 from rtclone.text import ARPABET, clean_text, to_arpabet
 
@@ -101,6 +101,33 @@ def test_default_plan():
     assert [u for u in plan["utterances"] if u not in ch3] == plain["utterances"]
     assert plan["voices"] == plain["voices"] and plan["sentences"]["heldout"] == plain["sentences"]["heldout"]
     assert plan["sentences"]["train"] == plain["sentences"]["train"] + list(range(n_core, n_core + len(extra)))
+
+
+def test_second_extra_list_is_chapter_4_and_leaves_v2_alone():
+    """Corpus v3: chapter 4 reads the second list (training voices only, each sentence by as few voices
+    as possible); everything of the v2 plan stays as it was, so a v2 corpus grows into v3."""
+    core, extra, extra2 = load_sentences(), load_extra_sentences(), load_extra2_sentences()
+    assert len(extra2) >= 2000 and len(set(extra2)) == len(extra2)
+    norm = lambda s: re.sub(r"[^a-z ]", "", s.lower())  # noqa: E731
+    assert not {norm(s) for s in extra2} & {norm(s) for s in core + extra}
+    for s in extra2:
+        assert re.fullmatch(r"[A-Za-z][A-Za-z ,.?!';:-]*[.?!]", s), s
+        assert 3 <= len(clean_text(s).split()) <= 20, s
+    v2, v3 = plan_corpus(CorpusOptions()), plan_corpus(CorpusOptions(extra2_per_voice=100))
+    assert v2["version"] == 2 and "extra2_per_voice" not in v2["options"]
+    assert v3["version"] == 3 and v3["options"]["extra2_per_voice"] == 100
+    ch4 = [u for u in v3["utterances"] if u["id"].split("-")[1] == "4"]
+    assert [u for u in v3["utterances"] if u not in ch4] == v2["utterances"]
+    assert v3["voices"] == v2["voices"] and v3["sentences"]["heldout"] == v2["sentences"]["heldout"]
+    first = len(core) + len(extra)
+    assert v3["sentences"]["train"] == v2["sentences"]["train"] + list(range(first, first + len(extra2)))
+    train_voices = [v["speaker"] for v in v3["voices"] if v["split"] == "train"]
+    assert sorted({u["speaker"] for u in ch4}) == sorted(train_voices) and len(ch4) == 100 * len(train_voices)
+    assert all(u["split"] == "train" and u["text"] == extra2[u["sentence"] - first] for u in ch4)
+    reads = np.bincount([u["sentence"] - first for u in ch4], minlength=len(extra2))
+    assert reads.max() - reads.min() <= 1
+    with pytest.raises(OptionsError, match="extra2_per_voice"):
+        CorpusOptions(extra2_per_voice=-1)
 
 
 def _tiny_options(**kw) -> CorpusOptions:
@@ -193,6 +220,26 @@ def test_tiny_build_is_deterministic_and_resumable(tiny, tmp_path):
     with pytest.raises(OptionsError):
         build_corpus(again, _tiny_options(seed=4))
     shutil.rmtree(again)
+
+
+def test_v2_corpus_grows_into_v3(tiny, tmp_path):
+    """A copy of a built v2 corpus (without its manifest) built as v3 renders chapter 4 only."""
+    root, manifest = tiny
+    grown = tmp_path / "v3"
+    shutil.copytree(root, grown)
+    (grown / "manifest.json").unlink()
+    before = _snapshot(grown)
+    v3 = build_corpus(grown, _tiny_options(extra2_per_voice=2))
+    after = _snapshot(grown)
+    assert v3["version"] == 3 and v3["complete"]
+    assert {k: v for k, v in after.items() if k in before and k != "manifest.json"} == \
+        {k: v for k, v in before.items() if k != "manifest.json"}  # nothing of v2 rewritten
+    new = {k for k in after if k not in before and k != "manifest.json"}
+    ch4 = [u for u in v3["utterances"] if u["id"].split("-")[1] == "4"]
+    assert len(ch4) == 2 * 2  # two training voices x 2
+    assert new == {u["path"] for u in ch4} | {u["path"].rsplit("/", 1)[0] + "/" + u["speaker"] + "-4.trans.txt" for u in ch4}
+    assert all(sf.info(str(grown / u["path"])).frames > 1600 for u in ch4)
+    assert [u for u in v3["utterances"] if u not in ch4] == manifest["utterances"]
 
 
 def test_variant_changes_the_voice(tiny):
