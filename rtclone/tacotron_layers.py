@@ -251,9 +251,10 @@ class Decoder(nn.Module):
 
         The attention path (:meth:`attend`) never reads the residual LSTMs, so with the previous
         frames known it runs first, step by step; the LSTMs and projections then run
-        over the whole sequence at once (``torch.lstm``: one input GEMM for all steps, the recurrence
-        in one call) instead of one cell call per step. Random draws (prenet dropout) happen in the
-        same order as in the step loop. mels (B, n_mels, T) -> decoder mels (B, n_mels, T),
+        over the whole sequence at once (one input GEMM for all steps, the recurrence in one call: the
+        C layer :func:`rtclone.kernels.cpu.gru.lstm_layer` when gradients are wanted and it is built,
+        else ``torch.lstm``) instead of one cell call per step. Random draws (prenet dropout, zoneout
+        masks) happen in the same order as in the step loop. mels (B, n_mels, T) -> decoder mels (B, n_mels, T),
         attention (B, steps, T_text), stop logits (B, T).
         """
         B, T = mels.size(0), mels.size(2)
