@@ -83,6 +83,17 @@ def _input_half(x: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor, md: tor
     return xm, gi.view(b, t_len, -1)
 
 
+def _backward_buffers(dout: torch.Tensor, w_hh: torch.Tensor, md: torch.dtype, b: int, t_len: int, width: int,
+                      ) -> tuple[int, int, torch.Tensor, tuple[torch.Tensor, int], torch.Tensor, torch.Tensor]:  # fmt: skip
+    """What a backward pass's C loop reads and writes: the bf16 flag and element size, the output
+    gradient (float32, contiguous), W_hh packed for dG W_hh, the input-half gate gradients (B, T, width)
+    float32 and the recurrent-half ones (T, B, width) in the mm dtype (step-major: one contiguous
+    product operand per step)."""
+    bf = int(md == torch.bfloat16)
+    return (bf, 2 if bf else 4, dout.float().contiguous(), _pack(w_hh.detach(), md),
+            torch.empty(b, t_len, width), torch.empty(t_len, b, width, dtype=md))
+
+
 def _weight_grads(dgi: torch.Tensor, dgh: torch.Tensor, out: torch.Tensor, xm: torch.Tensor, w_ih: torch.Tensor,
                   md: torch.dtype, want_dx: bool) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:  # fmt: skip
     """After the loop: dx, dW_ih and dW_hh as whole-sequence products from the input-half gate gradients
@@ -128,13 +139,8 @@ class _GRULayer(torch.autograd.Function):
         md = ctx.md
         with torch.autocast("cpu", enabled=False):
             t_len, b, r = hn.shape
-            bf = int(md == torch.bfloat16)
-            es = 2 if bf else 4
-            dout = dout.float().contiguous()
-            w, wkind = _pack(w_hh.detach(), md)
+            bf, es, dout, (w, wkind), dgi, dgh = _backward_buffers(dout, w_hh, md, b, t_len, 3 * r)
             carry, h0 = torch.zeros(b, r), torch.zeros(b, r)
-            dgi = torch.empty(b, t_len, 3 * r)
-            dgh = torch.empty(t_len, b, 3 * r, dtype=md)  # step-major: dgh[t] is a contiguous product operand
             db_ih, db_hh = torch.zeros(3 * r), torch.zeros(3 * r)
             out_p, dout_p, dgi_p, dgh_p = out.data_ptr(), dout.data_ptr(), dgi.data_ptr(), dgh.data_ptr()
             for t in range(t_len - 1, -1, -1):
@@ -180,13 +186,8 @@ class _LSTMLayer(torch.autograd.Function):
         with torch.autocast("cpu", enabled=False):
             t_len, b, r4 = gates.shape
             r = r4 // 4
-            bf = int(md == torch.bfloat16)
-            es = 2 if bf else 4
-            dout = dout.float().contiguous()
-            w, wkind = _pack(w_hh.detach(), md)
+            bf, es, dout, (w, wkind), dg, dgh = _backward_buffers(dout, w_hh, md, b, t_len, r4)
             carry_h, carry_c = torch.zeros(b, r), torch.zeros(b, r)
-            dg = torch.empty(b, t_len, 4 * r)
-            dgh = torch.empty(t_len, b, 4 * r, dtype=md)  # step-major: dgh[t] is a contiguous product operand
             db = torch.zeros(4 * r)
             dout_p, dg_p, dgh_p = dout.data_ptr(), dg.data_ptr(), dgh.data_ptr()
             for t in range(t_len - 1, -1, -1):
