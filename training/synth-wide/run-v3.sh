@@ -1,0 +1,16 @@
+#!/bin/bash
+# Experiment arm (session 12): the widened synthesizer from step 15 400 trained on corpus v3 (chapter 4's
+# 3 000 new sentences added to v2's training set: 14 220 items) into runs/synth-wide-v3, everything else
+# as run.sh (ranks, batch, r = 4, Adam 2.5e-4, --bf16-lstm, the same held-out validation set). The
+# control arm is run.sh itself (corpus v2) from the same step; compare them at equal steps with
+# `rtclone eval clone data/corpus-v2 --models DIR --seen 8 --heldout 4 --sentences 12 --no-copy-synthesis`.
+# Needs data/corpus-v3 and runs/synth-small/prepared-v3 (training/README.md, synth-wide, session 12).
+cd "$(dirname "$0")/../.."
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+if [ ! -f runs/synth-wide-v3/synthesizer.pt ]; then
+  .venv/bin/python scripts/pack_run.py --unpack training/synth-wide runs/synth-wide-v3 || exit 1
+fi
+exec .venv/bin/python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 2 \
+  -m rtclone.train.synthesizer runs/synth-small/prepared-v3 runs/synth-wide-v3 --dims small --steps 200000 \
+  --batch-size 16 --r-schedule 0:4 --guided-attention 2.0 --checkpoint-every 200 --val runs/synth-small/prepared-v2-eval \
+  --lr 2.5e-4 --bf16-lstm "$@"
