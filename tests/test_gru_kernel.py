@@ -252,3 +252,27 @@ def test_decoder_teacher_forced_pass_uses_the_lstm_layer(monkeypatch):
     with torch.no_grad():
         model(torch.tensor([[5, 6, 1]]), torch.zeros(1, 80, 4), torch.ones(1, 256) / 16)
     assert len(calls) == 4
+
+
+def test_a_stale_build_is_not_used(monkeypatch):
+    """An extension built from other sources (no or another ABI number: e.g. the row-major weight
+    layout) is ignored and torch's layers run, rather than the new packing read the old way."""
+    import importlib
+    import sys
+    import types
+
+    import rtclone.kernels.cpu as pkg
+
+    stale = types.ModuleType("rtclone.kernels.cpu._gru")
+    stale.fwd = stale.bwd = stale.set_kernels = lambda *a: None  # an older build's functions, no ABI
+    monkeypatch.setitem(sys.modules, "rtclone.kernels.cpu._gru", stale)
+    monkeypatch.setattr(pkg, "_gru", stale, raising=False)
+    try:
+        importlib.reload(fused)
+        assert fused._gru is None and not fused.available() and not fused.lstm_available()
+        with pytest.raises(RuntimeError, match="not built"):
+            fused.gru_layer(torch.zeros(1, 2, 8), *_layer("gru", 0, 8, 16).parameters())
+    finally:
+        monkeypatch.undo()
+        importlib.reload(fused)
+    assert fused._gru is not None and fused._gru.ABI == fused.ABI
