@@ -161,12 +161,16 @@ class DecoderState:
     prev_frame: torch.Tensor  # (B, n_mels) the last frame of the previous step (go frame: zeros)
 
 
+def _fused_lstm_ready(x: torch.Tensor) -> bool:
+    """Whether a pass over ``x`` may use rtclone.kernels.cpu.gru.lstm_layer: built, gradients wanted
+    (it is a cheaper training step; inference keeps torch's), on the CPU, float32."""
+    return torch.is_grad_enabled() and _fused.lstm_available() and x.device.type == "cpu" and x.dtype == torch.float32
+
+
 def _fused_lstm_usable(x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, params: list[torch.Tensor]) -> bool:
-    """Whether a teacher-forced LSTM pass can run in rtclone.kernels.cpu.gru.lstm_layer: built, on the
-    CPU, float32, gradients wanted (it is a cheaper training step; inference keeps torch's) and a
-    zero initial state (as training's)."""
-    return (torch.is_grad_enabled() and _fused.lstm_available() and x.device.type == "cpu" and x.dtype == torch.float32
-            and all(p.dtype == torch.float32 for p in params) and not bool(h0.any()) and not bool(c0.any()))
+    """:func:`_fused_lstm_ready`, float32 weights and a zero initial state (as training's)."""
+    return (_fused_lstm_ready(x) and all(p.dtype == torch.float32 for p in params)
+            and not bool(h0.any()) and not bool(c0.any()))
 
 
 class Decoder(nn.Module):
@@ -188,8 +192,7 @@ class Decoder(nn.Module):
     def can_split(self, memory: torch.Tensor) -> bool:
         """Whether :meth:`teacher_forced` can run this pass: zoneout needs the C LSTM layer (torch's
         whole-sequence LSTM has no per-step state mixing); otherwise the step loop does it."""
-        return not self.zoning() or (torch.is_grad_enabled() and _fused.lstm_available() and memory.device.type == "cpu"
-                                     and memory.dtype == torch.float32)
+        return not self.zoning() or _fused_lstm_ready(memory)
 
     def _zone_mask(self, h: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return (torch.rand(h.shape, generator=generator, device=h.device) < self.zoneout).to(h.dtype)
