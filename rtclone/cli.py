@@ -469,6 +469,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="encoder for the utterance embeddings (default: pretrained)")
     p.add_argument("--prepared", help="where to prepare raw data (default: OUT/prepared)")
     p.add_argument("--prepare-only", action="store_true", help="prepare the data, do not train")
+    p.add_argument("--jobs", type=int, default=1, help="processes preparing raw data (one thread each)")
     p.add_argument("--split", choices=("train", "eval"), default="train",
                    help="which split of the built-in corpus to prepare (eval: held out, for --val)")
     p.add_argument("--val", help="a prepared held-out set (--split eval): its loss is logged at every checkpoint")

@@ -81,7 +81,7 @@ def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
         prepared = Path(args.prepared) if args.prepared else Path(args.out) / "prepared"
         # up to date: returns at once; a grown corpus: only the new utterances are prepared
         summary = ts.prepare_synthesizer_data(Path(args.data), prepared, load_encoder(args.encoder) if args.encoder else None,
-                                              progress=_progress(args), split=args.split)
+                                              progress=_progress(args), split=args.split, jobs=args.jobs)
         if args.prepare_only:
             return {"message": f"prepared data in {prepared}", **summary}
     elif args.split != "train":

@@ -95,6 +95,33 @@ def test_unusable_items_are_skipped(tmp_path, encoder):
         prepare_synthesizer_data(root, tmp_path / "out2", encoder)
 
 
+def test_parallel_preparation_writes_what_one_process_writes(tmp_path, encoder):
+    root = _write_corpus(tmp_path / "c", {"slt": ["Fine words.", "Good day.", "Blue sky."], "rms": ["Green apples."]})
+    (root / "slt" / "1" / "slt-1.trans.txt").write_text(
+        (root / "slt" / "1" / "slt-1.trans.txt").read_text().replace("GOOD DAY.", "..."))  # unspeakable
+    sf.write(root / "rms" / "1" / "rms-1-0001.flac", np.zeros(16000, np.float32), 16000)  # silence
+    (root / "rms" / "1" / "rms-1-0001.txt").write_text("Silent file.")
+    one = prepare_synthesizer_data(root, tmp_path / "one", encoder)
+    # a partly prepared directory: the workers compute only the missing items
+    two_dir = tmp_path / "two"
+    prepare_synthesizer_data(root, two_dir, encoder, jobs=2)
+    (two_dir / "mels" / next(p.name for p in (two_dir / "mels").iterdir())).unlink()
+    (two_dir / "metadata.json").unlink()
+    two = prepare_synthesizer_data(root, two_dir, encoder, jobs=2)
+    assert one == {**two, "out": str(tmp_path / "one")} and (one["items"], one["skipped"]) == (3, 2)
+    meta = [json.loads((d / "metadata.json").read_text()) for d in (tmp_path / "one", two_dir)]
+    assert meta[0] == meta[1]
+    for item in meta[0]["items"]:
+        for sub in ("mels", "audio"):
+            np.testing.assert_array_equal(np.load(tmp_path / "one" / sub / f"{item['id']}.npy"),
+                                          np.load(two_dir / sub / f"{item['id']}.npy"))
+        np.testing.assert_allclose(np.load(tmp_path / "one" / "embeds" / f"{item['id']}.npy"),
+                                   np.load(two_dir / "embeds" / f"{item['id']}.npy"), atol=1e-5)
+    assert sorted(p.name for p in (two_dir / "mels").iterdir()) == sorted(p.name for p in (tmp_path / "one" / "mels").iterdir())
+    with pytest.raises(OptionsError, match="jobs"):
+        prepare_synthesizer_data(root, tmp_path / "three", encoder, jobs=0)
+
+
 def test_preparing_again_reads_only_what_is_new(tmp_path, encoder, monkeypatch):
     import rtclone.audio
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,148 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from ..kernels.cpu import gru as fused_lstm
-from ..errors import AudioError, InputShapeError, OptionsError, TextError
+from ..errors import InputShapeError, OptionsError
 from ..synthesizer import SynthesizerDims, Tacotron
 from .dist import distributed, print_report
+# data preparation lives in .prepare; its names stay importable from here
+from .prepare import DATA_FORMAT, DATA_VERSION, prepare_synthesizer_data, read_metadata, synthesizer_items  # noqa: F401
 
-DATA_FORMAT, DATA_VERSION = "rtclone-synth-data", 1
 MEL_PAD = -4.0  # padding value of target mels: silence in the symmetric [-4, 4] scale
-
-
-# ---- data preparation ---------------------------------------------------------------------------
-def synthesizer_items(src: str | Path, split: str = "train") -> list[Any]:
-    """(audio, transcript, speaker) items of a corpus root (``split="eval"``: the built-in corpus's
-    held-out voices and sentences, for a validation loss; other layouts have only "train").
-
-    VCTK (``txt/<spk>/*.txt`` beside ``wav48*/<spk>/*``) and LibriTTS (``<stem>.normalized.txt``)
-    are recognised here; every other layout (LibriSpeech, the built-in corpus
-    ``root/speaker/chapter/*.flac + *.trans.txt``, flat ``<stem>.txt``) is read by
-    :func:`rtclone.train.data.transcribed_items`.
-    """
-    from .data import AUDIO_EXTENSIONS, Utterance, transcribed_items
-
-    src = Path(src)
-    if not src.is_dir():
-        raise InputShapeError(f"dataset root is not a directory: {src}")
-    if split not in ("train", "eval"):
-        raise OptionsError(f"split must be 'train' or 'eval', got {split!r}")
-    if (src / "manifest.json").is_file():  # the built-in corpus: held-out voices/sentences only in "eval"
-        from ..corpus import list_utterances
-
-        return [Utterance(Path(u["path"]), u["text"], str(u["speaker"])) for u in list_utterances(src, split)]
-    if split != "train":
-        raise OptionsError(f"{src}: only the built-in corpus (manifest.json) has an eval split")
-    wav_roots = sorted(p for p in src.glob("wav48*") if p.is_dir())
-    if (src / "txt").is_dir() and wav_roots:  # VCTK
-        items = []
-        for audio in sorted(a for a in wav_roots[0].rglob("*") if a.suffix.lower() in AUDIO_EXTENSIONS):
-            if audio.stem.endswith("_mic2"):  # VCTK 0.92 has two microphones: keep mic1
-                continue
-            txt = src / "txt" / audio.parent.name / f"{audio.stem.removesuffix('_mic1')}.txt"
-            if txt.is_file():
-                items.append(Utterance(audio, " ".join(txt.read_text(encoding="utf-8").split()), audio.parent.name))
-        if items:
-            return items
-    libritts = sorted(src.rglob("*.normalized.txt"))
-    if libritts:
-        items = []
-        for txt in libritts:
-            audio = txt.with_name(txt.name.removesuffix(".normalized.txt") + ".wav")
-            if audio.is_file():
-                items.append(Utterance(audio, " ".join(txt.read_text(encoding="utf-8").split()), txt.relative_to(src).parts[0]))
-        if items:
-            return items
-    return transcribed_items(src)
-
-
-def _safe_id(speaker: str, stem: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{speaker}-{stem}")
-
-
-def prepare_synthesizer_data(src: str | Path, out: str | Path, encoder: torch.nn.Module | None = None, *,
-                             max_frames: int = 900, progress: bool = False, split: str = "train") -> dict[str, Any]:
-    """Prepare a corpus for synthesizer training (see the module docstring for the layout).
-
-    Each utterance is VAD-trimmed (:func:`rtclone.audio.preprocess_wav`), turned into a synth mel
-    and embedded with ``encoder`` (default: :func:`rtclone.checkpoints.load_encoder`). Items whose
-    audio is unusable, whose text has nothing speakable, or longer than ``max_frames`` are
-    skipped. Existing outputs are reused, so a grown corpus costs only its new utterances; when
-    ``out`` already holds exactly the corpus's (id, text) items, nothing is read at all (cheap
-    enough to call before every training run). Returns ``{"items": n, "skipped": n, "out": path}``.
-    """
-    from tqdm import tqdm
-
-    from ..audio import preprocess_wav, synth_mel
-    from ..checkpoints import load_encoder
-    from ..encoder import embed_utterance
-    from ..text import text_to_ids
-
-    out = Path(out)
-    items = synthesizer_items(src, split)
-    wanted = {(_safe_id(it.speaker, it.audio.stem), it.text) for it in items}
-    old = _read_json(out / "metadata.json")
-    known_bad: set[tuple[str, str]] = set()  # skipped last time with the same text and limit: not read again
-    if old.get("format") == DATA_FORMAT and old.get("max_frames") == max_frames and isinstance(old.get("skipped_items"), list):
-        known_bad = {tuple(x) for x in old["skipped_items"]}
-        if {(i["id"], i["text"]) for i in old["items"]} | known_bad == wanted:
-            return {"items": len(old["items"]), "skipped": len(known_bad), "out": str(out)}
-    if encoder is None:
-        encoder = load_encoder()
-    for sub in ("mels", "embeds", "audio"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    kept, skipped = [], []
-    for item in tqdm(items, desc="prepare", unit="utt", disable=not progress):
-        uid = _safe_id(item.speaker, item.audio.stem)
-        paths = {k: out / k / f"{uid}.npy" for k in ("mels", "embeds", "audio")}
-        if (uid, item.text) in known_bad:
-            skipped.append([uid, item.text])
-            continue
-        try:
-            text_to_ids(item.text)
-            if all(p.is_file() for p in paths.values()):
-                mel, wav = np.load(paths["mels"], mmap_mode="r"), np.load(paths["audio"], mmap_mode="r")
-            else:
-                wav = preprocess_wav(item.audio)
-                mel = synth_mel(wav)  # (80, T)
-                if mel.shape[1] > max_frames:
-                    skipped.append([uid, item.text])
-                    continue
-                emb = embed_utterance(encoder, wav)  # (256,)
-                for key, arr in (("mels", mel), ("embeds", emb), ("audio", wav)):
-                    np.save(paths[key], np.asarray(arr, dtype=np.float32), allow_pickle=False)
-        except (AudioError, TextError):
-            skipped.append([uid, item.text])
-            continue
-        kept.append({"id": uid, "speaker": item.speaker, "text": item.text, "frames": int(mel.shape[1]),
-                     "samples": int(wav.shape[0])})
-    if not kept:
-        raise InputShapeError(f"{src}: no usable utterances ({len(skipped)} skipped)")
-    meta = {"format": DATA_FORMAT, "version": DATA_VERSION, "items": kept, "skipped_items": skipped,
-            "max_frames": max_frames}
-    tmp = out / "metadata.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=1))
-    tmp.replace(out / "metadata.json")
-    return {"items": len(kept), "skipped": len(skipped), "out": str(out)}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def read_metadata(prepared_dir: str | Path) -> list[dict[str, Any]]:
-    """The items of a prepared directory (raises InputShapeError on a missing/foreign file)."""
-    path = Path(prepared_dir) / "metadata.json"
-    try:
-        meta = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise InputShapeError(f"{path}: not a prepared synthesizer directory ({exc})") from exc
-    if meta.get("format") != DATA_FORMAT or not isinstance(meta.get("version"), int) or meta["version"] > DATA_VERSION:
-        raise InputShapeError(f"{path}: unsupported format {meta.get('format')!r} version {meta.get('version')!r}")
-    return list(meta["items"])
 
 
 # ---- batching -----------------------------------------------------------------------------------

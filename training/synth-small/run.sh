@@ -7,11 +7,11 @@
 # passed on to the trainer (the last of a repeated option wins); OUT=DIR trains into DIR instead of runs/synth-small.
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-[ -d data/corpus-v2 ] || .venv/bin/rtclone corpus build data/corpus-v2
+[ -d data/corpus-v2 ] || .venv/bin/rtclone corpus build data/corpus-v2 --jobs 2
 # prepares only what is missing (nothing when up to date)
-.venv/bin/rtclone train synthesizer data/corpus-v2 runs/synth-small --prepared runs/synth-small/prepared-v2 --prepare-only
+.venv/bin/rtclone train synthesizer data/corpus-v2 runs/synth-small --prepared runs/synth-small/prepared-v2 --prepare-only --jobs 2
 # the held-out voices and sentences, for the validation loss logged at every checkpoint (val_* in log.jsonl)
-.venv/bin/rtclone train synthesizer data/corpus-v2 runs/synth-small --prepared runs/synth-small/prepared-v2-eval --prepare-only --split eval
+.venv/bin/rtclone train synthesizer data/corpus-v2 runs/synth-small --prepared runs/synth-small/prepared-v2-eval --prepare-only --split eval --jobs 2
 exec .venv/bin/python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 2 \
   -m rtclone.train.synthesizer runs/synth-small/prepared-v2 "${OUT:-runs/synth-small}" --dims small --steps 200000 \
   --batch-size 16 --r-schedule 0:4 --guided-attention 2.0 --checkpoint-every 200 --val runs/synth-small/prepared-v2-eval --lr 2.5e-4 "$@"

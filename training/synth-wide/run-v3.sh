@@ -4,9 +4,18 @@
 # as run.sh (ranks, batch, r = 4, Adam 2.5e-4, --bf16-lstm, the same held-out validation set). The
 # control arm is run.sh itself (corpus v2) from the same step; compare them at equal steps with
 # `rtclone eval clone data/corpus-v2 --models DIR --seen 8 --heldout 4 --sentences 12 --no-copy-synthesis`.
-# Needs data/corpus-v3 and runs/synth-small/prepared-v3 (training/README.md, synth-wide, session 12).
+# Builds and prepares what is missing: corpus v2, v3 as its hard-linked copy grown by chapter 4, the
+# prepared v3 training set and v2's held-out set (≈ 15 min on a fresh machine, 2 jobs each).
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+[ -d data/corpus-v2 ] || .venv/bin/rtclone corpus build data/corpus-v2 --jobs 2 || exit 1
+if [ ! -d data/corpus-v3 ]; then
+  cp -al data/corpus-v2 data/corpus-v3 && rm data/corpus-v3/manifest.json || exit 1
+fi
+# resumes an interrupted build; renders nothing when complete
+.venv/bin/rtclone corpus build data/corpus-v3 --extra2 125 --jobs 2 || exit 1
+.venv/bin/rtclone train synthesizer data/corpus-v3 runs/synth-small --prepared runs/synth-small/prepared-v3 --prepare-only --jobs 2 || exit 1
+.venv/bin/rtclone train synthesizer data/corpus-v2 runs/synth-small --prepared runs/synth-small/prepared-v2-eval --prepare-only --split eval --jobs 2 || exit 1
 if [ ! -f runs/synth-wide-v3/synthesizer.pt ]; then
   .venv/bin/python scripts/pack_run.py --unpack training/synth-wide runs/synth-wide-v3 || exit 1
 fi
