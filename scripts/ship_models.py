@@ -10,7 +10,9 @@ report). Without ``--vocoder`` any shipped vocoder is removed and the default is
 ``--postfilter`` writes ``"postfilter": true`` into the vocoder's entry: ``Cloner.from_default``
 then runs the WaveRNN's output through the mel-envelope post-filter (``rtclone.postfilter``);
 ship it only with an ``--eval`` report measured that way (``rtclone eval clone … --postfilter on``).
-Refuses to ship more than 60 MB in all.
+``--half`` stores the synthesizer's weights in float16 (loaded back into float32 parameters: the
+model is the float16-rounded one; evaluate exactly that file, e.g. one written by
+``python scripts/ship_models.py --half-only IN OUT``). Refuses to ship more than 60 MB in all.
 """
 
 from __future__ import annotations
@@ -42,7 +44,24 @@ def describe(path: Path, kind: str) -> dict:
     return info
 
 
+def halve(src: Path, dst: Path) -> Path:
+    """Write ``src`` (an rtclone checkpoint) to ``dst`` with its floating-point weights in float16."""
+    import torch
+
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model_state"), dict):
+        raise SystemExit(f"{src} is not an rtclone checkpoint")
+    ckpt["model_state"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model_state"].items()}
+    ckpt["meta"] = {**(ckpt.get("meta") or {}), "stored": "float16"}
+    torch.save(ckpt, dst)
+    return dst
+
+
 def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--half-only":
+        halve(Path(sys.argv[2]), Path(sys.argv[3]))
+        return 0
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--synthesizer", required=True, type=Path)
     ap.add_argument("--vocoder", type=Path)
@@ -51,6 +70,7 @@ def main() -> int:
     ap.add_argument("--data", default="built-in corpus v2 `rtclone corpus build` (seed 0): 36 training voices x (120 core + 150 "
                     "extra sentences), 9 720 utterances; held-out voices and sentences never trained on")
     ap.add_argument("--note", default="")
+    ap.add_argument("--half", action="store_true", help="store the synthesizer's weights in float16 (half the bytes)")
     args = ap.parse_args()
     if args.postfilter and not args.vocoder:
         print("refusing: --postfilter needs --vocoder (Griffin-Lim has nothing to filter)", file=sys.stderr)
@@ -59,12 +79,18 @@ def main() -> int:
     if args.postfilter and report is not None and report.get("postfilter") is not True:
         print(f"refusing: {args.eval} was not measured with the post-filter (rtclone eval clone ... --postfilter on)", file=sys.stderr)
         return 1
-    total = args.synthesizer.stat().st_size + (args.vocoder.stat().st_size if args.vocoder else 0)
+    MODELS.mkdir(exist_ok=True)
+    staged = MODELS / "synthesizer.pt.new"
+    if args.half:
+        halve(args.synthesizer, staged)
+    else:
+        shutil.copyfile(args.synthesizer, staged)
+    total = staged.stat().st_size + (args.vocoder.stat().st_size if args.vocoder else 0)
     if total / 1e6 > LIMIT_MB:
+        staged.unlink()
         print(f"refusing: {total / 1e6:.1f} MB > {LIMIT_MB} MB", file=sys.stderr)
         return 1
-    MODELS.mkdir(exist_ok=True)
-    shutil.copyfile(args.synthesizer, MODELS / "synthesizer.pt")
+    staged.replace(MODELS / "synthesizer.pt")
     card = {"format": "rtclone-model-card", "version": 1, "data": args.data, "note": args.note,
             "encoder": "resemblyzer's pretrained GE2E weights (PyPI package resemblyzer, Apache-2.0)",
             "synthesizer": describe(MODELS / "synthesizer.pt", "synthesizer")}  # fmt: skip

@@ -56,3 +56,30 @@ def test_postfilter_refusals(ship, capsys):
     (root / "eval.json").write_text(json.dumps({"summary": {}, "postfilter": True}))
     assert run("--vocoder", str(root / "voc.pt"), "--postfilter", "--eval", str(root / "eval.json")) == 0
     assert json.loads((root / "models" / "card.json").read_text())["eval"]["summary"] == {}
+
+
+def test_half_storage_ships_the_float16_rounded_model(ship, capsys, monkeypatch):
+    run, root = ship
+    full = torch.load(root / "syn.pt", weights_only=True)["model_state"]
+    assert run("--half") == 0
+    shipped = torch.load(root / "models" / "synthesizer.pt", weights_only=True)
+    assert {v.dtype for v in shipped["model_state"].values() if v.is_floating_point()} == {torch.float16}
+    assert shipped["meta"]["stored"] == "float16"
+    assert json.loads((root / "models" / "card.json").read_text())["synthesizer"]["meta"]["stored"] == "float16"
+    size = (root / "models" / "synthesizer.pt").stat().st_size
+    assert size < 0.6 * (root / "syn.pt").stat().st_size
+    model = Cloner.from_dir(root / "models").synthesizer
+    for k, v in model.state_dict().items():
+        if v.is_floating_point():
+            assert v.dtype == torch.float32
+            torch.testing.assert_close(v, full[k].half().float(), rtol=0, atol=0)
+    # --half-only writes the same model to another path, to evaluate it before shipping
+    spec = importlib.util.spec_from_file_location("ship_models_half", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(sys, "argv", ["ship_models.py", "--half-only", str(root / "syn.pt"), str(root / "half.pt")])
+    assert mod.main() == 0
+    half = torch.load(root / "half.pt", weights_only=True)["model_state"]
+    assert half.keys() == shipped["model_state"].keys()
+    assert all(torch.equal(half[k], shipped["model_state"][k]) for k in half)
+    capsys.readouterr()
