@@ -8,7 +8,10 @@ thread, for the default dims (decoder LSTMs 384 wide) and the widened line (768)
 reference), ``split`` (``Decoder.teacher_forced``: the attention path step by step, then the
 residual LSTMs and projections over the whole sequence, in torch's LSTM), ``split_c`` (the same with
 the LSTMs in rtclone.kernels.cpu.gru.lstm_layer, float32; what training uses when the extension is
-built) and ``split_c_bf16`` (its products on bfloat16 operands: ``--bf16-lstm``). Modes are
+built) and ``split_c_bf16`` (its products on bfloat16 operands: ``--bf16-lstm``), all four with the
+attention path under autograd (``RTCLONE_FUSED_ATTENTION=0``), and ``split_c_bf16_attn``: that with the
+attention path in rtclone.attention_train (the prenet in two products, a hand-written backward; what
+training uses now). Modes are
 interleaved so background load hits them alike. Prints and writes the median and IQR of the step
 time and each mode's ratio to the step loop, with the machine.
 
@@ -30,7 +33,7 @@ from rtclone.synthesizer import SynthesizerDims, Tacotron
 from rtclone.train.synthesizer import taco_loss
 
 ROOT = Path(__file__).resolve().parent.parent
-MODES = ("step_loop", "split", "split_c", "split_c_bf16")
+MODES = ("step_loop", "split", "split_c", "split_c_bf16", "split_c_bf16_attn")
 
 
 def step_fn(lstm: int, batch: int, chars: int, frames: int, mode: str):
@@ -39,8 +42,9 @@ def step_fn(lstm: int, batch: int, chars: int, frames: int, mode: str):
     model = Tacotron(dataclasses.replace(SynthesizerDims.small(), lstm_dims=lstm)).train()
     model.set_r(4)
     model.split_decoder = mode != "step_loop"
-    model.decoder.lstm_bf16 = mode == "split_c_bf16"
+    model.decoder.lstm_bf16 = mode.startswith("split_c_bf16")
     fused_lstm = "1" if mode.startswith("split_c") else "0"
+    fused_attention = "1" if mode.endswith("_attn") else "0"
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(1)
     text_lens = torch.randint(chars // 2, chars + 1, (batch,), generator=g)
@@ -56,6 +60,7 @@ def step_fn(lstm: int, batch: int, chars: int, frames: int, mode: str):
 
     def step() -> None:
         os.environ["RTCLONE_FUSED_LSTM"] = fused_lstm
+        os.environ["RTCLONE_FUSED_ATTENTION"] = fused_attention
         loss, _, _ = taco_loss(model, data, 2.0)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -85,7 +90,7 @@ def main() -> None:
         base = stats["step_loop"]["median_ms"]
         rows[str(lstm)] = {"modes": stats, "over_step_loop": {m: s["median_ms"] / base for m, s in stats.items()}}
         for mode, s in stats.items():
-            print(f"decoder LSTMs {lstm:>3} wide  {mode:<12} step {s['median_ms']:7.0f} ms (IQR {s['iqr_ms']:4.0f})"
+            print(f"decoder LSTMs {lstm:>3} wide  {mode:<17} step {s['median_ms']:7.0f} ms (IQR {s['iqr_ms']:4.0f})"
                   f"  {s['median_ms'] / base:.2f} of the step loop")
     record = run_record("train_synthesizer", args.quick, load0, os.getloadavg())
     record.update({"batch": batch, "chars": args.chars, "frames": frames, "r": 4, "threads": 1, "lstm": rows})

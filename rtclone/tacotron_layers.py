@@ -8,12 +8,14 @@ in and out explicitly as a :class:`DecoderState`, so offline and streaming decod
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .attention_train import attention_loop as _attention_loop
 from .kernels.cpu import gru as _fused
 
 
@@ -261,21 +263,29 @@ class Decoder(nn.Module):
         attention (B, steps, T_text), stop logits (B, T).
         """
         B, T = mels.size(0), mels.size(2)
-        hidden, contexts, attns, zones = [], [], [], ([], [])
-        attn_hidden, context, cumulative, prev = state.attn_hidden, state.context, state.cumulative, state.prev_frame
-        for t in range(0, T, r):
-            if t > 0:
-                prev = mels[:, :, t - 1]
-            attn_hidden, scores, context = self.attend(prev, attn_hidden, context, cumulative, memory, keys, mask, generator)
-            if self.zoning():  # drawn where the step loop draws them
-                zones[0].append(self._zone_mask(state.rnn1[0], generator))
-                zones[1].append(self._zone_mask(state.rnn2[0], generator))
-            cumulative = cumulative + scores
-            hidden.append(attn_hidden)
-            contexts.append(context)
-            attns.append(scores)
-        ctx = torch.stack(contexts, dim=1)  # (B, S, ctx)
-        x = self.rnn_input(torch.cat([ctx, torch.stack(hidden, dim=1)], dim=2))  # (B, S, lstm)
+        zones: tuple[list[torch.Tensor], list[torch.Tensor]] = ([], [])
+        if self._attention_loop_usable(state, memory):
+            S = -(-T // r)
+            prevs = torch.cat([state.prev_frame.unsqueeze(0), mels[:, :, r - 1 : (S - 1) * r : r].permute(2, 0, 1)])
+            pre = self._prenet_all(prevs, generator, state, zones)  # (S, B, prenet)
+            hidden_s, contexts_s, attns_s = _attention_loop(self, pre, memory, keys, mask)
+            ctx, hidden, attn = contexts_s.transpose(0, 1), hidden_s.transpose(0, 1), attns_s.transpose(0, 1)
+        else:
+            hiddens, contexts, attns = [], [], []
+            attn_hidden, context, cumulative, prev = state.attn_hidden, state.context, state.cumulative, state.prev_frame
+            for t in range(0, T, r):
+                if t > 0:
+                    prev = mels[:, :, t - 1]
+                attn_hidden, scores, context = self.attend(prev, attn_hidden, context, cumulative, memory, keys, mask, generator)
+                if self.zoning():  # drawn where the step loop draws them
+                    zones[0].append(self._zone_mask(state.rnn1[0], generator))
+                    zones[1].append(self._zone_mask(state.rnn2[0], generator))
+                cumulative = cumulative + scores
+                hiddens.append(attn_hidden)
+                contexts.append(context)
+                attns.append(scores)
+            ctx, hidden, attn = torch.stack(contexts, dim=1), torch.stack(hiddens, dim=1), torch.stack(attns, dim=1)
+        x = self.rnn_input(torch.cat([ctx, hidden], dim=2))  # (B, S, lstm)
         for cell, (h0, c0), zone in ((self.res_rnn1, state.rnn1, zones[0]), (self.res_rnn2, state.rnn2, zones[1])):
             params = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
             if _fused_lstm_usable(x, h0, c0, params):
@@ -291,7 +301,43 @@ class Decoder(nn.Module):
         mel_out = F.linear(x, mel_weight).view(B, S, self.n_mels, r).permute(0, 2, 1, 3).reshape(B, self.n_mels, S * r)
         stop = self.stop_proj(torch.cat([x, ctx], dim=2)).squeeze(2)  # (B, S)
         stop = stop.unsqueeze(2).expand(-1, -1, r).reshape(B, S * r)
-        return mel_out[:, :, :T], torch.stack(attns, dim=1), stop[:, :T]
+        return mel_out[:, :, :T], attn, stop[:, :T]
+
+    def _attention_loop_usable(self, state: DecoderState, memory: torch.Tensor) -> bool:
+        """Whether a teacher-forced pass may run its attention path in rtclone.attention_train (a
+        training pass: gradients wanted; plain GRU cell and LSA layers; odd location kernel; zero
+        initial state). ``RTCLONE_FUSED_ATTENTION=0`` turns it off."""
+        return (torch.is_grad_enabled() and os.environ.get("RTCLONE_FUSED_ATTENTION", "1") != "0"
+                and isinstance(self.attn_rnn, nn.GRUCell) and isinstance(self.attn_net.W, nn.Linear)
+                and isinstance(self.prenet.fc1, nn.Linear) and self.attn_net.conv.kernel_size[0] % 2 == 1
+                and not any(bool(t.any()) for t in (state.attn_hidden, state.context, state.cumulative, state.prev_frame)))
+
+    def _prenet_all(self, prevs: torch.Tensor, generator: torch.Generator | None, state: DecoderState,
+                    zones: tuple[list[torch.Tensor], list[torch.Tensor]]) -> torch.Tensor:
+        """The prenet of every step's fed frame, prevs (S, B, n_mels) → (S, B, prenet), in two products;
+        with a ``generator`` its dropout masks (and the zoneout masks, into ``zones``) are drawn step by
+        step in the step loop's order, so the pass equals the step loop's."""
+        fc1, fc2, p = self.prenet.fc1, self.prenet.fc2, self.prenet.p
+        S, B = prevs.shape[:2]
+        x = F.relu(fc1(prevs))
+        if generator is None:  # the global RNG: the same distribution, drawn in whole-sequence tensors
+            x = dropout_always(F.relu(fc2(dropout_always(x, p))), p)
+            for _ in range(S if self.zoning() else 0):
+                zones[0].append(self._zone_mask(state.rnn1[0], generator))
+                zones[1].append(self._zone_mask(state.rnn2[0], generator))
+            return x
+        keep1, keep2 = [], []
+        for _ in range(S):
+            if p > 0.0:
+                keep1.append(x.new_empty(B, fc1.out_features).bernoulli_(1.0 - p, generator=generator))
+                keep2.append(x.new_empty(B, fc2.out_features).bernoulli_(1.0 - p, generator=generator))
+            if self.zoning():
+                zones[0].append(self._zone_mask(state.rnn1[0], generator))
+                zones[1].append(self._zone_mask(state.rnn2[0], generator))
+        if p > 0.0:
+            x = x * torch.stack(keep1) * (1.0 / (1.0 - p))
+        x = F.relu(fc2(x))
+        return x * torch.stack(keep2) * (1.0 / (1.0 - p)) if p > 0.0 else x
 
     def step(self, state: DecoderState, memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None,
              r: int, generator: torch.Generator | None = None, mel_weight: torch.Tensor | None = None,

@@ -235,6 +235,7 @@ def test_decoder_teacher_forced_pass_uses_the_lstm_layer(monkeypatch):
     calls = []
     real = fused.lstm_layer
     monkeypatch.setattr(fused, "lstm_layer", lambda *a, **k: calls.append(torch.is_autocast_enabled("cpu")) or real(*a, **k))
+    monkeypatch.setenv("RTCLONE_FUSED_ATTENTION", "0")  # the LSTMs alone differ between the passes compared
     monkeypatch.setenv("RTCLONE_FUSED_LSTM", "0")
     assert not fused.lstm_available()
     base = _decoder_pass(model)
@@ -242,8 +243,8 @@ def test_decoder_teacher_forced_pass_uses_the_lstm_layer(monkeypatch):
     monkeypatch.setenv("RTCLONE_FUSED_LSTM", "1")
     got = _decoder_pass(model)
     assert calls == [False, False]
-    for a, e in zip(got, base):
-        torch.testing.assert_close(a, e, rtol=1e-5, atol=1e-6)
+    for a, e in zip(got, base):  # float32 sums in other orders (torch's LSTM is MKL's, which differs by CPU)
+        torch.testing.assert_close(a, e, rtol=1e-4, atol=1e-5)
     model.decoder.lstm_bf16 = True
     half = _decoder_pass(model)
     assert calls[2:] == [True, True]

@@ -124,11 +124,14 @@ def test_forward_teacher_forcing_shapes(tiny):
 
 @pytest.mark.parametrize("fused_lstm", ["0", "1"], ids=["torch_lstm", "c_lstm"])
 @pytest.mark.parametrize("r", [1, 3, 4])
-def test_split_teacher_forced_decoder_equals_the_step_loop(r, fused_lstm, monkeypatch):
-    """Decoder.teacher_forced (LSTMs over whole sequences, in torch's LSTM or the C layer when built)
-    gives the step loop's outputs and gradients, in training mode (prenet dropout drawn in the same
-    order), with padding and T not a multiple of r."""
+@pytest.mark.parametrize("attention", ["0", "1"], ids=["autograd_attention", "attention_loop"])
+def test_split_teacher_forced_decoder_equals_the_step_loop(r, fused_lstm, attention, monkeypatch):
+    """Decoder.teacher_forced (LSTMs over whole sequences, in torch's LSTM or the C layer when built;
+    the attention path under autograd or in rtclone.attention_train) gives the step loop's outputs and
+    gradients, in training mode (prenet dropout drawn in the same order), with padding and T not a
+    multiple of r."""
     monkeypatch.setenv("RTCLONE_FUSED_LSTM", fused_lstm)
+    monkeypatch.setenv("RTCLONE_FUSED_ATTENTION", attention)
     torch.manual_seed(0)
     model = Tacotron(SynthesizerDims.tiny()).train()
     model.set_r(r)
