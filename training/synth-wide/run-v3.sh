@@ -16,8 +16,11 @@ fi
 .venv/bin/rtclone corpus build data/corpus-v3 --extra2 125 --jobs 2 || exit 1
 .venv/bin/rtclone train synthesizer data/corpus-v3 runs/synth-small --prepared runs/synth-small/prepared-v3 --prepare-only --jobs 2 || exit 1
 .venv/bin/rtclone train synthesizer data/corpus-v2 runs/synth-small --prepared runs/synth-small/prepared-v2-eval --prepare-only --split eval --jobs 2 || exit 1
+# resumes this arm's committed checkpoint (training/synth-wide-v3, session 13 on) or, without one, starts it from
+# the widened line's committed 15 400
 if [ ! -f runs/synth-wide-v3/synthesizer.pt ]; then
-  .venv/bin/python scripts/pack_run.py --unpack training/synth-wide runs/synth-wide-v3 || exit 1
+  SRC=training/synth-wide-v3; [ -f $SRC/parts.json ] || SRC=training/synth-wide
+  .venv/bin/python scripts/pack_run.py --unpack $SRC runs/synth-wide-v3 || exit 1
 fi
 exec .venv/bin/python -m torch.distributed.run --standalone --nnodes 1 --nproc_per_node 2 \
   -m rtclone.train.synthesizer runs/synth-small/prepared-v3 runs/synth-wide-v3 --dims small --steps 200000 \
