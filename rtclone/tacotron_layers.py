@@ -255,7 +255,8 @@ class Decoder(nn.Module):
         """The teacher-forced decoder: the same sums as :meth:`step` over every step, reordered.
 
         The attention path (:meth:`attend`) never reads the residual LSTMs, so with the previous
-        frames known it runs first, step by step; the LSTMs and projections then run
+        frames known it runs first, step by step (in a training pass: rtclone.attention_train's loop, with
+        the prenet of all steps in two products and a hand-written backward); the LSTMs and projections then run
         over the whole sequence at once (one input GEMM for all steps, the recurrence in one call: the
         C layer :func:`rtclone.kernels.cpu.gru.lstm_layer` when gradients are wanted and it is built,
         else ``torch.lstm``) instead of one cell call per step. Random draws (prenet dropout, zoneout
