@@ -6,8 +6,8 @@ under autograd each step is ≈ 15 small operations forward and more backward, e
 replayed, plus per-step weight-gradient products. :class:`AttentionLoop` runs the same sums with
 autograd off: the prenet's share of the GRU input is one product for all steps, the location
 convolution and its projection are one convolution (``L · conv`` folded), the backward walks the
-steps once carrying the state gradients, and every weight gradient is one product over all steps
-at the end. Its inputs are the prenet outputs of every step (the caller draws their dropout masks
+steps once carrying the state gradients, and the weight gradients are whole-sequence products at
+the end (the score vector's: one small product per step, over the per-step tanh outputs it keeps). Its inputs are the prenet outputs of every step (the caller draws their dropout masks
 in the step loop's order) and a zero initial state (as :meth:`Decoder.init_state` gives).
 """
 

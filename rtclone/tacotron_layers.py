@@ -28,7 +28,15 @@ def dropout_always(x: torch.Tensor, p: float, generator: torch.Generator | None 
         return x
     if generator is None:
         return F.dropout(x, p, training=True)
-    keep = torch.empty_like(x).bernoulli_(1.0 - p, generator=generator)
+    return _dropped(x, _keep_mask(x.shape, p, generator, x), p)
+
+
+def _keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """A dropout keep mask (1 = kept, probability 1 − p) of ``shape``, ``like``'s dtype and device."""
+    return like.new_empty(shape).bernoulli_(1.0 - p, generator=generator)
+
+
+def _dropped(x: torch.Tensor, keep: torch.Tensor, p: float) -> torch.Tensor:
     return x * keep * (1.0 / (1.0 - p))
 
 
@@ -279,8 +287,7 @@ class Decoder(nn.Module):
                     prev = mels[:, :, t - 1]
                 attn_hidden, scores, context = self.attend(prev, attn_hidden, context, cumulative, memory, keys, mask, generator)
                 if self.zoning():  # drawn where the step loop draws them
-                    zones[0].append(self._zone_mask(state.rnn1[0], generator))
-                    zones[1].append(self._zone_mask(state.rnn2[0], generator))
+                    self._draw_zones(state, generator, zones)
                 cumulative = cumulative + scores
                 hiddens.append(attn_hidden)
                 contexts.append(context)
@@ -324,21 +331,24 @@ class Decoder(nn.Module):
         if generator is None:  # the global RNG: the same distribution, drawn in whole-sequence tensors
             x = dropout_always(F.relu(fc2(dropout_always(x, p))), p)
             for _ in range(S if self.zoning() else 0):
-                zones[0].append(self._zone_mask(state.rnn1[0], generator))
-                zones[1].append(self._zone_mask(state.rnn2[0], generator))
+                self._draw_zones(state, generator, zones)
             return x
         keep1, keep2 = [], []
-        for _ in range(S):
+        for _ in range(S):  # dropout_always's draws, step by step
             if p > 0.0:
-                keep1.append(x.new_empty(B, fc1.out_features).bernoulli_(1.0 - p, generator=generator))
-                keep2.append(x.new_empty(B, fc2.out_features).bernoulli_(1.0 - p, generator=generator))
+                keep1.append(_keep_mask((B, fc1.out_features), p, generator, x))
+                keep2.append(_keep_mask((B, fc2.out_features), p, generator, x))
             if self.zoning():
-                zones[0].append(self._zone_mask(state.rnn1[0], generator))
-                zones[1].append(self._zone_mask(state.rnn2[0], generator))
-        if p > 0.0:
-            x = x * torch.stack(keep1) * (1.0 / (1.0 - p))
-        x = F.relu(fc2(x))
-        return x * torch.stack(keep2) * (1.0 / (1.0 - p)) if p > 0.0 else x
+                self._draw_zones(state, generator, zones)
+        if p <= 0.0:
+            return F.relu(fc2(x))
+        return _dropped(F.relu(fc2(_dropped(x, torch.stack(keep1), p))), torch.stack(keep2), p)
+
+    def _draw_zones(self, state: DecoderState, generator: torch.Generator | None,
+                    zones: tuple[list[torch.Tensor], list[torch.Tensor]]) -> None:
+        """One step's zoneout masks of the two residual LSTMs, appended to ``zones``."""
+        zones[0].append(self._zone_mask(state.rnn1[0], generator))
+        zones[1].append(self._zone_mask(state.rnn2[0], generator))
 
     def step(self, state: DecoderState, memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None,
              r: int, generator: torch.Generator | None = None, mel_weight: torch.Tensor | None = None,

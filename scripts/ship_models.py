@@ -58,12 +58,10 @@ def halve(src: Path, dst: Path) -> Path:
 
 
 def main() -> int:
-    if len(sys.argv) == 4 and sys.argv[1] == "--half-only":
-        halve(Path(sys.argv[2]), Path(sys.argv[3]))
-        return 0
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--synthesizer", required=True, type=Path)
+    ap.add_argument("--synthesizer", type=Path, help="the synthesizer checkpoint to ship (required unless --half-only)")
+    ap.add_argument("--half-only", nargs=2, type=Path, metavar=("IN", "OUT"),
+                    help="only write IN with float16 weights to OUT (what --half would ship, to evaluate first)")
     ap.add_argument("--vocoder", type=Path)
     ap.add_argument("--postfilter", action="store_true", help="the shipped WaveRNN runs with the mel-envelope post-filter")
     ap.add_argument("--eval", type=Path, help="an `rtclone eval clone` JSON report of these models")
@@ -72,6 +70,11 @@ def main() -> int:
     ap.add_argument("--note", default="")
     ap.add_argument("--half", action="store_true", help="store the synthesizer's weights in float16 (half the bytes)")
     args = ap.parse_args()
+    if args.half_only:
+        halve(*args.half_only)
+        return 0
+    if args.synthesizer is None:
+        ap.error("--synthesizer is required")
     if args.postfilter and not args.vocoder:
         print("refusing: --postfilter needs --vocoder (Griffin-Lim has nothing to filter)", file=sys.stderr)
         return 1

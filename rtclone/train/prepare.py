@@ -18,6 +18,7 @@ from ..errors import AudioError, InputShapeError, OptionsError, TextError
 
 DATA_FORMAT, DATA_VERSION = "rtclone-synth-data", 1
 
+
 def synthesizer_items(src: str | Path, split: str = "train") -> list[Any]:
     """(audio, transcript, speaker) items of a corpus root (``split="eval"``: the built-in corpus's
     held-out voices and sentences, for a validation loss; other layouts have only "train").
