@@ -439,6 +439,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--extra", type=int, default=150, help="utterances of extra (training-only) sentences per training voice")
     p.add_argument("--extra2", type=int, default=0,
                    help="utterances of the second extra list per training voice (chapter 4: corpus v3)")
+    p.add_argument("--extra3", type=int, default=0,
+                   help="utterances of the third extra list per training voice (chapter 5: corpus v4)")
     p.add_argument("--heldout-voices", type=int, default=4)
     p.add_argument("--heldout-sentences", type=int, default=20)
     p.add_argument("--jobs", type=int, default=1)

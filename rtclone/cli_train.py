@@ -25,7 +25,7 @@ def cmd_corpus_build(args: argparse.Namespace) -> dict[str, Any]:
     from .corpus import CorpusOptions, build_corpus, corpus_summary, plan_corpus
 
     opts = CorpusOptions(seed=args.seed, n_voices=args.voices, voices=tuple(args.voice or ()), utterances_per_voice=args.utterances,
-                         extra_per_voice=args.extra, extra2_per_voice=args.extra2, heldout_voices=args.heldout_voices, heldout_sentences=args.heldout_sentences, jobs=args.jobs)  # fmt: skip
+                         extra_per_voice=args.extra, extra2_per_voice=args.extra2, extra3_per_voice=args.extra3, heldout_voices=args.heldout_voices, heldout_sentences=args.heldout_sentences, jobs=args.jobs)  # fmt: skip
     manifest = plan_corpus(opts) if args.dry_run else build_corpus(Path(args.root), opts, progress=_progress(args))
     return {"message": f"corpus {'plan' if args.dry_run else 'in ' + args.root}", "root": args.root, **corpus_summary(manifest)}
 

@@ -20,6 +20,7 @@ so the extra list adds thousands more, each read by one or two voices. Chapter 4
 ``CorpusOptions(extra2_per_voice=n)``) does the same with a second list of new sentences; a plan
 without it is exactly version 2's, so a v2 corpus grows into v3 by building the missing chapter-4
 files only (copy or hard-link it to a new root first: a root keeps the options it was built with).
+Chapter 5 (corpus version 4, ``extra3_per_voice``) adds a third list the same way.
 Utterances of held-out voices and of held-out sentences are evaluation-only:
 ``manifest["utterances"][i]["split"]`` is "train" or "eval" (see :func:`list_utterances`).
 The build is deterministic from the seed, resumable (finished files are skipped, every file is
@@ -44,11 +45,19 @@ from pathlib import Path
 from rtclone.errors import BackendUnavailableError, OptionsError, SynthesisError
 
 __all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "load_extra_sentences", "load_extra2_sentences",
+           "load_extra3_sentences",
            "list_voices",
            "engine_available", "plan_corpus", "build_corpus", "corpus_summary", "list_utterances"]
 
-CORPUS_VERSION = 2  # 2: chapter 3, the extra training sentences; 3: chapter 4 too (extra2_per_voice > 0)
-TRAIN_CHAPTER, HELDOUT_CHAPTER, EXTRA_CHAPTER, EXTRA2_CHAPTER = 1, 2, 3, 4
+CORPUS_VERSION = 2  # 2: chapter 3, the extra training sentences; 3: chapter 4 too; 4: chapter 5 too
+TRAIN_CHAPTER, HELDOUT_CHAPTER, EXTRA_CHAPTER, EXTRA2_CHAPTER, EXTRA3_CHAPTER = 1, 2, 3, 4, 5
+# chapter -> (CorpusOptions field, sentence list); the version a plan reading it has; its shuffle's seed tag
+_EXTRA_LISTS = {EXTRA_CHAPTER: ("extra_per_voice", "sentences-extra.txt"),
+                EXTRA2_CHAPTER: ("extra2_per_voice", "sentences-extra2.txt"),
+                EXTRA3_CHAPTER: ("extra3_per_voice", "sentences-extra3.txt")}
+_VERSION_OF = {EXTRA_CHAPTER: 2, EXTRA2_CHAPTER: 3, EXTRA3_CHAPTER: 4}
+_SEED_TAG = {EXTRA_CHAPTER: "extra", EXTRA2_CHAPTER: "extra2", EXTRA3_CHAPTER: "extra3"}
+_LATER = ("extra2_per_voice", "extra3_per_voice")  # options left out of a manifest when 0
 _BATCH = 10  # utterances per engine call (festival pays its start-up once per batch)
 _FESTIVAL_VOICE_DIRS = Path("/usr/share/festival/voices")
 # Debian packages that provide each engine (for error messages and the CI install line)
@@ -164,6 +173,11 @@ def load_extra2_sentences() -> list[str]:
     return _read_list("sentences-extra2.txt")
 
 
+def load_extra3_sentences() -> list[str]:
+    """The third extra list (rtclone/data/sentences-extra3.txt; written for this project): chapter 5."""
+    return _read_list("sentences-extra3.txt")
+
+
 @dataclass(frozen=True)
 class CorpusOptions:
     """What to build. Validated on construction."""
@@ -174,6 +188,7 @@ class CorpusOptions:
     utterances_per_voice: int = 120  # training-sentence utterances per voice (chapter 1)
     extra_per_voice: int = 150       # extra-sentence utterances per training voice (chapter 3)
     extra2_per_voice: int = 0        # second-extra-list utterances per training voice (chapter 4; corpus v3)
+    extra3_per_voice: int = 0        # third-extra-list utterances per training voice (chapter 5; corpus v4)
     heldout_voices: int = 4          # voices kept for evaluation only
     heldout_sentences: int = 20      # sentences kept for evaluation (chapter 2, every voice)
     sample_rate: int = 16000         # output rate (16 kHz inside the engine)
@@ -187,6 +202,7 @@ class CorpusOptions:
             (self.utterances_per_voice >= 1, "utterances_per_voice must be >= 1"),
             (self.extra_per_voice >= 0, "extra_per_voice must be >= 0"),
             (self.extra2_per_voice >= 0, "extra2_per_voice must be >= 0"),
+            (self.extra3_per_voice >= 0, "extra3_per_voice must be >= 0"),
             (0 <= self.heldout_voices < selected,
              f"heldout_voices must be in [0, {selected}) for {selected} voices"),
             (0 <= self.heldout_sentences < n_sentences,
@@ -295,19 +311,18 @@ def plan_corpus(options: CorpusOptions) -> dict:
     sentences = load_sentences()
     heldout_sent = sorted(rng.sample(range(len(sentences)), options.heldout_sentences))
     train_sent = [i for i in range(len(sentences)) if i not in set(heldout_sent)]
-    # extra sentences get ids after the core ones; training voice j reads the j-th run of
-    # extra_per_voice in one shuffled cycle of them, so each is read by as few voices as possible
-    extra_text = load_extra_sentences() if options.extra_per_voice else []
-    extra = list(range(len(sentences), len(sentences) + len(extra_text)))
-    random.Random(f"rtclone-corpus-{options.seed}-extra").shuffle(extra)
-    n_extra = min(options.extra_per_voice, len(extra))
-    sentences = sentences + extra_text
-    # the second list (chapter 4) the same way, with ids after the first's; a plan without it is v2's
-    extra2_text = load_extra2_sentences() if options.extra2_per_voice else []
-    extra2 = list(range(len(sentences), len(sentences) + len(extra2_text)))
-    random.Random(f"rtclone-corpus-{options.seed}-extra2").shuffle(extra2)
-    n_extra2 = min(options.extra2_per_voice, len(extra2))
-    sentences = sentences + extra2_text
+    # extra sentences get ids after the core ones; training voice j reads the j-th run of n in one
+    # shuffled cycle of a list, so each is read by as few voices as possible. The lists follow one
+    # another (ids after the previous list's); a list read by no voice adds nothing, so a plan without
+    # the later lists is exactly the earlier version's
+    extras = []  # (chapter, shuffled sentence ids, utterances per training voice)
+    for chapter, (field, name) in _EXTRA_LISTS.items():
+        n = getattr(options, field)
+        text = _read_list(name) if n else []
+        ids = list(range(len(sentences), len(sentences) + len(text)))
+        random.Random(f"rtclone-corpus-{options.seed}-{_SEED_TAG[chapter]}").shuffle(ids)
+        extras.append((chapter, ids, min(n, len(ids))))
+        sentences = sentences + text
     # hold out sox variants first, so every base engine voice stays in training
     variants = [v.name for v in chosen if v.pitch_cents or v.tempo != 1.0]
     others = [v.name for v in chosen if v.name not in set(variants)]
@@ -324,7 +339,7 @@ def plan_corpus(options: CorpusOptions) -> dict:
         picks = vrng.sample(train_sent, min(options.utterances_per_voice, len(train_sent)))
         chapters = [(TRAIN_CHAPTER, picks), (HELDOUT_CHAPTER, heldout_sent)]
         if voice_split == "train":
-            for chapter, ids, n in ((EXTRA_CHAPTER, extra, n_extra), (EXTRA2_CHAPTER, extra2, n_extra2)):
+            for chapter, ids, n in extras:
                 if n:
                     chapters.append((chapter, [ids[(n_train_voices * n + i) % len(ids)] for i in range(n)]))
             n_train_voices += 1
@@ -337,12 +352,14 @@ def plan_corpus(options: CorpusOptions) -> dict:
                     "split": "train" if voice_split == "train" and chapter != HELDOUT_CHAPTER
                     else "eval"})
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()
-    # jobs may change between resumed runs; extra2_per_voice = 0 is left out so v2 manifests still match
-    opts = {k: v for k, v in dataclasses.asdict(options).items() if k != "jobs" and (k != "extra2_per_voice" or v)}
-    return {"format": "rtclone-corpus", "version": 3 if n_extra2 else CORPUS_VERSION, "seed": options.seed,
+    # jobs may change between resumed runs; the later lists' counts are left out at 0 so older manifests match
+    opts = {k: v for k, v in dataclasses.asdict(options).items() if k != "jobs" and (k not in _LATER or v)}
+    version = max([CORPUS_VERSION] + [_VERSION_OF[chapter] for chapter, _, n in extras if n])
+    return {"format": "rtclone-corpus", "version": version, "seed": options.seed,
             "sample_rate": options.sample_rate, "options": opts,
             "sentences_sha256": digest,
-            "sentences": {"train": train_sent + sorted(extra) + sorted(extra2), "heldout": heldout_sent},
+            "sentences": {"train": train_sent + [i for _, ids, _ in extras for i in sorted(ids)],
+                          "heldout": heldout_sent},
             "voices": voices, "utterances": utterances}
 
 

@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 
 from rtclone.corpus import (CorpusOptions, build_corpus, corpus_summary, engine_available, list_utterances,
-                            list_voices, load_extra2_sentences, load_extra_sentences, load_sentences, plan_corpus)
+                            list_voices, load_extra2_sentences, load_extra3_sentences, load_extra_sentences, load_sentences,
+                            plan_corpus)
 from rtclone.errors import OptionsError
 from rtclone.text import ARPABET, clean_text, to_arpabet
 
@@ -103,31 +104,35 @@ def test_default_plan():
     assert plan["sentences"]["train"] == plain["sentences"]["train"] + list(range(n_core, n_core + len(extra)))
 
 
-def test_second_extra_list_is_chapter_4_and_leaves_v2_alone():
-    """Corpus v3: chapter 4 reads the second list (training voices only, each sentence by as few voices
-    as possible); everything of the v2 plan stays as it was, so a v2 corpus grows into v3."""
-    core, extra, extra2 = load_sentences(), load_extra_sentences(), load_extra2_sentences()
-    assert len(extra2) >= 2000 and len(set(extra2)) == len(extra2)
+@pytest.mark.parametrize("field, chapter, base", [("extra2_per_voice", 4, {}),
+                                                   ("extra3_per_voice", 5, {"extra2_per_voice": 125})])
+def test_later_extra_lists_add_one_chapter_and_leave_the_earlier_version_alone(field, chapter, base):
+    """Corpus v3 (chapter 4, the second list) and v4 (chapter 5, the third): the new chapter reads its list
+    (training voices only, each sentence by as few voices as possible); everything of the earlier version's
+    plan stays as it was, so a v2 corpus grows into v3 and a v3 one into v4."""
+    core, lists = load_sentences(), [load_extra_sentences(), load_extra2_sentences(), load_extra3_sentences()]
+    new_list, earlier = lists[chapter - 3], [s for lst in lists[:chapter - 3] for s in lst]
+    assert len(new_list) >= 2000 and len(set(new_list)) == len(new_list)
     norm = lambda s: re.sub(r"[^a-z ]", "", s.lower())  # noqa: E731
-    assert not {norm(s) for s in extra2} & {norm(s) for s in core + extra}
-    for s in extra2:
+    assert not {norm(s) for s in new_list} & {norm(s) for s in core + earlier}
+    for s in new_list:
         assert re.fullmatch(r"[A-Za-z][A-Za-z ,.?!';:-]*[.?!]", s), s
         assert 3 <= len(clean_text(s).split()) <= 20, s
-    v2, v3 = plan_corpus(CorpusOptions()), plan_corpus(CorpusOptions(extra2_per_voice=100))
-    assert v2["version"] == 2 and "extra2_per_voice" not in v2["options"]
-    assert v3["version"] == 3 and v3["options"]["extra2_per_voice"] == 100
-    ch4 = [u for u in v3["utterances"] if u["id"].split("-")[1] == "4"]
-    assert [u for u in v3["utterances"] if u not in ch4] == v2["utterances"]
-    assert v3["voices"] == v2["voices"] and v3["sentences"]["heldout"] == v2["sentences"]["heldout"]
-    first = len(core) + len(extra)
-    assert v3["sentences"]["train"] == v2["sentences"]["train"] + list(range(first, first + len(extra2)))
-    train_voices = [v["speaker"] for v in v3["voices"] if v["split"] == "train"]
-    assert sorted({u["speaker"] for u in ch4}) == sorted(train_voices) and len(ch4) == 100 * len(train_voices)
-    assert all(u["split"] == "train" and u["text"] == extra2[u["sentence"] - first] for u in ch4)
-    reads = np.bincount([u["sentence"] - first for u in ch4], minlength=len(extra2))
+    old, grown = plan_corpus(CorpusOptions(**base)), plan_corpus(CorpusOptions(**base, **{field: 100}))
+    assert old["version"] == chapter - 2 and field not in old["options"]
+    assert grown["version"] == chapter - 1 and grown["options"][field] == 100
+    added = [u for u in grown["utterances"] if u["id"].split("-")[1] == str(chapter)]
+    assert [u for u in grown["utterances"] if u not in added] == old["utterances"]
+    assert grown["voices"] == old["voices"] and grown["sentences"]["heldout"] == old["sentences"]["heldout"]
+    first = len(core) + len(earlier)
+    assert grown["sentences"]["train"] == old["sentences"]["train"] + list(range(first, first + len(new_list)))
+    train_voices = [v["speaker"] for v in grown["voices"] if v["split"] == "train"]
+    assert sorted({u["speaker"] for u in added}) == sorted(train_voices) and len(added) == 100 * len(train_voices)
+    assert all(u["split"] == "train" and u["text"] == new_list[u["sentence"] - first] for u in added)
+    reads = np.bincount([u["sentence"] - first for u in added], minlength=len(new_list))
     assert reads.max() - reads.min() <= 1
-    with pytest.raises(OptionsError, match="extra2_per_voice"):
-        CorpusOptions(extra2_per_voice=-1)
+    with pytest.raises(OptionsError, match=field):
+        CorpusOptions(**{field: -1})
 
 
 def _tiny_options(**kw) -> CorpusOptions:

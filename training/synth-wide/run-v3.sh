@@ -16,6 +16,8 @@ fi
 .venv/bin/rtclone corpus build data/corpus-v3 --extra2 125 --jobs 2 || exit 1
 .venv/bin/rtclone train synthesizer data/corpus-v3 runs/synth-small --prepared runs/synth-small/prepared-v3 --prepare-only --jobs 2 || exit 1
 .venv/bin/rtclone train synthesizer data/corpus-v2 runs/synth-small --prepared runs/synth-small/prepared-v2-eval --prepare-only --split eval --jobs 2 || exit 1
+# RTCLONE_DATA_ONLY=1: stop here (run-v4.sh builds on this data)
+[ -n "$RTCLONE_DATA_ONLY" ] && exit 0
 # resumes this arm's committed checkpoint (training/synth-wide-v3, session 13 on) or, without one, starts it from
 # the widened line's committed 15 400
 if [ ! -f runs/synth-wide-v3/synthesizer.pt ]; then
