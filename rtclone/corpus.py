@@ -51,13 +51,10 @@ __all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "lo
 
 CORPUS_VERSION = 2  # 2: chapter 3, the extra training sentences; 3: chapter 4 too; 4: chapter 5 too
 TRAIN_CHAPTER, HELDOUT_CHAPTER, EXTRA_CHAPTER, EXTRA2_CHAPTER, EXTRA3_CHAPTER = 1, 2, 3, 4, 5
-# chapter -> (CorpusOptions field, sentence list); the version a plan reading it has; its shuffle's seed tag
-_EXTRA_LISTS = {EXTRA_CHAPTER: ("extra_per_voice", "sentences-extra.txt"),
-                EXTRA2_CHAPTER: ("extra2_per_voice", "sentences-extra2.txt"),
-                EXTRA3_CHAPTER: ("extra3_per_voice", "sentences-extra3.txt")}
-_VERSION_OF = {EXTRA_CHAPTER: 2, EXTRA2_CHAPTER: 3, EXTRA3_CHAPTER: 4}
-_SEED_TAG = {EXTRA_CHAPTER: "extra", EXTRA2_CHAPTER: "extra2", EXTRA3_CHAPTER: "extra3"}
-_LATER = ("extra2_per_voice", "extra3_per_voice")  # options left out of a manifest when 0
+# chapter -> (CorpusOptions field, sentence list, tag of its shuffle's seed, corpus version of a plan reading it)
+_EXTRA_LISTS = {EXTRA_CHAPTER: ("extra_per_voice", "sentences-extra.txt", "extra", 2),
+                EXTRA2_CHAPTER: ("extra2_per_voice", "sentences-extra2.txt", "extra2", 3),
+                EXTRA3_CHAPTER: ("extra3_per_voice", "sentences-extra3.txt", "extra3", 4)}
 _BATCH = 10  # utterances per engine call (festival pays its start-up once per batch)
 _FESTIVAL_VOICE_DIRS = Path("/usr/share/festival/voices")
 # Debian packages that provide each engine (for error messages and the CI install line)
@@ -165,17 +162,17 @@ def load_sentences() -> list[str]:
 
 def load_extra_sentences() -> list[str]:
     """The extra training-only sentences (rtclone/data/sentences-extra.txt; written for this project)."""
-    return _read_list("sentences-extra.txt")
+    return _read_list(_EXTRA_LISTS[EXTRA_CHAPTER][1])
 
 
 def load_extra2_sentences() -> list[str]:
     """The second extra list (rtclone/data/sentences-extra2.txt; written for this project): chapter 4."""
-    return _read_list("sentences-extra2.txt")
+    return _read_list(_EXTRA_LISTS[EXTRA2_CHAPTER][1])
 
 
 def load_extra3_sentences() -> list[str]:
     """The third extra list (rtclone/data/sentences-extra3.txt; written for this project): chapter 5."""
-    return _read_list("sentences-extra3.txt")
+    return _read_list(_EXTRA_LISTS[EXTRA3_CHAPTER][1])
 
 
 @dataclass(frozen=True)
@@ -316,11 +313,11 @@ def plan_corpus(options: CorpusOptions) -> dict:
     # another (ids after the previous list's); a list read by no voice adds nothing, so a plan without
     # the later lists is exactly the earlier version's
     extras = []  # (chapter, shuffled sentence ids, utterances per training voice)
-    for chapter, (field, name) in _EXTRA_LISTS.items():
+    for chapter, (field, name, tag, _) in _EXTRA_LISTS.items():
         n = getattr(options, field)
         text = _read_list(name) if n else []
         ids = list(range(len(sentences), len(sentences) + len(text)))
-        random.Random(f"rtclone-corpus-{options.seed}-{_SEED_TAG[chapter]}").shuffle(ids)
+        random.Random(f"rtclone-corpus-{options.seed}-{tag}").shuffle(ids)
         extras.append((chapter, ids, min(n, len(ids))))
         sentences = sentences + text
     # hold out sox variants first, so every base engine voice stays in training
@@ -353,8 +350,9 @@ def plan_corpus(options: CorpusOptions) -> dict:
                     else "eval"})
     digest = hashlib.sha256("\n".join(sentences).encode()).hexdigest()
     # jobs may change between resumed runs; the later lists' counts are left out at 0 so older manifests match
-    opts = {k: v for k, v in dataclasses.asdict(options).items() if k != "jobs" and (k not in _LATER or v)}
-    version = max([CORPUS_VERSION] + [_VERSION_OF[chapter] for chapter, _, n in extras if n])
+    later = {field for chapter, (field, *_) in _EXTRA_LISTS.items() if chapter != EXTRA_CHAPTER}
+    opts = {k: v for k, v in dataclasses.asdict(options).items() if k != "jobs" and (k not in later or v)}
+    version = max([CORPUS_VERSION] + [_EXTRA_LISTS[chapter][3] for chapter, _, n in extras if n])
     return {"format": "rtclone-corpus", "version": version, "seed": options.seed,
             "sample_rate": options.sample_rate, "options": opts,
             "sentences_sha256": digest,

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Corpus-v4 arm (session 14): the widened synthesizer continued from the corpus-v3 arm on corpus v4 (chapter 5's
-# 3 000 new sentences, sentences-extra3.txt, read 125 per training voice: 18 720 items) into runs/synth-wide-v4,
+# 3 188 new sentences, sentences-extra3.txt, read 125 per training voice: 18 720 items) into runs/synth-wide-v4,
 # everything else as run-v3.sh. Builds and prepares what is missing (v2, v3 through run-v3.sh; v4 as v3's
 # hard-linked copy grown by chapter 5; prepared-v4 as prepared-v3's hard-linked copy grown by chapter 5's items).
 cd "$(dirname "$0")/../.."
