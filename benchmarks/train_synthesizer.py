@@ -11,7 +11,10 @@ the LSTMs in rtclone.kernels.cpu.gru.lstm_layer, float32; what training uses whe
 built) and ``split_c_bf16`` (its products on bfloat16 operands: ``--bf16-lstm``), all four with the
 attention path under autograd (``RTCLONE_FUSED_ATTENTION=0``), and ``split_c_bf16_attn``: that with the
 attention path in rtclone.attention_train (the prenet in two products, a hand-written backward; what
-training uses now). Modes are
+training uses now); ``own_sequential`` and ``own_parallel``: scheduled sampling at probability 0.5
+(``--own-frames 0.5``), the step loop feeding back its own frames (the C LSTM layer, bf16, fused attention
+where they apply) and ``split_c_bf16_attn`` with a first teacher-forced pass giving the own frames
+(``--own-parallel``). Modes are
 interleaved so background load hits them alike. Prints and writes the median and IQR of the step
 time and each mode's ratio to the step loop, with the machine.
 
@@ -33,7 +36,7 @@ from rtclone.synthesizer import SynthesizerDims, Tacotron
 from rtclone.train.synthesizer import taco_loss
 
 ROOT = Path(__file__).resolve().parent.parent
-MODES = ("step_loop", "split", "split_c", "split_c_bf16", "split_c_bf16_attn")
+MODES = ("step_loop", "split", "split_c", "split_c_bf16", "split_c_bf16_attn", "own_sequential", "own_parallel")
 
 
 def step_fn(lstm: int, batch: int, chars: int, frames: int, mode: str):
@@ -41,10 +44,11 @@ def step_fn(lstm: int, batch: int, chars: int, frames: int, mode: str):
     torch.manual_seed(0)
     model = Tacotron(dataclasses.replace(SynthesizerDims.small(), lstm_dims=lstm)).train()
     model.set_r(4)
+    own = mode.startswith("own_")
     model.split_decoder = mode != "step_loop"
-    model.decoder.lstm_bf16 = mode.startswith("split_c_bf16")
-    fused_lstm = "1" if mode.startswith("split_c") else "0"
-    fused_attention = "1" if mode.endswith("_attn") else "0"
+    model.decoder.lstm_bf16 = mode.startswith("split_c_bf16") or own
+    fused_lstm = "1" if mode.startswith("split_c") or own else "0"
+    fused_attention = "1" if mode.endswith("_attn") or own else "0"
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     g = torch.Generator().manual_seed(1)
     text_lens = torch.randint(chars // 2, chars + 1, (batch,), generator=g)
@@ -61,7 +65,7 @@ def step_fn(lstm: int, batch: int, chars: int, frames: int, mode: str):
     def step() -> None:
         os.environ["RTCLONE_FUSED_LSTM"] = fused_lstm
         os.environ["RTCLONE_FUSED_ATTENTION"] = fused_attention
-        loss, _, _ = taco_loss(model, data, 2.0)
+        loss, _, _ = taco_loss(model, data, 2.0, own_frames=0.5 if own else 0.0, own_parallel=mode == "own_parallel")
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -483,6 +483,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--guided-attention", type=float, default=0.0)
     p.add_argument("--own-frames", type=float, default=0.0,
                    help="scheduled sampling: probability of feeding the decoder its own previous frame")
+    p.add_argument("--own-parallel", action="store_true",
+                   help="scheduled sampling's own frames come from a first teacher-forced pass (parallel)")
+    p.add_argument("--own-ramp", help="START:END: --own-frames rises linearly from 0 at step START to its value at END")
     p.add_argument("--bf16-lstm", action="store_true",
                    help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
     p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")

@@ -96,7 +96,8 @@ def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
                                   guided_attention=args.guided_attention, seed=args.seed, resume=not args.no_resume,
                                   progress=_progress(args), checkpoint_every=args.checkpoint_every,
                                   val_dir=args.val, own_frames=args.own_frames, bf16_lstm=args.bf16_lstm,
-                                  zoneout=args.zoneout)  # fmt: skip
+                                  zoneout=args.zoneout, own_parallel=args.own_parallel,
+                                  own_ramp=ts.parse_ramp(args.own_ramp))  # fmt: skip
     report.pop("losses", None)
     return {"message": f"synthesizer run in {args.out}", **report}
 

@@ -159,7 +159,7 @@ class Tacotron(nn.Module):
         return self.post_proj(self.postnet(mels)).transpose(1, 2)
 
     def forward(self, chars: torch.Tensor, mels: torch.Tensor, speakers: torch.Tensor,
-                generator: torch.Generator | None = None, own_frames: float = 0.0,
+                generator: torch.Generator | None = None, own_frames: float = 0.0, own_parallel: bool = False,
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced pass (training, GTA export).
 
@@ -167,19 +167,34 @@ class Tacotron(nn.Module):
         decoder mels (B, n_mels, T), postnet mels (B, n_mels, T), attention (B, ceil(T/r), T_text),
         stop logits (B, T). ``own_frames`` (scheduled sampling): at each step each utterance is fed
         its own previous prediction (detached) instead of the target frame with this probability,
-        so training sees the inputs inference sees; draws come from ``generator``.
+        so training sees the inputs inference sees; draws come from ``generator``. The prediction
+        fed is the step loop's own (sequential: it may rest on earlier own frames) or, with
+        ``own_parallel``, that of a first teacher-forced pass without gradients (parallel scheduled
+        sampling, Duckworth et al. 2019): both passes run the whole-sequence decoder, so it costs one
+        more forward pass (768-wide LSTMs, 16 utterances, one thread: ≈ 0.3 s on a ≈ 1.5 s step) where
+        the step loop doubles the step (``benchmarks/train_synthesizer.py``).
         """
         if not 0.0 <= own_frames <= 1.0:
             raise ValueError(f"own_frames must be in [0, 1], got {own_frames}")
-        r = self.r
-        T = mels.size(2)
         memory, keys = self.encode(chars, speakers, generator)
         mask = chars != 0
+        if own_frames > 0.0 and own_parallel:
+            with torch.no_grad():
+                first, _, _ = self._forced(memory.detach(), keys.detach(), mask, mels, generator)
+            own = torch.rand(mels.size(0), 1, mels.size(2), generator=generator, device=mels.device) < own_frames
+            mels, own_frames = torch.where(own, first, mels), 0.0
+        mel_out, attn, stop = self._forced(memory, keys, mask, mels, generator, own_frames)
+        return mel_out, self.postnet_mel(mel_out), attn, stop
+
+    def _forced(self, memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor, mels: torch.Tensor,
+                generator: torch.Generator | None, own_frames: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The decoder fed ``mels`` (with ``own_frames``: sequential scheduled sampling) → decoder mels,
+        attention, stop logits: the whole-sequence decoder when it can, else the step loop."""
+        r, T = self.r, mels.size(2)
         state = self.decoder.init_state(memory)
         mel_w = self.decoder.mel_weight(r)
         if own_frames == 0.0 and mel_w is not None and self.split_decoder and self.decoder.can_split(memory):
-            mel_out, attn, stop = self.decoder.teacher_forced(state, memory, keys, mask, mels, r, generator, mel_w)
-            return mel_out, self.postnet_mel(mel_out), attn, stop
+            return self.decoder.teacher_forced(state, memory, keys, mask, mels, r, generator, mel_w)
         outs, attns, stops = [], [], []
         for t in range(0, T, r):
             if t > 0:
@@ -194,7 +209,7 @@ class Tacotron(nn.Module):
             stops.append(s.unsqueeze(1).expand(-1, r))
         mel_out = torch.cat(outs, dim=2)[:, :, :T]  # (B, n_mels, T)
         stop = torch.cat(stops, dim=1)[:, :T]  # (B, T)
-        return mel_out, self.postnet_mel(mel_out), torch.stack(attns, dim=1), stop
+        return mel_out, torch.stack(attns, dim=1), stop
 
 
 def quantize_decoder_int8(model: Tacotron) -> Tacotron:

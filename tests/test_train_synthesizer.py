@@ -246,6 +246,34 @@ def test_scheduled_sampling_option(prepared, tmp_path):
             train_synthesizer(prepared, tmp_path / "bad", dims=SynthesizerDims.tiny(), steps=1, own_frames=bad)
 
 
+def test_parallel_scheduled_sampling_and_its_ramp(prepared, tmp_path):
+    """--own-parallel reaches the model; --own-ramp A:B scales --own-frames linearly from 0 at step A
+    to its value at B, by the checkpoint's step (a resumed run goes on along the ramp); both are logged."""
+    from rtclone.cli import main
+    from rtclone.train.synthesizer import _ramp, parse_ramp
+
+    assert [_ramp(s, (10, 20)) for s in (0, 10, 15, 20, 99)] == [0.0, 0.0, 0.5, 1.0, 1.0] and _ramp(3, None) == 1.0
+    assert parse_ramp("18400:19000") == (18400, 19000) and parse_ramp(None) is None
+    for bad in ("5", "a:b", "1:2:3"):
+        with pytest.raises(OptionsError, match="START:END"):
+            parse_ramp(bad)
+    with pytest.raises(OptionsError, match="own_ramp"):
+        train_synthesizer(prepared, tmp_path / "bad", dims=SynthesizerDims.tiny(), steps=1, own_ramp=(5, 5))
+    args = ["train", "synthesizer", str(prepared), str(tmp_path / "run"), "--dims", "tiny", "--batch-size", "3",
+            "--checkpoint-every", "2", "--own-frames", "0.8", "--own-parallel", "--own-ramp", "0:4", "--json"]
+    assert main([*args, "--steps", "2"]) == 0
+    assert main([*args, "--steps", "4"]) == 0  # resumed at step 2
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    # the probability of the checkpoint's last step: steps 1 and 3 ran at 0.8 * 1/4 and 0.8 * 3/4
+    assert [(r["step"], r["own_frames"], r["own_parallel"]) for r in rows] == [(2, pytest.approx(0.2), True),
+                                                                              (4, pytest.approx(0.6), True)]
+    kw = dict(dims=SynthesizerDims.tiny(), steps=1, batch_size=3, seed=0, resume=False)
+    forced = train_synthesizer(prepared, tmp_path / "tf", **kw)["losses"]
+    sequential = train_synthesizer(prepared, tmp_path / "seq", own_frames=1.0, **kw)["losses"]
+    parallel = train_synthesizer(prepared, tmp_path / "par", own_frames=1.0, own_parallel=True, **kw)["losses"]
+    assert len({forced[0], sequential[0], parallel[0]}) == 3
+
+
 def test_zoneout_and_bf16_lstm_options(prepared, tmp_path, monkeypatch):
     """--zoneout and --bf16-lstm reach the decoder (other losses than a plain step), are logged with
     the checkpoint, and a bad zoneout is refused."""

@@ -148,13 +148,13 @@ def r_at(step: int, r_schedule: Sequence[tuple[int, int]]) -> int:
 
 
 def taco_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], guided_attention: float,
-              generator: torch.Generator | None = None, own_frames: float = 0.0,
+              generator: torch.Generator | None = None, own_frames: float = 0.0, own_parallel: bool = False,
               ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """Tacotron loss of a batch (RTVC's: L1+MSE on the decoder mel, MSE on the postnet mel, stop BCE),
     plus ``guided_attention`` × the guided-attention penalty; ``own_frames`` is the scheduled-sampling
-    probability (see :meth:`Tacotron.forward`). Returns (loss, parts, attention)."""
+    probability, ``own_parallel`` its parallel form (see :meth:`Tacotron.forward`). Returns (loss, parts, attention)."""
     mels, stop = batch["mels"], batch["stop"]
-    mel_out, post_out, attn, stop_logits = model(batch["chars"], mels, batch["embeds"], generator, own_frames)
+    mel_out, post_out, attn, stop_logits = model(batch["chars"], mels, batch["embeds"], generator, own_frames, own_parallel)
     parts = {
         "mel": F.mse_loss(mel_out, mels) + F.l1_loss(mel_out, mels),
         "post": F.mse_loss(post_out, mels),
@@ -206,13 +206,17 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                       lr: float = 1e-3, guided_attention: float = 0.0, seed: int = 0, resume: bool = True,
                       progress: bool = False, checkpoint_every: int = 1000, grad_clip: float = 1.0,
                       val_dir: str | Path | None = None, val_items: int = 64, own_frames: float = 0.0,
-                      bf16_lstm: bool = False, zoneout: float = 0.0) -> dict[str, Any]:
+                      bf16_lstm: bool = False, zoneout: float = 0.0, own_parallel: bool = False,
+                      own_ramp: tuple[int, int] | None = None) -> dict[str, Any]:
     """Train (or resume training) a Tacotron on a prepared directory until ``steps`` total steps.
 
     Teacher forcing; length-bucketed batches; reduction factor from ``r_schedule``
     ([(start_step, r), ...]); Adam at ``lr``; gradient-norm clipping at ``grad_clip``; optional
     guided-attention loss of weight ``guided_attention``; scheduled sampling with probability
-    ``own_frames`` (a step's input is then the model's own previous frame, as at inference);
+    ``own_frames`` (a step's input is then the model's own previous frame, as at inference;
+    ``own_parallel``: the frame a first teacher-forced pass predicted, see :meth:`Tacotron.forward`;
+    ``own_ramp`` = (a, b): the probability rises linearly from 0 at step a to ``own_frames`` at step b,
+    counted in the checkpoint's steps, so a resumed run goes on where it was);
     ``bf16_lstm``: the decoder's residual LSTMs take bfloat16 product operands (float32 accumulation,
     states and gates; :attr:`rtclone.tacotron_layers.Decoder.lstm_bf16`), a cheaper step where the
     CPU has AVX512-BF16 (benchmarks/train_synthesizer.py); ``zoneout``: the probability with which
@@ -231,9 +235,9 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
 
     if not (isinstance(steps, int) and steps >= 1 and isinstance(batch_size, int) and batch_size >= 1
             and checkpoint_every >= 1 and lr > 0 and guided_attention >= 0 and grad_clip > 0 and 0 <= own_frames <= 1
-            and 0 <= zoneout < 1):
+            and 0 <= zoneout < 1 and (own_ramp is None or 0 <= own_ramp[0] < own_ramp[1])):
         raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0, "
-                           "grad_clip > 0, 0 <= own_frames <= 1 and 0 <= zoneout < 1")
+                           "grad_clip > 0, 0 <= own_frames <= 1, 0 <= zoneout < 1 and an own_ramp a:b with 0 <= a < b")
     rank, world, own_pg = distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out_dir = Path(out_dir)
@@ -279,7 +283,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                 break
             model.set_r(r_at(step, sched))
             batch = {k: v.to(device) for k, v in collate(ds, idx, model.r).items()}
-            loss, parts, attn = taco_loss(net, batch, guided_attention, own_frames=own_frames)
+            p_own = own_frames * _ramp(step, own_ramp)
+            loss, parts, attn = taco_loss(net, batch, guided_attention, own_frames=p_own, own_parallel=own_parallel)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -296,7 +301,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                 if rank == 0:
                     val = validation_loss(model, val_ds, guided_attention, items=val_items, seed=seed) if val_ds else {}
                     _save(model, optimizer, out_dir, step, a, scores,
-                          {**parts, **val, **({"own_frames": own_frames} if own_frames else {}),
+                          {**parts, **val, **({"own_frames": p_own} if own_frames else {}),
+                           **({"own_parallel": True} if own_frames and own_parallel else {}),
                            **({"bf16_lstm": True} if bf16_lstm else {}), **({"zoneout": zoneout} if zoneout else {})})
         epoch, skip = epoch + 1, 0
     bar.close()
@@ -392,6 +398,24 @@ def parse_r_schedule(text: str) -> list[tuple[int, int]]:
         raise OptionsError(f"bad r schedule {text!r} (expected start:r,start:r,...)") from exc
 
 
+def _ramp(step: int, ramp: tuple[int, int] | None) -> float:
+    """The fraction of the scheduled-sampling probability in force at ``step`` (see ``own_ramp``)."""
+    if ramp is None:
+        return 1.0
+    return float(min(1.0, max(0.0, (step - ramp[0]) / (ramp[1] - ramp[0]))))
+
+
+def parse_ramp(text: str | None) -> tuple[int, int] | None:
+    """'a:b' (steps) → (a, b); None stays None."""
+    if text is None:
+        return None
+    try:
+        a, b = (int(x) for x in text.split(":"))
+    except ValueError:
+        raise OptionsError(f"a ramp is 'START:END' in steps, got {text!r}") from None
+    return a, b
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``torchrun --nproc_per_node N -m rtclone.train.synthesizer PREPARED OUT [...]``."""
     p = argparse.ArgumentParser(prog="python -m rtclone.train.synthesizer", description=main.__doc__)
@@ -410,6 +434,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--val", help="a prepared held-out set: its loss is logged at every checkpoint")
     p.add_argument("--own-frames", type=float, default=0.0,
                    help="scheduled sampling: probability of feeding the model its own previous frame")
+    p.add_argument("--own-parallel", action="store_true",
+                   help="scheduled sampling's own frames come from a first teacher-forced pass (parallel)")
+    p.add_argument("--own-ramp", help="START:END: --own-frames rises linearly from 0 at step START to its value at END")
     p.add_argument("--bf16-lstm", action="store_true",
                    help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
     p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")
@@ -419,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                             r_schedule=parse_r_schedule(a.r_schedule), lr=a.lr, guided_attention=a.guided_attention,
                             seed=a.seed, resume=not a.no_resume, progress=a.progress, checkpoint_every=a.checkpoint_every,
                             val_dir=a.val, own_frames=a.own_frames, bf16_lstm=a.bf16_lstm,
-                            zoneout=a.zoneout)
+                            zoneout=a.zoneout, own_parallel=a.own_parallel, own_ramp=parse_ramp(a.own_ramp))
     print_report(res)
     return 0
 

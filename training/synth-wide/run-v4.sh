@@ -14,6 +14,8 @@ if [ ! -d runs/synth-small/prepared-v4 ]; then
   cp -al runs/synth-small/prepared-v3 runs/synth-small/prepared-v4 || exit 1
 fi
 .venv/bin/rtclone train synthesizer data/corpus-v4 runs/synth-small --prepared runs/synth-small/prepared-v4 --prepare-only --jobs 2 || exit 1
+# RTCLONE_DATA_ONLY=1: stop here (run-ss.sh builds on this data)
+[ -n "$RTCLONE_DATA_ONLY" ] && exit 0
 # resumes this arm's committed checkpoint or, without one, starts from the corpus-v3 arm's (its run directory
 # when present, else its committed pack)
 if [ ! -f runs/synth-wide-v4/synthesizer.pt ]; then
