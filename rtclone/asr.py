@@ -17,7 +17,7 @@ import numpy as np
 
 from .errors import BackendUnavailableError, InputShapeError
 
-__all__ = ["Transcriber", "word_errors", "word_error_rate", "normalize_words", "WerCount"]
+__all__ = ["Transcriber", "word_errors", "word_error_rate", "error_kinds", "normalize_words", "WerCount"]
 
 SAMPLE_RATE = 16000
 SILENCE_PEAK = 1e-3  # audio whose peak stays below this (of full scale) is silence: no words
@@ -47,6 +47,28 @@ def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
             cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
         prev = cur
     return prev[-1]
+
+
+def error_kinds(reference: str, hypothesis: str) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions) of one minimum-edit alignment of ``hypothesis`` to
+    ``reference`` (after :func:`normalize_words`); they sum to :func:`word_errors`. Among equally
+    short alignments the backtrace prefers a substitution, then a deletion."""
+    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
+    d = np.zeros((len(ref) + 1, len(hyp) + 1), dtype=np.int64)
+    d[:, 0], d[0, :] = np.arange(len(ref) + 1), np.arange(len(hyp) + 1)
+    for i in range(1, len(ref) + 1):
+        for j in range(1, len(hyp) + 1):
+            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
+    i, j, kinds = len(ref), len(hyp), [0, 0, 0]
+    while i or j:
+        if i and j and d[i, j] == d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
+            kinds[0] += int(ref[i - 1] != hyp[j - 1])
+            i, j = i - 1, j - 1
+        elif i and d[i, j] == d[i - 1, j] + 1:
+            kinds[1], i = kinds[1] + 1, i - 1
+        else:
+            kinds[2], j = kinds[2] + 1, j - 1
+    return kinds[0], kinds[1], kinds[2]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,10 @@ the cloner speaks held-out sentences (never trained on) in that voice. Measured 
   previous frame it is fed is right). Clone WER above ``tf_wer`` is exposure bias: the decoder
   going astray on its own frames; ``tf_wer`` above ``copy_wer`` is its per-frame prediction error.
 
+Each voice's row keeps what the recogniser heard in every utterance (``transcripts``: the clone's,
+the recording's and, teacher forced, the synthesizer's), and each group's summary splits the word
+errors into substitutions, deletions and insertions (``error_kinds``): mumbled words or skipped ones.
+
 :func:`check_goals` compares the summary with the issue's goals.
 """
 
@@ -29,7 +33,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .asr import Transcriber, WerCount, word_error_rate
+from .asr import Transcriber, WerCount, error_kinds, word_error_rate
 from .errors import OptionsError, RtcloneError
 
 __all__ = ["CloneEvalOptions", "evaluate_cloning", "check_goals", "format_table", "GOALS"]
@@ -131,10 +135,13 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
         utt_of = {u["sentence"]: u for u in by_speaker[spk]}
         wer, gt_wer, sims, gt_sims, hits, seconds, synth_s = WerCount(0, 0), WerCount(0, 0), [], [], 0, 0.0, 0.0
         copy_wer, copy_sims, gt_hits, tf_wer = WerCount(0, 0), [], 0, WerCount(0, 0)
+        transcripts: list[dict[str, str]] = []
         for s in heldout_sentences:
             u = utt_of[s]
             gt = load_audio(root / u["path"])
-            gt_wer = gt_wer + word_error_rate(u["text"], transcriber.transcribe(gt))
+            heard = {"id": u["id"], "text": u["text"], "clone": "", "recording": transcriber.transcribe(gt)}
+            transcripts.append(heard)
+            gt_wer = gt_wer + word_error_rate(u["text"], heard["recording"])
             gt_emb = embed(gt)
             gt_sims.append(float(np.dot(gt_emb, ref_emb)))
             gt_hits += int(speakers[int(np.argmax(ref_matrix @ gt_emb))] == spk)
@@ -148,7 +155,8 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
             if forced:
                 voc = cloner.vocode(_teacher_forced_mel(cloner.synthesizer, u["text"], synth_mel(gt), voice_emb, options.seed),
                                     SynthesisOptions(seed=options.seed))  # fmt: skip
-                tf_wer = tf_wer + word_error_rate(u["text"], transcriber.transcribe(voc) if len(voc) else "")
+                heard["teacher_forced"] = transcriber.transcribe(voc) if len(voc) else ""
+                tf_wer = tf_wer + word_error_rate(u["text"], heard["teacher_forced"])
             t0 = time.perf_counter()
             try:
                 out = cloner.clone(u["text"], voice_emb, SynthesisOptions(seed=options.seed)).audio
@@ -160,8 +168,8 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
             finally:
                 synth_s += time.perf_counter() - t0
             seconds += len(out) / 16000
-            hyp = transcriber.transcribe(out) if len(out) else ""
-            wer = wer + word_error_rate(u["text"], hyp)
+            heard["clone"] = transcriber.transcribe(out) if len(out) else ""
+            wer = wer + word_error_rate(u["text"], heard["clone"])
             try:
                 e = embed(out)
             except RtcloneError:  # silent/too short output: no voice at all
@@ -173,7 +181,8 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
                "reference_s": round(len(ref_wav) / 16000, 2), "sentences": len(heldout_sentences),
                "wer": wer.wer, "gt_wer": gt_wer.wer, "words": wer.words, "errors": wer.errors, "gt_errors": gt_wer.errors,
                "similarity": float(np.mean(sims)) if sims else 0.0, "gt_similarity": float(np.mean(gt_sims)),
-               "identified": hits, "gt_identified": gt_hits, "audio_s": round(seconds, 2), "synthesis_s": round(synth_s, 2)}  # fmt: skip
+               "identified": hits, "gt_identified": gt_hits, "audio_s": round(seconds, 2), "synthesis_s": round(synth_s, 2),
+               "transcripts": transcripts}  # fmt: skip
         if copy:
             row.update(copy_wer=copy_wer.wer, copy_errors=copy_wer.errors, copy_similarity=float(np.mean(copy_sims)))
         if forced:
@@ -224,7 +233,20 @@ def _summarise(rows: list[dict]) -> dict[str, Any] | None:
             **({"copy_wer": sum(r["copy_errors"] for r in rows) / words,
                 "copy_similarity": float(np.mean([r["copy_similarity"] for r in rows]))}
                if all("copy_errors" in r for r in rows) else {}),
-            **({"tf_wer": sum(r["tf_errors"] for r in rows) / words} if all("tf_errors" in r for r in rows) else {})}  # fmt: skip
+            **({"tf_wer": sum(r["tf_errors"] for r in rows) / words} if all("tf_errors" in r for r in rows) else {}),
+            "error_kinds": _error_kinds(rows)}  # fmt: skip
+
+
+def _error_kinds(rows: list[dict]) -> dict[str, dict[str, int]]:
+    """{"clone" / "recording" / "teacher_forced": {"substitutions", "deletions", "insertions"}} over
+    the rows' transcripts (teacher forced only when every utterance has one)."""
+    heard = [t for r in rows for t in r.get("transcripts", [])]
+    out = {}
+    for key in ("clone", "recording", "teacher_forced"):
+        if heard and all(key in t for t in heard):
+            kinds = np.sum([error_kinds(t["text"], t[key]) for t in heard], axis=0)
+            out[key] = dict(zip(("substitutions", "deletions", "insertions"), (int(k) for k in kinds)))
+    return out
 
 
 def check_goals(report: dict[str, Any]) -> dict[str, bool]:
@@ -254,6 +276,11 @@ def format_table(report: dict[str, Any]) -> str:
         if "copy_wer" in s:
             lines.append(f"{g:<8}vocoder alone on ground-truth mels (copy synthesis): WER {s['copy_wer']:.3f}, "
                          f"similarity {s['copy_similarity']:.3f}")
+    for g, s in report["summary"].items():
+        if s.get("error_kinds"):
+            kinds = ", ".join(f"{k.replace('_', ' ')} {v['substitutions']} / {v['deletions']} / {v['insertions']}"
+                              for k, v in s["error_kinds"].items())
+            lines.append(f"{g:<8}word errors, substituted / deleted / inserted: {kinds}")
     for g, s in report["summary"].items():
         if "tf_wer" in s:
             lines.append(f"{g:<8}synthesizer fed the true previous frames (teacher forced), vocoded: WER {s['tf_wer']:.3f}")

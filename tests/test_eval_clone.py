@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rtclone import audio
-from rtclone.asr import Transcriber, WerCount, normalize_words, word_error_rate, word_errors
+from rtclone.asr import Transcriber, WerCount, error_kinds, normalize_words, word_error_rate, word_errors
 from rtclone.corpus import CorpusOptions, build_corpus, engine_available
 from rtclone.errors import AttentionFailureError, OptionsError
 from rtclone.eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table
@@ -50,6 +50,31 @@ def test_word_errors_matches_brute_force_on_random_sequences():
         a = tuple(rng.choice(list("abcd"), size=rng.integers(0, 7)))
         b = tuple(rng.choice(list("abcd"), size=rng.integers(0, 7)))
         assert word_errors(a, b) == brute(a, b)
+
+
+@pytest.mark.parametrize("ref, hyp, kinds", [
+    ("a b c", "a b c", (0, 0, 0)),
+    ("a b c", "a x c", (1, 0, 0)),
+    ("a b c", "a c", (0, 1, 0)),
+    ("a b c", "a b c d", (0, 0, 1)),
+    ("a b c", "", (0, 3, 0)),
+    ("", "a b", (0, 0, 2)),
+    ("a b c d e", "x c", (1, 3, 0)),
+    ("a b c", "x b c d d", (1, 0, 2)),
+    ("I have 2 cats.", "i have two hats", (1, 0, 0)),  # normalised as word_error_rate is
+])  # fmt: skip
+def test_error_kinds(ref, hyp, kinds):
+    assert error_kinds(ref, hyp) == kinds
+
+
+def test_error_kinds_add_up_to_the_word_errors():
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        a = " ".join(rng.choice(list("abcd"), size=rng.integers(0, 8)))
+        b = " ".join(rng.choice(list("abcd"), size=rng.integers(0, 8)))
+        sub, dele, ins = error_kinds(a, b)
+        assert sub + dele + ins == word_errors(a.split(), b.split())
+        assert len(b.split()) == len(a.split()) - dele + ins  # every hypothesis word is matched, substituted or inserted
 
 
 def test_normalisation_spells_numbers_and_drops_punctuation():
@@ -133,6 +158,10 @@ def test_perfect_clone_reaches_the_ground_truth_ceiling(corpus, transcriber):
         assert r["similarity"] == pytest.approx(r["gt_similarity"], abs=1e-6)
         assert r["identified"] == 2 == r["gt_identified"]
         assert r["reference_s"] >= 3.0
+        assert [t["clone"] for t in r["transcripts"]] == [t["recording"] for t in r["transcripts"]]
+        assert len(r["transcripts"]) == 2 and all(t["text"] and t["id"] for t in r["transcripts"])
+    for s in report["summary"].values():  # what was heard is kept, and its errors split by kind
+        assert s["error_kinds"]["clone"] == s["error_kinds"]["recording"] and "teacher_forced" not in s["error_kinds"]
     assert report["failures"] == []
     goals = check_goals(report)
     assert goals["wer_seen_within_1.5x_gt"] and goals["every_clone_closest_to_its_reference"]
@@ -153,6 +182,9 @@ def test_wrong_voice_is_caught_and_failures_count_as_errors(corpus, transcriber)
     assert len(failed["failures"]) == 3 and "AttentionFailureError" in failed["failures"][0]["error"]
     assert all(r["wer"] == 1.0 and r["similarity"] == 0.0 for r in failed["voices"])
     assert failed["summary"]["seen"]["wer_ratio"] > 1.5
+    words = sum(r["words"] for r in failed["voices"] if r["group"] == "seen")  # a failed clone deleted every word
+    assert failed["summary"]["seen"]["error_kinds"]["clone"] == {"substitutions": 0, "deletions": words, "insertions": 0}
+    assert f"clone 0 / {words} / 0" in format_table(failed)
 
 
 class VocodingCloner(RecordingCloner):
@@ -219,6 +251,7 @@ def test_teacher_forced_wer_measures_the_synthesizer_without_exposure_bias(corpu
                               transcriber=transcriber)  # fmt: skip
     for r in oracle["voices"]:  # teacher forcing a perfect predictor is copy synthesis
         assert r["tf_errors"] == r["copy_errors"] and r["tf_wer"] == pytest.approx(r["copy_errors"] / r["words"])
+        assert r["tf_errors"] == sum(sum(error_kinds(t["text"], t["teacher_forced"])) for t in r["transcripts"])
     assert oracle["summary"]["seen"]["tf_wer"] == oracle["summary"]["seen"]["copy_wer"]
     assert "teacher forced" in format_table(oracle)
     untrained = evaluate_cloning(TeacherForcedCloner(root, manifest, Tacotron(SynthesizerDims.tiny()).eval()), root, opts,
