@@ -9,7 +9,9 @@
 # Seeds runs/voc-small from training/voc-small when missing. Extra arguments pass through.
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
-SYN=rtclone/models/synthesizer.pt
+# the step-11 400 synthesizer the GTA mels came from (the shipped default until session 13; a later default
+# would silently give the run other training data under the same folder name)
+SYN=training/synth-small/synthesizer.pt
 if [ ! -f runs/voc-small/vocoder.pt ]; then
   mkdir -p runs/voc-small && cp training/voc-small/vocoder.pt training/voc-small/vocoder_optimizer.pt training/voc-small/log.jsonl runs/voc-small/ || exit 1
 fi
