@@ -188,69 +188,68 @@ def test_zoneout_draws_and_sums_match_the_step_loop(fused_lstm, monkeypatch):
     model.train()
 
 
-def test_parallel_scheduled_sampling_feeds_a_first_passs_frames(tiny):
+@pytest.fixture
+def ss_case(tiny):
+    """Two utterances at r = 3 (restored to 2 after): chars, speaker embeddings, two sets of target mels."""
+    tiny.set_r(3)
+    try:
+        yield (torch.tensor([[5, 6, 7, 8, 1], [8, 9, 10, 1, 0]]), torch.from_numpy(_emb(2)),
+               torch.randn(2, 80, 30), torch.randn(2, 80, 30))
+    finally:
+        tiny.set_r(2)
+
+
+def test_parallel_scheduled_sampling_feeds_a_first_passs_frames(tiny, ss_case):
     """own_parallel: the frames fed are those a first teacher-forced pass (no gradients) predicted,
     mixed with the targets per utterance and frame: p = 1 feeds only the first pass's frames, so
     it still reads the targets (through that pass), unlike the sequential p = 1; p = 0 is teacher forcing."""
-    tiny.set_r(3)
-    try:
-        chars = torch.tensor([[5, 6, 7, 8, 1], [8, 9, 10, 1, 0]])
-        spk = torch.from_numpy(_emb(2))
-        mels_a, mels_b = torch.randn(2, 80, 30), torch.randn(2, 80, 30)
+    chars, spk, mels_a, mels_b = ss_case
 
-        def run(mels, p, seed=0):
-            return tiny(chars, mels, spk, torch.Generator().manual_seed(seed), own_frames=p, own_parallel=True)[0]
+    def run(mels, p, seed=0):
+        return tiny(chars, mels, spk, torch.Generator().manual_seed(seed), own_frames=p, own_parallel=True)[0]
 
-        with torch.no_grad():
-            forced = tiny(chars, mels_a, spk, torch.Generator().manual_seed(0))[0]
-            torch.testing.assert_close(run(mels_a, 0.0), forced, rtol=0, atol=0)
-            g = torch.Generator().manual_seed(0)  # the same draws in the same order, by hand
-            memory, keys = tiny.encode(chars, spk, g)
-            first = tiny._forced(memory, keys, chars != 0, mels_a, g)[0]
-            torch.rand(2, 1, 30, generator=g)
-            expected = tiny._forced(memory, keys, chars != 0, first, g)[0]
-            full = run(mels_a, 1.0)
-            torch.testing.assert_close(full, expected, rtol=0, atol=1e-6)
-            assert (first - mels_a).abs().mean() > 0.1  # the first pass's frames are not the targets
-            assert (full - forced).abs().max() > 1e-3 and (full - run(mels_b, 1.0)).abs().max() > 1e-3
-            half = run(mels_a, 0.5)
-            torch.testing.assert_close(half, run(mels_a, 0.5), rtol=0, atol=0)  # reproducible for a seed
-            assert (half - forced).abs().max() > 1e-3 and (half - full).abs().max() > 1e-3
-        mels = mels_a.clone().requires_grad_(True)  # with gradients: none reach the frames the first pass replaced
-        run(mels, 1.0).sum().backward()
-        assert mels.grad is None or not mels.grad.any()
-    finally:
-        tiny.set_r(2)
+    with torch.no_grad():
+        forced = tiny(chars, mels_a, spk, torch.Generator().manual_seed(0))[0]
+        torch.testing.assert_close(run(mels_a, 0.0), forced, rtol=0, atol=0)
+        g = torch.Generator().manual_seed(0)  # the same draws in the same order, by hand
+        memory, keys = tiny.encode(chars, spk, g)
+        first = tiny._forced(memory, keys, chars != 0, mels_a, g)[0]
+        torch.rand(2, 1, 30, generator=g)
+        expected = tiny._forced(memory, keys, chars != 0, first, g)[0]
+        full = run(mels_a, 1.0)
+        torch.testing.assert_close(full, expected, rtol=0, atol=1e-6)
+        assert (first - mels_a).abs().mean() > 0.1  # the first pass's frames are not the targets
+        assert (full - forced).abs().max() > 1e-3 and (full - run(mels_b, 1.0)).abs().max() > 1e-3
+        half = run(mels_a, 0.5)
+        torch.testing.assert_close(half, run(mels_a, 0.5), rtol=0, atol=0)  # reproducible for a seed
+        assert (half - forced).abs().max() > 1e-3 and (half - full).abs().max() > 1e-3
+    mels = mels_a.clone().requires_grad_(True)  # with gradients: none reach the frames the first pass replaced
+    run(mels, 1.0).sum().backward()
+    assert mels.grad is None or not mels.grad.any()
 
 
-def test_scheduled_sampling_feeds_the_decoders_own_frames(tiny):
+def test_scheduled_sampling_feeds_the_decoders_own_frames(tiny, ss_case):
     """own_frames = 0 is teacher forcing, 1 never reads the targets (free running, as at inference),
     in between mixes the two per utterance and step, reproducibly for a seed."""
-    tiny.set_r(3)
-    try:
-        chars = torch.tensor([[5, 6, 7, 8, 1], [8, 9, 10, 1, 0]])
-        spk = torch.from_numpy(_emb(2))
-        mels_a, mels_b = torch.randn(2, 80, 30), torch.randn(2, 80, 30)
+    chars, spk, mels_a, mels_b = ss_case
 
-        def run(mels, p, seed=0):
-            with torch.no_grad():
-                return tiny(chars, mels, spk, torch.Generator().manual_seed(seed), own_frames=p)[0]
+    def run(mels, p, seed=0):
+        with torch.no_grad():
+            return tiny(chars, mels, spk, torch.Generator().manual_seed(seed), own_frames=p)[0]
 
-        forced = run(mels_a, 0.0)
-        with torch.no_grad():  # (with grad on, torch.lstm may pick another kernel: equal to ~1e-7)
-            torch.testing.assert_close(forced, tiny(chars, mels_a, spk, torch.Generator().manual_seed(0))[0], rtol=0, atol=0)
-        assert (forced - run(mels_b, 0.0)).abs().max() > 1e-3  # teacher forcing reads the targets
-        free = run(mels_a, 1.0)
-        torch.testing.assert_close(free, run(mels_b, 1.0), rtol=0, atol=0)  # free running never does
-        mixed = run(mels_a, 0.5)
-        torch.testing.assert_close(mixed, run(mels_a, 0.5), rtol=0, atol=0)
-        # step 0 reads the go frame (forced ran the split decoder, mixed the step loop: equal to float rounding)
-        torch.testing.assert_close(mixed[:, :, :3], forced[:, :, :3], rtol=0, atol=1e-6)
-        assert (mixed - forced).abs().max() > 1e-3 and (mixed - free).abs().max() > 1e-3
-        with pytest.raises(ValueError, match="own_frames"):
-            run(mels_a, 1.5)
-    finally:
-        tiny.set_r(2)
+    forced = run(mels_a, 0.0)
+    with torch.no_grad():  # (with grad on, torch.lstm may pick another kernel: equal to ~1e-7)
+        torch.testing.assert_close(forced, tiny(chars, mels_a, spk, torch.Generator().manual_seed(0))[0], rtol=0, atol=0)
+    assert (forced - run(mels_b, 0.0)).abs().max() > 1e-3  # teacher forcing reads the targets
+    free = run(mels_a, 1.0)
+    torch.testing.assert_close(free, run(mels_b, 1.0), rtol=0, atol=0)  # free running never does
+    mixed = run(mels_a, 0.5)
+    torch.testing.assert_close(mixed, run(mels_a, 0.5), rtol=0, atol=0)
+    # step 0 reads the go frame (forced ran the split decoder, mixed the step loop: equal to float rounding)
+    torch.testing.assert_close(mixed[:, :, :3], forced[:, :, :3], rtol=0, atol=1e-6)
+    assert (mixed - forced).abs().max() > 1e-3 and (mixed - free).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="own_frames"):
+        run(mels_a, 1.5)
 
 
 def test_same_seed_same_mel_other_seed_differs(tiny):
