@@ -38,37 +38,36 @@ def normalize_words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", clean_text(text))
 
 
-def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
-    """Levenshtein distance between two word sequences (substitutions + deletions + insertions)."""
-    prev = list(range(len(hypothesis) + 1))
+def _edit_kinds(reference: Sequence[str], hypothesis: Sequence[str]) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions) of one minimum-edit alignment of two word sequences;
+    among equally short alignments the backtrace prefers a substitution, then a deletion."""
+    d = [list(range(len(hypothesis) + 1))]
     for i, r in enumerate(reference, 1):
-        cur = [i] + [0] * len(hypothesis)
+        row = [i] + [0] * len(hypothesis)
         for j, h in enumerate(hypothesis, 1):
-            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
-        prev = cur
-    return prev[-1]
-
-
-def error_kinds(reference: str, hypothesis: str) -> tuple[int, int, int]:
-    """(substitutions, deletions, insertions) of one minimum-edit alignment of ``hypothesis`` to
-    ``reference`` (after :func:`normalize_words`); they sum to :func:`word_errors`. Among equally
-    short alignments the backtrace prefers a substitution, then a deletion."""
-    ref, hyp = normalize_words(reference), normalize_words(hypothesis)
-    d = np.zeros((len(ref) + 1, len(hyp) + 1), dtype=np.int64)
-    d[:, 0], d[0, :] = np.arange(len(ref) + 1), np.arange(len(hyp) + 1)
-    for i in range(1, len(ref) + 1):
-        for j in range(1, len(hyp) + 1):
-            d[i, j] = min(d[i - 1, j] + 1, d[i, j - 1] + 1, d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]))
-    i, j, kinds = len(ref), len(hyp), [0, 0, 0]
+            row[j] = min(d[i - 1][j] + 1, row[j - 1] + 1, d[i - 1][j - 1] + (r != h))
+        d.append(row)
+    i, j, kinds = len(reference), len(hypothesis), [0, 0, 0]
     while i or j:
-        if i and j and d[i, j] == d[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
-            kinds[0] += int(ref[i - 1] != hyp[j - 1])
+        if i and j and d[i][j] == d[i - 1][j - 1] + (reference[i - 1] != hypothesis[j - 1]):
+            kinds[0] += int(reference[i - 1] != hypothesis[j - 1])
             i, j = i - 1, j - 1
-        elif i and d[i, j] == d[i - 1, j] + 1:
+        elif i and d[i][j] == d[i - 1][j] + 1:
             kinds[1], i = kinds[1] + 1, i - 1
         else:
             kinds[2], j = kinds[2] + 1, j - 1
     return kinds[0], kinds[1], kinds[2]
+
+
+def word_errors(reference: Sequence[str], hypothesis: Sequence[str]) -> int:
+    """Levenshtein distance between two word sequences (substitutions + deletions + insertions)."""
+    return sum(_edit_kinds(reference, hypothesis))
+
+
+def error_kinds(reference: str, hypothesis: str) -> tuple[int, int, int]:
+    """(substitutions, deletions, insertions) of ``hypothesis`` against ``reference`` after
+    :func:`normalize_words` on both, one minimum-edit alignment's: they sum to :func:`word_errors`."""
+    return _edit_kinds(normalize_words(reference), normalize_words(hypothesis))
 
 
 @dataclass(frozen=True)
