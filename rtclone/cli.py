@@ -349,6 +349,28 @@ def add_train_vocoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
 
 
+def add_train_synthesizer_args(p: argparse.ArgumentParser) -> None:
+    """The training options of ``rtclone train synthesizer`` (shared with ``python -m rtclone.train.synthesizer``)."""
+    p.add_argument("--val", help="a prepared held-out set (`--split eval`): its loss is logged at every checkpoint")
+    p.add_argument("--dims", choices=("small", "rtvc", "tiny"), default="small")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--r-schedule", default="0:2", help="STEP:R pairs, e.g. 0:7,2000:4,4000:2")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--guided-attention", type=float, default=0.0)
+    p.add_argument("--own-frames", type=float, default=0.0,
+                   help="scheduled sampling: probability of feeding the decoder its own previous frame")
+    p.add_argument("--own-parallel", action="store_true",
+                   help="scheduled sampling's own frames come from a first teacher-forced pass (parallel)")
+    p.add_argument("--own-ramp", help="START:END: --own-frames rises linearly from 0 at step START to its value at END")
+    p.add_argument("--bf16-lstm", action="store_true",
+                   help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
+    p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtclone", description="Streaming, real-time voice cloning (SV2TTS).")
     parser.add_argument("--version", action="version", version=f"rtclone {__version__}")
@@ -474,24 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, help="processes preparing raw data (one thread each)")
     p.add_argument("--split", choices=("train", "eval"), default="train",
                    help="which split of the built-in corpus to prepare (eval: held out, for --val)")
-    p.add_argument("--val", help="a prepared held-out set (--split eval): its loss is logged at every checkpoint")
-    p.add_argument("--dims", choices=("small", "rtvc", "tiny"), default="small")
-    p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--r-schedule", default="0:2", help="STEP:R pairs, e.g. 0:7,2000:4,4000:2")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--guided-attention", type=float, default=0.0)
-    p.add_argument("--own-frames", type=float, default=0.0,
-                   help="scheduled sampling: probability of feeding the decoder its own previous frame")
-    p.add_argument("--own-parallel", action="store_true",
-                   help="scheduled sampling's own frames come from a first teacher-forced pass (parallel)")
-    p.add_argument("--own-ramp", help="START:END: --own-frames rises linearly from 0 at step START to its value at END")
-    p.add_argument("--bf16-lstm", action="store_true",
-                   help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
-    p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")
-    p.add_argument("--checkpoint-every", type=int, default=1000)
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
+    add_train_synthesizer_args(p)
 
     p = _add(train, "gta", cmd_train_gta, "export ground-truth-aligned mels of a prepared set, for vocoder training")
     p.add_argument("checkpoint")

@@ -71,6 +71,19 @@ def cmd_train_vocoder(args: argparse.Namespace) -> dict[str, Any]:
     return {"message": f"vocoder run in {args.out}", **report}
 
 
+def synthesizer_run_options(args: argparse.Namespace, prepared: Path | str, progress: bool) -> dict[str, Any]:
+    """``train_synthesizer`` keyword arguments from the training options of ``rtclone train synthesizer``."""
+    from .synthesizer import SynthesizerDims
+    from .train.synthesizer import parse_r_schedule, parse_ramp
+
+    dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[args.dims]()
+    return dict(prepared_dir=Path(prepared), out_dir=Path(args.out), dims=dims, steps=args.steps, batch_size=args.batch_size,
+                r_schedule=parse_r_schedule(args.r_schedule), lr=args.lr, guided_attention=args.guided_attention,
+                seed=args.seed, resume=not args.no_resume, progress=progress, checkpoint_every=args.checkpoint_every,
+                val_dir=args.val, own_frames=args.own_frames, bf16_lstm=args.bf16_lstm, zoneout=args.zoneout,
+                own_parallel=args.own_parallel, own_ramp=parse_ramp(args.own_ramp))  # fmt: skip
+
+
 def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
     from .train import synthesizer as ts
 
@@ -88,16 +101,7 @@ def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:
         raise OptionsError("--split applies to raw corpora; DATA is already prepared")
     elif args.prepare_only:
         return {"message": f"{prepared} is already prepared", "out": str(prepared)}
-    from .synthesizer import SynthesizerDims
-
-    dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[args.dims]()
-    report = ts.train_synthesizer(prepared, Path(args.out), dims=dims, steps=args.steps, batch_size=args.batch_size,
-                                  r_schedule=ts.parse_r_schedule(args.r_schedule), lr=args.lr,
-                                  guided_attention=args.guided_attention, seed=args.seed, resume=not args.no_resume,
-                                  progress=_progress(args), checkpoint_every=args.checkpoint_every,
-                                  val_dir=args.val, own_frames=args.own_frames, bf16_lstm=args.bf16_lstm,
-                                  zoneout=args.zoneout, own_parallel=args.own_parallel,
-                                  own_ramp=ts.parse_ramp(args.own_ramp))  # fmt: skip
+    report = ts.train_synthesizer(**synthesizer_run_options(args, prepared, progress=_progress(args)))
     report.pop("losses", None)
     return {"message": f"synthesizer run in {args.out}", **report}
 

@@ -267,6 +267,12 @@ def test_parallel_scheduled_sampling_and_its_ramp(prepared, tmp_path):
     # the probability of the checkpoint's last step: steps 1 and 3 ran at 0.8 * 1/4 and 0.8 * 3/4
     assert [(r["step"], r["own_frames"], r["own_parallel"]) for r in rows] == [(2, pytest.approx(0.2), True),
                                                                               (4, pytest.approx(0.6), True)]
+    # the torchrun entry point takes the same training options and trains the same run
+    from rtclone.train.synthesizer import main as torchrun_main
+
+    assert torchrun_main([*args[2:3], str(tmp_path / "run2"), *args[4:-1], "--steps", "2"]) == 0
+    twin = json.loads((tmp_path / "run2" / "log.jsonl").read_text().splitlines()[0])
+    assert twin == rows[0]
     kw = dict(dims=SynthesizerDims.tiny(), steps=1, batch_size=3, seed=0, resume=False)
     forced = train_synthesizer(prepared, tmp_path / "tf", **kw)["losses"]
     sequential = train_synthesizer(prepared, tmp_path / "seq", own_frames=1.0, **kw)["losses"]

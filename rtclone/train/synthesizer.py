@@ -417,36 +417,18 @@ def parse_ramp(text: str | None) -> tuple[int, int] | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``torchrun --nproc_per_node N -m rtclone.train.synthesizer PREPARED OUT [...]``."""
+    """``torchrun --nproc_per_node N -m rtclone.train.synthesizer PREPARED OUT [...]`` (the training options of
+    ``rtclone train synthesizer``)."""
+    from ..cli import add_train_synthesizer_args
+    from ..cli_train import synthesizer_run_options
+
     p = argparse.ArgumentParser(prog="python -m rtclone.train.synthesizer", description=main.__doc__)
     p.add_argument("prepared")
     p.add_argument("out")
-    p.add_argument("--dims", choices=("small", "rtvc", "tiny"), default="small")
-    p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--r-schedule", default="0:2")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--guided-attention", type=float, default=0.0)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--progress", action="store_true")
-    p.add_argument("--val", help="a prepared held-out set: its loss is logged at every checkpoint")
-    p.add_argument("--own-frames", type=float, default=0.0,
-                   help="scheduled sampling: probability of feeding the model its own previous frame")
-    p.add_argument("--own-parallel", action="store_true",
-                   help="scheduled sampling's own frames come from a first teacher-forced pass (parallel)")
-    p.add_argument("--own-ramp", help="START:END: --own-frames rises linearly from 0 at step START to its value at END")
-    p.add_argument("--bf16-lstm", action="store_true",
-                   help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
-    p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")
+    add_train_synthesizer_args(p)
     a = p.parse_args(argv)
-    dims = {"small": SynthesizerDims.small, "rtvc": SynthesizerDims, "tiny": SynthesizerDims.tiny}[a.dims]()
-    res = train_synthesizer(a.prepared, a.out, dims=dims, steps=a.steps, batch_size=a.batch_size,
-                            r_schedule=parse_r_schedule(a.r_schedule), lr=a.lr, guided_attention=a.guided_attention,
-                            seed=a.seed, resume=not a.no_resume, progress=a.progress, checkpoint_every=a.checkpoint_every,
-                            val_dir=a.val, own_frames=a.own_frames, bf16_lstm=a.bf16_lstm,
-                            zoneout=a.zoneout, own_parallel=a.own_parallel, own_ramp=parse_ramp(a.own_ramp))
+    res = train_synthesizer(**synthesizer_run_options(a, a.prepared, progress=a.progress))
     print_report(res)
     return 0
 
