@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .cli_train import (_load_encoder, _progress, cmd_corpus_build, cmd_eval_encoder, cmd_eval_vocoder, cmd_train_encoder,  # noqa: F401
+from .cli_train import (_load_encoder, _progress, add_train_synthesizer_args, add_train_vocoder_args,  # noqa: F401
+                        cmd_corpus_build, cmd_eval_encoder, cmd_eval_stats, cmd_eval_vocoder, cmd_train_encoder,
                         cmd_train_gta, cmd_train_synthesizer, cmd_train_vocoder)
 from .errors import OptionsError, RtcloneError
 
@@ -328,49 +329,6 @@ def _add(sub, name: str, handler: Handler, help: str) -> argparse.ArgumentParser
     return p
 
 
-def add_train_vocoder_args(p: argparse.ArgumentParser) -> None:
-    """The options of ``rtclone train vocoder`` (shared with ``python -m rtclone.train.vocoder``)."""
-    p.add_argument("wavs", help="folder of wav/flac files, a built corpus (its training split) or an `rtclone train gta` export")
-    p.add_argument("out", help="run directory (checkpoints; resumes if present)")
-    p.add_argument("--mels", help="folder of GTA mel .npy files matching the wavs (default: ground-truth mels)")
-    p.add_argument("--val", help="held-out data, as for WAVS: its loss (val_loss) is logged at every checkpoint")
-    p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=16, help="segments per process")
-    p.add_argument("--checkpoint-every", type=int, default=1000)
-    p.add_argument("--prune-target", type=float, default=0.0, help="final block sparsity (0 = no pruning)")
-    p.add_argument("--prune-start", type=int, default=0)
-    p.add_argument("--prune-end", type=int, default=50_000)
-    p.add_argument("--prune-every", type=int, default=500)
-    p.add_argument("--prune-block", default="16x1")
-    p.add_argument("--rnn-dims", type=int, default=512, help="GRU width (RTVC: 512; a new run only, a resumed run keeps its dims)")
-    p.add_argument("--fc-dims", type=int, default=512, help="FC width (RTVC: 512)")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the passes (faster on CPUs with AVX512-BF16)")
-    p.add_argument("--seed", type=int, default=0)
-
-
-def add_train_synthesizer_args(p: argparse.ArgumentParser) -> None:
-    """The training options of ``rtclone train synthesizer`` (shared with ``python -m rtclone.train.synthesizer``)."""
-    p.add_argument("--val", help="a prepared held-out set (`--split eval`): its loss is logged at every checkpoint")
-    p.add_argument("--dims", choices=("small", "rtvc", "tiny"), default="small")
-    p.add_argument("--steps", type=int, default=100_000)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--r-schedule", default="0:2", help="STEP:R pairs, e.g. 0:7,2000:4,4000:2")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--guided-attention", type=float, default=0.0)
-    p.add_argument("--own-frames", type=float, default=0.0,
-                   help="scheduled sampling: probability of feeding the decoder its own previous frame")
-    p.add_argument("--own-parallel", action="store_true",
-                   help="scheduled sampling's own frames come from a first teacher-forced pass (parallel)")
-    p.add_argument("--own-ramp", help="START:END: --own-frames rises linearly from 0 at step START to its value at END")
-    p.add_argument("--bf16-lstm", action="store_true",
-                   help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
-    p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")
-    p.add_argument("--checkpoint-every", type=int, default=1000)
-    p.add_argument("--no-resume", action="store_true")
-    p.add_argument("--seed", type=int, default=0)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rtclone", description="Streaming, real-time voice cloning (SV2TTS).")
     parser.add_argument("--version", action="version", version=f"rtclone {__version__}")
@@ -532,6 +490,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--griffin-lim-whole", action="store_true",
                    help="Griffin-Lim on each whole text chunk (the pre-streaming way) instead of streamed segments")
     _add_postfilter_arg(p)
+
+    p = _add(ev, "stats", cmd_eval_stats, "confidence intervals of `eval clone` reports: the WER ratio to the recordings, "
+             "or B's change in word errors against A on the same voices and sentences (crossed bootstrap)")
+    p.add_argument("reports", nargs="+", metavar="REPORT", help="one report (its intervals) or two, A then B (the change)")
+    p.add_argument("--group", choices=("seen", "heldout"), action="append", help="default: both that the reports have")
+    p.add_argument("--sentences", help="only these sentence indices, e.g. 12-19 or 0,3,5 (the ones not chosen on)")
+    p.add_argument("--resamples", type=int, default=10_000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", help="write the JSON here")
 
     p = _add(ev, "vocoder", cmd_eval_vocoder, "a vocoder checkpoint against Griffin-Lim on a prepared set's "
              "ground-truth (and GTA) mels: pocketsphinx WER, mel distance and speaker similarity")

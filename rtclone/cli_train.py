@@ -1,5 +1,5 @@
 """The ``rtclone`` commands that build data and train models: ``corpus build``, ``train *``,
-``eval encoder`` (split out of :mod:`rtclone.cli`, which builds the parser and wires them)."""
+``eval encoder``, ``eval vocoder``, ``eval stats`` and the training commands' shared options (split out of :mod:`rtclone.cli`, which builds the parser and wires them)."""
 
 from __future__ import annotations
 
@@ -40,6 +40,49 @@ def cmd_train_encoder(args: argparse.Namespace) -> dict[str, Any]:
                          speakers_per_batch=args.speakers_per_batch, utterances_per_speaker=args.utterances_per_speaker,
                          dims=dims, lr=args.lr, checkpoint_every=args.checkpoint_every, resume=not args.no_resume)  # fmt: skip
     return {"message": f"checkpoint: {path}", "checkpoint": str(path)}
+
+
+def add_train_vocoder_args(p: argparse.ArgumentParser) -> None:
+    """The options of ``rtclone train vocoder`` (shared with ``python -m rtclone.train.vocoder``)."""
+    p.add_argument("wavs", help="folder of wav/flac files, a built corpus (its training split) or an `rtclone train gta` export")
+    p.add_argument("out", help="run directory (checkpoints; resumes if present)")
+    p.add_argument("--mels", help="folder of GTA mel .npy files matching the wavs (default: ground-truth mels)")
+    p.add_argument("--val", help="held-out data, as for WAVS: its loss (val_loss) is logged at every checkpoint")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch-size", type=int, default=16, help="segments per process")
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--prune-target", type=float, default=0.0, help="final block sparsity (0 = no pruning)")
+    p.add_argument("--prune-start", type=int, default=0)
+    p.add_argument("--prune-end", type=int, default=50_000)
+    p.add_argument("--prune-every", type=int, default=500)
+    p.add_argument("--prune-block", default="16x1")
+    p.add_argument("--rnn-dims", type=int, default=512, help="GRU width (RTVC: 512; a new run only, a resumed run keeps its dims)")
+    p.add_argument("--fc-dims", type=int, default=512, help="FC width (RTVC: 512)")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the passes (faster on CPUs with AVX512-BF16)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+def add_train_synthesizer_args(p: argparse.ArgumentParser) -> None:
+    """The training options of ``rtclone train synthesizer`` (shared with ``python -m rtclone.train.synthesizer``)."""
+    p.add_argument("--val", help="a prepared held-out set (`--split eval`): its loss is logged at every checkpoint")
+    p.add_argument("--dims", choices=("small", "rtvc", "tiny"), default="small")
+    p.add_argument("--steps", type=int, default=100_000)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--r-schedule", default="0:2", help="STEP:R pairs, e.g. 0:7,2000:4,4000:2")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--guided-attention", type=float, default=0.0)
+    p.add_argument("--own-frames", type=float, default=0.0,
+                   help="scheduled sampling: probability of feeding the decoder its own previous frame")
+    p.add_argument("--own-parallel", action="store_true",
+                   help="scheduled sampling's own frames come from a first teacher-forced pass (parallel)")
+    p.add_argument("--own-ramp", help="START:END: --own-frames rises linearly from 0 at step START to its value at END")
+    p.add_argument("--bf16-lstm", action="store_true",
+                   help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
+    p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--no-resume", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
 
 
 def vocoder_run_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -140,3 +183,50 @@ def cmd_eval_vocoder(args: argparse.Namespace) -> dict[str, Any]:
         Path(args.output).write_text(json.dumps(report, indent=1), encoding="utf-8")
     table = format_vocoder_table(report)
     return {"message": table + (f"\nwrote {args.output}" if args.output else ""), "message_only": True, **report}
+
+
+def _index_list(text: str) -> list[int]:
+    """'12-19' or '0,3,5' (or both, comma-separated) → sorted indices."""
+    out: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.partition("-")
+            out.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise OptionsError(f"sentence indices look like 12-19 or 0,3,5, got {text!r}") from None
+    return sorted(out)
+
+
+def cmd_eval_stats(args: argparse.Namespace) -> dict[str, Any]:
+    import json
+
+    from .eval_stats import compare_reports, format_stats, ratio_interval
+
+    if len(args.reports) > 2:
+        raise OptionsError("give one report (its intervals) or two (A then B: the change)")
+    reports = []
+    for path in args.reports:
+        try:
+            reports.append(json.loads(Path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError) as exc:
+            raise OptionsError(f"cannot read the eval report {path}: {exc}") from exc
+        if not isinstance(reports[-1], dict) or "voices" not in reports[-1]:
+            raise OptionsError(f"{path} is not an `rtclone eval clone` report")
+    groups = args.group or [g for g in ("seen", "heldout") if all(g in r.get("summary", {}) for r in reports)]
+    sentences = _index_list(args.sentences) if args.sentences else None
+    kw = dict(resamples=args.resamples, seed=args.seed)
+    if args.resamples < 100:
+        raise OptionsError("--resamples must be at least 100")
+    rows = []
+    for g in groups:
+        if len(reports) == 2:
+            rows.append(compare_reports(reports[0], reports[1], g, sentences=sentences, **kw))
+        else:
+            if sentences is not None:
+                raise OptionsError("--sentences applies to a comparison of two reports")
+            rows.append(ratio_interval(reports[0], g, **kw))
+    out = {"reports": args.reports, "rows": rows}
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(out, indent=1), encoding="utf-8")
+    return {"message": format_stats(rows) + (f"\nwrote {args.output}" if args.output else ""), "message_only": True, **out}

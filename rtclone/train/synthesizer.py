@@ -419,8 +419,7 @@ def parse_ramp(text: str | None) -> tuple[int, int] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """``torchrun --nproc_per_node N -m rtclone.train.synthesizer PREPARED OUT [...]`` (the training options of
     ``rtclone train synthesizer``)."""
-    from ..cli import add_train_synthesizer_args
-    from ..cli_train import synthesizer_run_options
+    from ..cli_train import add_train_synthesizer_args, synthesizer_run_options
 
     p = argparse.ArgumentParser(prog="python -m rtclone.train.synthesizer", description=main.__doc__)
     p.add_argument("prepared")

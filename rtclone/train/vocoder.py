@@ -342,8 +342,7 @@ def train_vocoder(
 # ---- torchrun entry point ------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """``torchrun --nproc_per_node N -m rtclone.train.vocoder DATA OUT [...]`` (the options of ``rtclone train vocoder``)."""
-    from ..cli import add_train_vocoder_args
-    from ..cli_train import vocoder_run_options
+    from ..cli_train import add_train_vocoder_args, vocoder_run_options
 
     p = argparse.ArgumentParser(prog="python -m rtclone.train.vocoder", description=main.__doc__)
     add_train_vocoder_args(p)
