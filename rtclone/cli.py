@@ -510,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="auto", help="vocoder backend: auto | torch | cpu-native | triton")
     p.add_argument("--postfilter", action="store_true",
                    help="also report the checkpoint's output through the mel-envelope post-filter (rows vocoder_pf_*)")
+    p.add_argument("--unbatched", action="store_true",
+                   help="generate each item as one sequence (as streaming does) instead of RTVC's folded batches")
     p.add_argument("-o", "--output", help="write the JSON report here")
 
     bench = sub.add_parser("bench", help="one measurement").add_subparsers(dest="bench_cmd", metavar="WHAT", required=True)

@@ -176,7 +176,8 @@ def cmd_eval_vocoder(args: argparse.Namespace) -> dict[str, Any]:
     model = load_model(args.checkpoint, "vocoder").eval()
     on_backend = SimpleNamespace(generate=functools.partial(model.generate, backend=args.backend), dims=model.dims)
     report = evaluate_vocoder(on_backend, Path(args.prepared), Path(args.gta) if args.gta else None,
-                              VocoderEvalOptions(items=args.items, seed=args.seed, postfilter=args.postfilter))
+                              VocoderEvalOptions(items=args.items, seed=args.seed, postfilter=args.postfilter,
+                                                                 batched=not args.unbatched))
     report["checkpoint"] = {"path": args.checkpoint, "step": int(model.step.item()), "backend": args.backend}
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ import torch
 from conftest import make_speech
 from rtclone import audio
 from rtclone.asr import Transcriber, word_error_rate
-from rtclone.checkpoints import save_model
+from rtclone.checkpoints import load_model, save_model
 from rtclone.cli import main
 from rtclone.errors import InputShapeError, OptionsError
 from rtclone.eval_vocoder import VocoderEvalOptions, evaluate_vocoder, format_vocoder_table
@@ -112,5 +114,13 @@ def test_cli(prepared, random_vocoder, tmp_path, capsys):
     assert main(["eval", "vocoder", str(prepared), str(ckpt), "--items", "1", "--backend", "torch", "--postfilter", "--json"]) == 0
     filtered = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["summary"]
     assert filtered["control_pf_gt"]["words"] == filtered["vocoder_pf_gt"]["words"] > 0  # the checkpoint's dims give a control
+    assert main(["eval", "vocoder", str(prepared), str(ckpt), "--items", "1", "--backend", "torch", "--unbatched", "--json"]) == 0
+    unbatched = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    model = load_model(ckpt, "vocoder").eval()
+    on_torch = SimpleNamespace(generate=functools.partial(model.generate, backend="torch"), dims=model.dims)
+    direct = evaluate_vocoder(on_torch, prepared, options=VocoderEvalOptions(items=1, batched=False))
+    assert saved["options"]["batched"] is True and unbatched["options"]["batched"] is False
+    assert unbatched["summary"]["vocoder_gt"]["mel_l1"] == pytest.approx(direct["summary"]["vocoder_gt"]["mel_l1"], abs=1e-6)
+    assert unbatched["summary"]["vocoder_gt"]["mel_l1"] != pytest.approx(saved["summary"]["vocoder_gt"]["mel_l1"], abs=1e-6)
     assert main(["eval", "vocoder", str(prepared), str(ckpt), "--backend", "gpu", "--json"]) != 0
     assert "--backend" in capsys.readouterr().out
