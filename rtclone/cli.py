@@ -18,7 +18,7 @@ from typing import Any, Callable
 from . import __version__
 from .cli_train import (_load_encoder, _progress, add_train_synthesizer_args, add_train_vocoder_args,  # noqa: F401
                         cmd_corpus_build, cmd_eval_encoder, cmd_eval_stats, cmd_eval_vocoder, cmd_train_encoder,
-                        cmd_train_gta, cmd_train_synthesizer, cmd_train_vocoder)
+                        cmd_train_gta, cmd_train_synthesizer, cmd_train_vocoder, eval_transcriber)
 from .errors import OptionsError, RtcloneError
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
@@ -238,6 +238,12 @@ def cmd_bench_server(args: argparse.Namespace) -> dict[str, Any]:
     return {"message": "\n".join(lines), "message_only": True, **record}
 
 
+def _add_asr_cache_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--asr-cache", metavar="FILE",
+                   help="reuse and extend this file of pocketsphinx transcripts (keyed by the exact audio): "
+                        "a rerun on the same recordings skips decoding them again")
+
+
 def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
     from .eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table
     from .vocoder_gen import GriffinLimVocoder
@@ -253,7 +259,10 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
         segments = None if args.griffin_lim_whole else cloner.vocoder.segments
         cloner.vocoder = GriffinLimVocoder(n_iter=cloner.vocoder.n_iter, power=power, segments=segments)
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
-    report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log)
+    transcriber = eval_transcriber(args)
+    report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log, transcriber=transcriber)
+    if args.asr_cache:
+        report["asr_cache"] = {"path": args.asr_cache, "hits": transcriber.cache_hits}
     report["models"] = args.models or args.synthesizer or "default"
     report["postfilter"] = cloner.postfilter
     if isinstance(cloner.vocoder, GriffinLimVocoder):
@@ -490,6 +499,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--griffin-lim-whole", action="store_true",
                    help="Griffin-Lim on each whole text chunk (the pre-streaming way) instead of streamed segments")
     _add_postfilter_arg(p)
+    _add_asr_cache_arg(p)
 
     p = _add(ev, "stats", cmd_eval_stats, "confidence intervals of `eval clone` reports: the WER ratio to the recordings, "
              "or B's change in word errors against A on the same voices and sentences (crossed bootstrap)")
@@ -512,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also report the checkpoint's output through the mel-envelope post-filter (rows vocoder_pf_*)")
     p.add_argument("--unbatched", action="store_true",
                    help="generate each item as one sequence (as streaming does) instead of RTVC's folded batches")
+    _add_asr_cache_arg(p)
     p.add_argument("-o", "--output", help="write the JSON report here")
 
     bench = sub.add_parser("bench", help="one measurement").add_subparsers(dest="bench_cmd", metavar="WHAT", required=True)

@@ -162,6 +162,13 @@ def cmd_eval_encoder(args: argparse.Namespace) -> dict[str, Any]:
     return eval_encoder(model, Path(args.data), umap_png=args.umap, max_utterances_per_speaker=args.max_utterances, progress=_progress(args))
 
 
+def eval_transcriber(args: argparse.Namespace) -> Any:
+    """The eval commands' pocketsphinx transcriber, with the ``--asr-cache`` file when given."""
+    from .asr import Transcriber
+
+    return Transcriber(cache=args.asr_cache or None)
+
+
 def cmd_eval_vocoder(args: argparse.Namespace) -> dict[str, Any]:
     import functools
     import json
@@ -177,7 +184,8 @@ def cmd_eval_vocoder(args: argparse.Namespace) -> dict[str, Any]:
     on_backend = SimpleNamespace(generate=functools.partial(model.generate, backend=args.backend), dims=model.dims)
     report = evaluate_vocoder(on_backend, Path(args.prepared), Path(args.gta) if args.gta else None,
                               VocoderEvalOptions(items=args.items, seed=args.seed, postfilter=args.postfilter,
-                                                                 batched=not args.unbatched))
+                                                                 batched=not args.unbatched),
+                              transcriber=eval_transcriber(args))
     report["checkpoint"] = {"path": args.checkpoint, "step": int(model.step.item()), "backend": args.backend}
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)

@@ -111,6 +111,30 @@ def test_transcription_does_not_depend_on_what_came_before(transcriber):
     assert transcriber.transcribe(noisy) == first
 
 
+def test_transcript_cache_gives_what_decoding_gives(transcriber, tmp_path):
+    """A cached transcript is the decoder's own; keys are the exact audio; a torn line (a write cut
+    short) is skipped; a second transcriber on the same file decodes nothing it has already heard."""
+    a = make_speech("we could hear the waves crashing against the cliffs", "slt")
+    b = make_speech("she wrote a long letter to her friend overseas", "rms")
+    path = tmp_path / "asr" / "cache.jsonl"
+    first = Transcriber(cache=path)
+    got = [first.transcribe(a), first.transcribe(b), first.transcribe(a)]
+    assert got == [transcriber.transcribe(a), transcriber.transcribe(b), transcriber.transcribe(a)]
+    assert first.cache_hits == 1 and len([row for row in path.read_text().splitlines() if row]) == 2
+    with path.open("a") as f:
+        f.write('\n{"key": "abc", "te')  # a row cut short as this writer would leave it (rows start with their newline)
+    second = Transcriber(cache=path)
+    second._decoder = None  # it must not decode: any decoding would raise
+    assert [second.transcribe(b), second.transcribe(a)] == got[1::-1] and second.cache_hits == 2
+    louder = np.clip(a * 1.01, -1, 1)  # other audio, other key: decoded (and would fail here)
+    with pytest.raises(AttributeError):
+        second.transcribe(louder)
+    assert Transcriber(cache=path).transcribe(louder) == transcriber.transcribe(louder)
+    third = Transcriber(cache=path)  # the row written after the torn one survived it
+    third._decoder = None
+    assert third.transcribe(louder) == transcriber.transcribe(louder) and third.cache_hits == 1
+
+
 # ---- evaluate_cloning on a tiny corpus -------------------------------------------------------------
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
@@ -287,6 +311,13 @@ def test_cli_sets_the_griffin_lim_power_of_the_shipped_models(corpus, tmp_path, 
     assert main(args + ["--teacher-forced", "-o", str(out), "--json"]) == 0  # the shipped Tacotron, fed the true frames
     report = json.loads(out.read_text())
     assert report["options"]["teacher_forced"] and 0.0 <= report["summary"]["seen"]["tf_wer"] <= 1.0
+    cache = tmp_path / "asr.jsonl"
+    assert main(args + ["--asr-cache", str(cache), "-o", str(out), "--json"]) == 0
+    first = json.loads(out.read_text())
+    assert main(args + ["--asr-cache", str(cache), "-o", str(out), "--json"]) == 0  # the same audio again: nothing decoded
+    again = json.loads(out.read_text())
+    assert first["asr_cache"]["hits"] == 0 and again["asr_cache"]["hits"] == 2  # the recording and the (seeded) clone
+    assert again["summary"] == first["summary"] and again["voices"][0]["transcripts"] == first["voices"][0]["transcripts"]
     capsys.readouterr()
     assert main(args + ["--griffin-lim-power", "9"]) != 0  # out of range: a clear error, no traceback
     assert "power" in capsys.readouterr().err
