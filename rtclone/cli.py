@@ -244,8 +244,9 @@ def _add_asr_cache_arg(p: argparse.ArgumentParser) -> None:
                         "a rerun on the same recordings skips decoding them again")
 
 
-def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
-    from .eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table
+def _eval_clone_part(args: argparse.Namespace, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
+    """One process's share of ``rtclone eval clone`` (all of it when shard is (0, 1)), goals not yet checked."""
+    from .eval_clone import CloneEvalOptions, evaluate_cloning
     from .vocoder_gen import GriffinLimVocoder
 
     opts = CloneEvalOptions(seen_voices=args.seen, heldout_voices=args.heldout, sentences=args.sentences,
@@ -260,14 +261,43 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
         cloner.vocoder = GriffinLimVocoder(n_iter=cloner.vocoder.n_iter, power=power, segments=segments)
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     transcriber = eval_transcriber(args)
-    report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log, transcriber=transcriber)
-    if args.asr_cache:
-        report["asr_cache"] = {"path": args.asr_cache, "hits": transcriber.cache_hits}
+    report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log, transcriber=transcriber, shard=shard)
     report["models"] = args.models or args.synthesizer or "default"
     report["postfilter"] = cloner.postfilter
     if isinstance(cloner.vocoder, GriffinLimVocoder):
         report["griffin_lim_power"] = cloner.vocoder.power
         report["griffin_lim_segments"] = None if cloner.vocoder.segments is None else dataclasses.asdict(cloner.vocoder.segments)
+    if args.asr_cache:
+        report["asr_cache"] = {"path": args.asr_cache, "hits": transcriber.cache_hits}
+    return report
+
+
+def _eval_clone_worker(args: argparse.Namespace, k: int, n: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)  # n processes share the cores
+    return _eval_clone_part(args, (k, n))
+
+
+def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
+    import concurrent.futures
+    import multiprocessing
+
+    from .eval_clone import check_goals, format_table, merge_reports
+
+    if args.jobs < 1:
+        raise OptionsError(f"--jobs must be at least 1, got {args.jobs}")
+    if args.jobs == 1:
+        report = _eval_clone_part(args)
+    else:  # voices dealt round-robin to fresh processes (spawned: no forked torch state), merged in order
+        n = args.jobs
+        t0 = time.perf_counter()
+        with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+            parts = list(pool.map(_eval_clone_worker, [args] * n, range(n), [n] * n))
+        extra = {key: parts[0][key] for key in ("models", "postfilter", "griffin_lim_power", "griffin_lim_segments") if key in parts[0]}
+        report = {**merge_reports(parts), **extra, "jobs": n, "seconds": round(time.perf_counter() - t0, 1)}
+        if args.asr_cache:
+            report["asr_cache"] = {"path": args.asr_cache, "hits": sum(p["asr_cache"]["hits"] for p in parts)}
     report["goals"] = check_goals(report)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -500,6 +530,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Griffin-Lim on each whole text chunk (the pre-streaming way) instead of streamed segments")
     _add_postfilter_arg(p)
     _add_asr_cache_arg(p)
+    p.add_argument("--jobs", type=int, default=1,
+                   help="processes to share the voices among (one thread each; the report is the same as one process's)")
 
     p = _add(ev, "stats", cmd_eval_stats, "confidence intervals of `eval clone` reports: the WER ratio to the recordings, "
              "or B's change in word errors against A on the same voices and sentences (crossed bootstrap)")

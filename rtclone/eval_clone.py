@@ -36,7 +36,7 @@ import numpy as np
 from .asr import Transcriber, WerCount, error_kinds, word_error_rate
 from .errors import OptionsError, RtcloneError
 
-__all__ = ["CloneEvalOptions", "evaluate_cloning", "check_goals", "format_table", "GOALS"]
+__all__ = ["CloneEvalOptions", "evaluate_cloning", "merge_reports", "check_goals", "format_table", "GOALS"]
 
 # the goals of the main-job issue
 GOALS = {"wer_ratio_seen": 1.5, "similarity_seen": 0.80, "similarity_heldout": 0.70, "identification": 1.0}
@@ -91,12 +91,14 @@ def _reference(root: Path, utts: list[dict], train_sentences: set[int], seconds:
 
 def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions = CloneEvalOptions(), *,
                      transcriber: Transcriber | None = None, encoder: Any = None,
-                     log: Callable[[str], None] | None = None) -> dict[str, Any]:  # fmt: skip
+                     log: Callable[[str], None] | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:  # fmt: skip
     """Clone held-out sentences in seen and held-out voices of a built corpus and measure them.
 
     ``cloner`` is a :class:`rtclone.pipeline.Cloner`; similarity always uses ``encoder`` (default:
     the pretrained encoder), whatever encoder the cloner conditions on. A clone that fails (e.g.
     the synthesizer's attention fails) counts as all words wrong and is listed under ``failures``.
+    ``shard=(k, n)``: only every n-th voice from the k-th (identification still against every
+    voice's reference); :func:`merge_reports` joins the n parts into the whole report.
     """
     from .audio import load_audio, preprocess_wav, synth_mel
     from .checkpoints import load_encoder
@@ -116,6 +118,7 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
     def embed(wav: np.ndarray) -> np.ndarray:
         return embed_utterance(encoder, preprocess_wav(wav, 16000))
 
+    k, n = _check_shard(shard)
     voices = _pick_voices(manifest, options)
     copy = options.copy_synthesis and hasattr(cloner, "vocode")
     forced = options.teacher_forced and hasattr(cloner, "vocode") and _is_tacotron(getattr(cloner, "synthesizer", None))
@@ -128,7 +131,7 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
 
     rows, failures = [], []
     t_start = time.perf_counter()
-    for v, group in voices:
+    for v, group in voices[k::n]:
         spk = str(v["speaker"])
         ref_wav, ref_ids, ref_emb = refs[spk]
         voice_emb = cloner.embed(ref_wav, 16000)
@@ -191,10 +194,49 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
         if log is not None:
             log(f"{spk} {v['name']:<24} {group:<8} wer {row['wer']:.3f} (gt {row['gt_wer']:.3f}) sim {row['similarity']:.3f} "
                 f"(gt {row['gt_similarity']:.3f}) identified {hits}/{len(heldout_sentences)}")
+    report = _assemble(str(root), asdict(options), rows, failures, round(time.perf_counter() - t_start, 1))
+    if n > 1:
+        report["shard"] = [k, n]
+    return report
+
+
+def _assemble(corpus: str, options: dict, rows: list[dict], failures: list[dict], seconds: float) -> dict[str, Any]:
     summary = {g: _summarise([r for r in rows if r["group"] == g]) for g in ("seen", "heldout")}
-    return {"corpus": str(root), "options": asdict(options), "voices": rows, "failures": failures,
-            "summary": {g: s for g, s in summary.items() if s is not None},
-            "seconds": round(time.perf_counter() - t_start, 1)}  # fmt: skip
+    return {"corpus": corpus, "options": options, "voices": rows, "failures": failures,
+            "summary": {g: s for g, s in summary.items() if s is not None}, "seconds": seconds}
+
+
+def _check_shard(shard: Any) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in shard)
+    except (TypeError, ValueError):
+        raise OptionsError(f"shard must be a pair (k, n), got {shard!r}") from None
+    if n < 1 or not 0 <= k < n:
+        raise OptionsError(f"shard (k, n) needs 0 <= k < n, got {shard!r}")
+    return k, n
+
+
+def merge_reports(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The report of the whole voice set from the n reports of ``evaluate_cloning(..., shard=(k, n))``,
+    k = 0..n-1 in any order: the voices in the order one run would have them, the summaries of all;
+    ``seconds`` is the longest part's (the parts run side by side)."""
+    if not parts:
+        raise OptionsError("no reports to merge")
+    n = len(parts)
+    by_k = {}
+    for p in parts:
+        k, m = _check_shard(p.get("shard", (0, 1)))
+        if m != n or k in by_k:
+            raise OptionsError(f"the reports are not the {n} shards of one eval (shard {p.get('shard')!r})")
+        if (p["corpus"], p["options"]) != (parts[0]["corpus"], parts[0]["options"]):
+            raise OptionsError("the reports are of different corpora or options")
+        by_k[k] = p
+    total = sum(len(p["voices"]) for p in parts)
+    if any(len(by_k[k]["voices"]) != len(range(k, total, n)) for k in range(n)):
+        raise OptionsError("the shards' voice counts do not add up to one eval's")
+    rows = [by_k[i % n]["voices"][i // n] for i in range(total)]
+    failures = [f for r in rows for p in parts for f in p["failures"] if f["speaker"] == r["speaker"]]
+    return _assemble(parts[0]["corpus"], parts[0]["options"], rows, failures, max(p["seconds"] for p in parts))
 
 
 def _is_tacotron(model: Any) -> bool:

@@ -11,7 +11,7 @@ from rtclone import audio
 from rtclone.asr import Transcriber, WerCount, error_kinds, normalize_words, word_error_rate, word_errors
 from rtclone.corpus import CorpusOptions, build_corpus, engine_available
 from rtclone.errors import AttentionFailureError, OptionsError
-from rtclone.eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table
+from rtclone.eval_clone import CloneEvalOptions, check_goals, evaluate_cloning, format_table, merge_reports
 from rtclone.griffin_lim import SegmentPlan
 
 from conftest import make_speech
@@ -211,6 +211,37 @@ def test_wrong_voice_is_caught_and_failures_count_as_errors(corpus, transcriber)
     assert f"clone 0 / {words} / 0" in format_table(failed)
 
 
+def _without_timings(report):
+    drop = {"seconds", "shard", "jobs", "asr_cache"}
+    return {k: ([{a: b for a, b in r.items() if a != "synthesis_s"} for r in v] if k == "voices" else v)
+            for k, v in report.items() if k not in drop}
+
+
+def test_shards_merge_into_the_whole_report(corpus, tmp_path):
+    """Voices dealt to n shards and merged give one run's report: same rows in the same order, same
+    summaries and failures; identification in a shard still weighs every voice's reference."""
+    root, manifest = corpus
+    opts = CloneEvalOptions(seen_voices=2, heldout_voices=1, sentences=1, ref_seconds=3.0)
+    asr = Transcriber(cache=tmp_path / "asr.jsonl")  # every run below hears the same recordings
+    for cloner in (RecordingCloner(root, manifest, shift=1), RecordingCloner(root, manifest, fail=True)):
+        whole = evaluate_cloning(cloner, root, opts, transcriber=asr)
+        parts = [evaluate_cloning(cloner, root, opts, transcriber=asr, shard=(k, 2)) for k in (1, 0)]
+        assert [len(p["voices"]) for p in parts] == [1, 2] and parts[0]["shard"] == [1, 2]
+        merged = merge_reports(parts)
+        assert _without_timings(merged) == _without_timings(whole)
+        assert [r["gt_identified"] for r in merged["voices"]] == [1, 1, 1]  # the shard of one voice still told it apart
+        assert [r["identified"] for r in merged["voices"]] == [0, 0, 0]  # the wrong voice (shift 1) or a failure
+    assert [f["speaker"] for f in merged["failures"]] == [r["speaker"] for r in whole["voices"]]
+    with pytest.raises(OptionsError):
+        merge_reports([parts[0], parts[0]])  # shard 1 twice, shard 0 missing
+    with pytest.raises(OptionsError):
+        merge_reports(parts[:1])  # a part of two on its own
+    with pytest.raises(OptionsError):
+        merge_reports([parts[0], {**parts[1], "options": {**parts[1]["options"], "sentences": 2}}])
+    with pytest.raises(OptionsError):
+        evaluate_cloning(cloner, root, opts, transcriber=asr, shard=(2, 2))
+
+
 class VocodingCloner(RecordingCloner):
     """A perfect clone whose vocoder is Griffin-Lim (copy synthesis through rtclone.pipeline.Cloner.vocode)."""
 
@@ -318,6 +349,14 @@ def test_cli_sets_the_griffin_lim_power_of_the_shipped_models(corpus, tmp_path, 
     again = json.loads(out.read_text())
     assert first["asr_cache"]["hits"] == 0 and again["asr_cache"]["hits"] == 2  # the recording and the (seeded) clone
     assert again["summary"] == first["summary"] and again["voices"][0]["transcripts"] == first["voices"][0]["transcripts"]
+    two = ["eval", "clone", str(root), "--seen", "2", "--heldout", "0", "--sentences", "1", "--no-copy-synthesis", "--json"]
+    assert main(two + ["-o", str(out)]) == 0
+    serial = json.loads(out.read_text())
+    assert main(two + ["--jobs", "2", "--asr-cache", str(cache), "-o", str(out)]) == 0  # one voice per process
+    parallel = json.loads(out.read_text())
+    assert parallel["jobs"] == 2 and [r["speaker"] for r in parallel["voices"]] == [r["speaker"] for r in serial["voices"]]
+    assert _without_timings(parallel) == _without_timings(serial)
+    assert main(two + ["--jobs", "0"]) != 0
     capsys.readouterr()
     assert main(args + ["--griffin-lim-power", "9"]) != 0  # out of range: a clear error, no traceback
     assert "power" in capsys.readouterr().err
