@@ -184,7 +184,7 @@ def cmd_eval_vocoder(args: argparse.Namespace) -> dict[str, Any]:
     on_backend = SimpleNamespace(generate=functools.partial(model.generate, backend=args.backend), dims=model.dims)
     report = evaluate_vocoder(on_backend, Path(args.prepared), Path(args.gta) if args.gta else None,
                               VocoderEvalOptions(items=args.items, seed=args.seed, postfilter=args.postfilter,
-                                                                 batched=not args.unbatched),
+                                                 batched=not args.unbatched),
                               transcriber=eval_transcriber(args))
     report["checkpoint"] = {"path": args.checkpoint, "step": int(model.step.item()), "backend": args.backend}
     if args.output:
