@@ -80,6 +80,8 @@ def add_train_synthesizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16-lstm", action="store_true",
                    help="bfloat16 product operands in the decoder's residual LSTMs (float32 accumulation)")
     p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")
+    p.add_argument("--lr-decay", help="START:END: Adam's rate falls geometrically from --lr at step START to --lr-final at END")
+    p.add_argument("--lr-final", type=float, help="the rate --lr-decay ends at (and keeps)")
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -124,7 +126,8 @@ def synthesizer_run_options(args: argparse.Namespace, prepared: Path | str, prog
                 r_schedule=parse_r_schedule(args.r_schedule), lr=args.lr, guided_attention=args.guided_attention,
                 seed=args.seed, resume=not args.no_resume, progress=progress, checkpoint_every=args.checkpoint_every,
                 val_dir=args.val, own_frames=args.own_frames, bf16_lstm=args.bf16_lstm, zoneout=args.zoneout,
-                own_parallel=args.own_parallel, own_ramp=parse_ramp(args.own_ramp))  # fmt: skip
+                own_parallel=args.own_parallel, own_ramp=parse_ramp(args.own_ramp), lr_decay=parse_ramp(args.lr_decay),
+                lr_final=args.lr_final)  # fmt: skip
 
 
 def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:

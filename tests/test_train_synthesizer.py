@@ -539,3 +539,29 @@ def test_gta_export_feeds_vocoder_training(prepared, short_run, tmp_path):
     (tmp_path / "gta" / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(InputShapeError, match="an item without"):
         vocoder_pairs(tmp_path / "gta")
+
+
+def test_lr_decay_is_geometric_resumes_by_step_and_reaches_adam(prepared, tmp_path):
+    """--lr-decay A:B --lr-final F: the rate falls geometrically from --lr at A to F at B and stays at F;
+    a resumed run picks the rate of its checkpoint's step; the optimizer saved with the checkpoint holds
+    the rate of its last step, which the log records."""
+    import torch
+
+    from rtclone.cli import main
+    from rtclone.train.synthesizer import lr_at
+
+    assert [lr_at(s, 1e-3, (10, 20), 1e-5) for s in (0, 10, 15, 20, 50)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5, 1e-5])
+    assert lr_at(7, 2e-4, None, None) == 2e-4
+    for decay, final in (((5, 5), 1e-5), ((0, 4), None), (None, 1e-5), ((0, 4), 2e-3), ((0, 4), 0.0)):
+        with pytest.raises(OptionsError, match="lr_decay"):
+            train_synthesizer(prepared, tmp_path / "bad", dims=SynthesizerDims.tiny(), steps=1, lr=1e-3,
+                              lr_decay=decay, lr_final=final)
+    args = ["train", "synthesizer", str(prepared), str(tmp_path / "run"), "--dims", "tiny", "--batch-size", "3",
+            "--checkpoint-every", "2", "--lr", "1e-3", "--lr-decay", "0:4", "--lr-final", "1e-5", "--json"]
+    assert main([*args, "--steps", "2"]) == 0
+    assert main([*args, "--steps", "4"]) == 0  # resumed at step 2
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    # steps 1 and 3 (0-based: the last of each checkpoint) ran at 1e-3 * 0.01 ** (1/4) and ** (3/4)
+    assert [(r["step"], r["lr"]) for r in rows] == [(2, pytest.approx(1e-3 * 0.01**0.25)), (4, pytest.approx(1e-3 * 0.01**0.75))]
+    saved = torch.load(tmp_path / "run" / "optimizer.pt", weights_only=True)["optimizer"]
+    assert saved["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.01**0.75)

@@ -207,7 +207,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                       progress: bool = False, checkpoint_every: int = 1000, grad_clip: float = 1.0,
                       val_dir: str | Path | None = None, val_items: int = 64, own_frames: float = 0.0,
                       bf16_lstm: bool = False, zoneout: float = 0.0, own_parallel: bool = False,
-                      own_ramp: tuple[int, int] | None = None) -> dict[str, Any]:
+                      own_ramp: tuple[int, int] | None = None, lr_decay: tuple[int, int] | None = None,
+                      lr_final: float | None = None) -> dict[str, Any]:
     """Train (or resume training) a Tacotron on a prepared directory until ``steps`` total steps.
 
     Teacher forcing; length-bucketed batches; reduction factor from ``r_schedule``
@@ -221,7 +222,9 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
     states and gates; :attr:`rtclone.tacotron_layers.Decoder.lstm_bf16`), a cheaper step where the
     CPU has AVX512-BF16 (benchmarks/train_synthesizer.py); ``zoneout``: the probability with which
     each residual-LSTM state unit keeps its previous value at a training step (RTVC trains with 0.1;
-    :attr:`rtclone.tacotron_layers.Decoder.zoneout`). Every
+    :attr:`rtclone.tacotron_layers.Decoder.zoneout`); ``lr_decay`` = (a, b) with ``lr_final``: the rate falls
+    geometrically from ``lr`` at step a to ``lr_final`` at step b and stays there (:func:`lr_at`; checkpoint
+    steps, so a resumed run goes on where it was). Every
     ``checkpoint_every`` steps and at the end, rank 0 saves ``out_dir/synthesizer.pt`` +
     ``optimizer.pt`` and an alignment PNG, and logs the batch's loss parts (plus :func:`validation_loss` on ``val_dir``, a prepared held-out set).
     With ``resume`` an existing checkpoint in ``out_dir`` is continued (its dims win over ``dims``).
@@ -238,6 +241,10 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
             and 0 <= zoneout < 1 and (own_ramp is None or 0 <= own_ramp[0] < own_ramp[1])):
         raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0, "
                            "grad_clip > 0, 0 <= own_frames <= 1, 0 <= zoneout < 1 and an own_ramp a:b with 0 <= a < b")
+    if (lr_decay is None) != (lr_final is None) or (lr_decay is not None and not (
+            0 <= lr_decay[0] < lr_decay[1] and lr_final is not None and 0 < lr_final <= lr)):
+        raise OptionsError(f"lr_decay a:b (0 <= a < b) and lr_final (0 < lr_final <= lr = {lr}) go together, "
+                           f"got lr_decay={lr_decay!r}, lr_final={lr_final!r}")
     rank, world, own_pg = distributed()
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
     out_dir = Path(out_dir)
@@ -284,6 +291,9 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
             model.set_r(r_at(step, sched))
             batch = {k: v.to(device) for k, v in collate(ds, idx, model.r).items()}
             p_own = own_frames * _ramp(step, own_ramp)
+            rate = lr_at(step, lr, lr_decay, lr_final)
+            for group in optimizer.param_groups:
+                group["lr"] = rate
             loss, parts, attn = taco_loss(net, batch, guided_attention, own_frames=p_own, own_parallel=own_parallel)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -303,7 +313,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                     _save(model, optimizer, out_dir, step, a, scores,
                           {**parts, **val, **({"own_frames": p_own} if own_frames else {}),
                            **({"own_parallel": True} if own_frames and own_parallel else {}),
-                           **({"bf16_lstm": True} if bf16_lstm else {}), **({"zoneout": zoneout} if zoneout else {})})
+                           **({"bf16_lstm": True} if bf16_lstm else {}), **({"zoneout": zoneout} if zoneout else {}),
+                           **({"lr": rate} if lr_decay else {})})
         epoch, skip = epoch + 1, 0
     bar.close()
     if own_pg:
@@ -403,6 +414,14 @@ def _ramp(step: int, ramp: tuple[int, int] | None) -> float:
     if ramp is None:
         return 1.0
     return float(min(1.0, max(0.0, (step - ramp[0]) / (ramp[1] - ramp[0]))))
+
+
+def lr_at(step: int, lr: float, decay: tuple[int, int] | None, final: float | None) -> float:
+    """Adam's rate at ``step``: ``lr`` before ``decay[0]``, ``final`` from ``decay[1]`` on, geometric between."""
+    if decay is None or final is None:
+        return lr
+    t = min(1.0, max(0.0, (step - decay[0]) / (decay[1] - decay[0])))
+    return float(lr * (final / lr) ** t)
 
 
 def parse_ramp(text: str | None) -> tuple[int, int] | None:
