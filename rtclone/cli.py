@@ -8,7 +8,6 @@ with ``--json`` the object is ``{"ok": false, "error": {"code": ..., "message": 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -16,9 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import __version__
-from .cli_train import (_load_encoder, _progress, add_train_synthesizer_args, add_train_vocoder_args,  # noqa: F401
-                        cmd_corpus_build, cmd_eval_encoder, cmd_eval_stats, cmd_eval_vocoder, cmd_train_encoder,
-                        cmd_train_gta, cmd_train_synthesizer, cmd_train_vocoder, eval_transcriber)
+from .cli_eval import _add_asr_cache_arg, cmd_eval_clone, cmd_eval_encoder, cmd_eval_stats, cmd_eval_vocoder
+from .cli_train import (_load_encoder, add_train_synthesizer_args, add_train_vocoder_args,  # noqa: F401
+                        cmd_corpus_build, cmd_train_encoder, cmd_train_gta, cmd_train_synthesizer, cmd_train_vocoder)
 from .errors import OptionsError, RtcloneError
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
@@ -236,73 +235,6 @@ def cmd_bench_server(args: argparse.Namespace) -> dict[str, Any]:
         lines.append(f"{n} client(s): TTFA p50 {lv['ttfa_s']['p50'] * 1000:.0f} ms p95 {lv['ttfa_s']['p95'] * 1000:.0f} ms, "
                      f"client RTF p50 {lv['client_rtf']['p50']:.2f}, real-time streams {lv['realtime_streams']}/{lv['streams']}")  # fmt: skip
     return {"message": "\n".join(lines), "message_only": True, **record}
-
-
-def _add_asr_cache_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--asr-cache", metavar="FILE",
-                   help="reuse and extend this file of pocketsphinx transcripts (keyed by the exact audio): "
-                        "a rerun on the same recordings skips decoding them again")
-
-
-def _eval_clone_part(args: argparse.Namespace, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:
-    """One process's share of ``rtclone eval clone`` (all of it when shard is (0, 1)), goals not yet checked."""
-    from .eval_clone import CloneEvalOptions, evaluate_cloning
-    from .vocoder_gen import GriffinLimVocoder
-
-    opts = CloneEvalOptions(seen_voices=args.seen, heldout_voices=args.heldout, sentences=args.sentences,
-                            ref_seconds=args.ref_seconds, seed=args.seed, copy_synthesis=not args.no_copy_synthesis,
-                            teacher_forced=args.teacher_forced)  # fmt: skip
-    cloner = _make_cloner(args)
-    if args.griffin_lim_power is not None or args.griffin_lim_whole:
-        if not isinstance(cloner.vocoder, GriffinLimVocoder):
-            raise OptionsError("--griffin-lim-* options apply to the Griffin-Lim vocoder only; these models ship a trained vocoder")
-        power = cloner.vocoder.power if args.griffin_lim_power is None else args.griffin_lim_power
-        segments = None if args.griffin_lim_whole else cloner.vocoder.segments
-        cloner.vocoder = GriffinLimVocoder(n_iter=cloner.vocoder.n_iter, power=power, segments=segments)
-    log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
-    transcriber = eval_transcriber(args)
-    report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log, transcriber=transcriber, shard=shard)
-    report["models"] = args.models or args.synthesizer or "default"
-    report["postfilter"] = cloner.postfilter
-    if isinstance(cloner.vocoder, GriffinLimVocoder):
-        report["griffin_lim_power"] = cloner.vocoder.power
-        report["griffin_lim_segments"] = None if cloner.vocoder.segments is None else dataclasses.asdict(cloner.vocoder.segments)
-    if args.asr_cache:
-        report["asr_cache"] = {"path": args.asr_cache, "hits": transcriber.cache_hits}
-    return report
-
-
-def _eval_clone_worker(args: argparse.Namespace, k: int, n: int) -> dict[str, Any]:
-    import torch
-
-    torch.set_num_threads(1)  # n processes share the cores
-    return _eval_clone_part(args, (k, n))
-
-
-def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
-    import concurrent.futures
-    import multiprocessing
-
-    from .eval_clone import check_goals, format_table, merge_reports
-
-    if args.jobs < 1:
-        raise OptionsError(f"--jobs must be at least 1, got {args.jobs}")
-    if args.jobs == 1:
-        report = _eval_clone_part(args)
-    else:  # voices dealt round-robin to fresh processes (spawned: no forked torch state), merged in order
-        n = args.jobs
-        t0 = time.perf_counter()
-        with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(_eval_clone_worker, [args] * n, range(n), [n] * n))
-        extra = {key: parts[0][key] for key in ("models", "postfilter", "griffin_lim_power", "griffin_lim_segments") if key in parts[0]}
-        report = {**merge_reports(parts), **extra, "jobs": n, "seconds": round(time.perf_counter() - t0, 1)}
-        if args.asr_cache:
-            report["asr_cache"] = {"path": args.asr_cache, "hits": sum(p["asr_cache"]["hits"] for p in parts)}
-    report["goals"] = check_goals(report)
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(report, indent=1), encoding="utf-8")
-    return {"message": format_table(report) + (f"\nwrote {args.output}" if args.output else ""), "message_only": True, **report}
 
 
 def cmd_bench_encoder(args: argparse.Namespace) -> dict[str, Any]:
