@@ -242,7 +242,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
         raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0, "
                            "grad_clip > 0, 0 <= own_frames <= 1, 0 <= zoneout < 1 and an own_ramp a:b with 0 <= a < b")
     if (lr_decay is None) != (lr_final is None) or (lr_decay is not None and not (
-            0 <= lr_decay[0] < lr_decay[1] and lr_final is not None and 0 < lr_final <= lr)):
+            0 <= lr_decay[0] < lr_decay[1] and 0 < lr_final <= lr)):
         raise OptionsError(f"lr_decay a:b (0 <= a < b) and lr_final (0 < lr_final <= lr = {lr}) go together, "
                            f"got lr_decay={lr_decay!r}, lr_final={lr_final!r}")
     rank, world, own_pg = distributed()
@@ -263,9 +263,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
     sched = _check_schedule(r_schedule, model.dims.max_r)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if resume and ckpt_path.is_file() and opt_path.is_file():
+        # the saved rate does not survive: every step sets the rate lr_at gives
         optimizer.load_state_dict(torch.load(opt_path, map_location=device, weights_only=True)["optimizer"])
-        for group in optimizer.param_groups:
-            group["lr"] = lr
     net: torch.nn.Module = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -420,8 +419,7 @@ def lr_at(step: int, lr: float, decay: tuple[int, int] | None, final: float | No
     """Adam's rate at ``step``: ``lr`` before ``decay[0]``, ``final`` from ``decay[1]`` on, geometric between."""
     if decay is None or final is None:
         return lr
-    t = min(1.0, max(0.0, (step - decay[0]) / (decay[1] - decay[0])))
-    return float(lr * (final / lr) ** t)
+    return float(lr * (final / lr) ** _ramp(step, decay))
 
 
 def parse_ramp(text: str | None) -> tuple[int, int] | None:
