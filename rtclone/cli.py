@@ -17,7 +17,7 @@ from typing import Any, Callable
 from . import __version__
 from .cli_eval import _add_asr_cache_arg, cmd_eval_clone, cmd_eval_encoder, cmd_eval_stats, cmd_eval_vocoder
 from .cli_train import (_load_encoder, add_train_synthesizer_args, add_train_vocoder_args,  # noqa: F401
-                        cmd_corpus_build, cmd_train_encoder, cmd_train_gta, cmd_train_synthesizer, cmd_train_vocoder)
+                        cmd_corpus_build, cmd_corpus_test_set, cmd_train_encoder, cmd_train_gta, cmd_train_synthesizer, cmd_train_vocoder)
 from .errors import OptionsError, RtcloneError
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
@@ -396,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--heldout-sentences", type=int, default=20)
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--dry-run", action="store_true", help="print the plan without rendering")
+    p = _add(corpus, "test-set", cmd_corpus_test_set,
+             "render sentences no corpus trains on in a built corpus's voices: a test set for `rtclone eval clone`")
+    p.add_argument("source", help="a corpus built by `rtclone corpus build`")
+    p.add_argument("root", help="where the test set goes (resumes there)")
+    p.add_argument("--voice", action="append", help="a source voice by name (repeatable; default: the high-quality ones)")
+    p.add_argument("--sentences", metavar="FILE", help="one sentence per line (default: the built-in test list)")
+    p.add_argument("--jobs", type=int, default=1)
 
     train = sub.add_parser("train", help="train a model").add_subparsers(dest="train_cmd", metavar="MODEL", required=True)
     p = _add(train, "encoder", cmd_train_encoder, "GE2E training of the speaker encoder")

@@ -25,6 +25,13 @@ Utterances of held-out voices and of held-out sentences are evaluation-only:
 ``manifest["utterances"][i]["split"]`` is "train" or "eval" (see :func:`list_utterances`).
 The build is deterministic from the seed, resumable (finished files are skipped, every file is
 written to a temporary name and renamed) and the transcripts keep the sentence as written.
+
+A *test set* (``rtclone corpus test-set SRC DST``, :func:`build_test_set`) is a second corpus derived
+from a built one: the same voices (the high-quality ones by default) read a list of sentences no corpus
+trains on (rtclone/data/sentences-test.txt) as its held-out chapter 6, and each voice's chapter-1
+utterances are hard-linked from the source as the references. ``rtclone eval clone DST`` then scores a
+model on sentences that played no part in choosing it (the source's 20 held-out sentences have picked
+checkpoints and options for many sessions).
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ from rtclone.errors import BackendUnavailableError, OptionsError, SynthesisError
 __all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "load_extra_sentences", "load_extra2_sentences",
            "load_extra3_sentences",
            "list_voices",
-           "engine_available", "plan_corpus", "build_corpus", "corpus_summary", "list_utterances"]
+           "engine_available", "plan_corpus", "build_corpus", "build_test_set", "load_test_sentences", "corpus_summary",
+           "list_utterances"]
 
 CORPUS_VERSION = 2  # 2: chapter 3, the extra training sentences; 3: chapter 4 too; 4: chapter 5 too
 TRAIN_CHAPTER, HELDOUT_CHAPTER, EXTRA_CHAPTER, EXTRA2_CHAPTER, EXTRA3_CHAPTER = 1, 2, 3, 4, 5
@@ -55,6 +63,7 @@ TRAIN_CHAPTER, HELDOUT_CHAPTER, EXTRA_CHAPTER, EXTRA2_CHAPTER, EXTRA3_CHAPTER = 
 _EXTRA_LISTS = {EXTRA_CHAPTER: ("extra_per_voice", "sentences-extra.txt", "extra", 2),
                 EXTRA2_CHAPTER: ("extra2_per_voice", "sentences-extra2.txt", "extra2", 3),
                 EXTRA3_CHAPTER: ("extra3_per_voice", "sentences-extra3.txt", "extra3", 4)}
+TEST_CHAPTER, TEST_SENTENCE_BASE = 6, 1_000_000  # a test set's chapter, and its sentence ids' offset
 _BATCH = 10  # utterances per engine call (festival pays its start-up once per batch)
 _FESTIVAL_VOICE_DIRS = Path("/usr/share/festival/voices")
 # Debian packages that provide each engine (for error messages and the CI install line)
@@ -173,6 +182,12 @@ def load_extra2_sentences() -> list[str]:
 def load_extra3_sentences() -> list[str]:
     """The third extra list (rtclone/data/sentences-extra3.txt; written for this project): chapter 5."""
     return _read_list(_EXTRA_LISTS[EXTRA3_CHAPTER][1])
+
+
+def load_test_sentences() -> list[str]:
+    """The test list (rtclone/data/sentences-test.txt; written for this project): in no corpus's
+    training or held-out chapters; read only by test sets (:func:`build_test_set`)."""
+    return _read_list("sentences-test.txt")
 
 
 @dataclass(frozen=True)
@@ -369,6 +384,49 @@ def build_corpus(root: Path, options: CorpusOptions, progress: bool = False) -> 
     """
     root = Path(root)
     manifest = json.loads(json.dumps(plan_corpus(options)))  # tuples → lists, as read back from disk
+    _start_manifest(root, manifest)
+    specs = {v.name: v for v in list_voices(options.seed)}
+    _render_pending(root, manifest, specs, options.sample_rate, options.jobs, progress)
+    manifest["complete"] = True
+    _write_if_changed(root / "manifest.json", json.dumps(manifest, indent=1))
+    return manifest
+
+
+def _render_pending(root: Path, manifest: dict, specs: dict[str, VoiceSpec], sample_rate: int, jobs: int,
+                    progress: bool) -> None:
+    """Render every utterance of ``manifest`` whose file is missing, a chapter at a time, and write
+    each chapter's transcript file."""
+    by_chapter: dict[str, list[dict]] = {}
+    for utt in manifest["utterances"]:
+        by_chapter.setdefault(utt["path"].rsplit("/", 1)[0], []).append(utt)
+    name_of = {v["speaker"]: v["name"] for v in manifest["voices"]}
+    todo = [u for u in manifest["utterances"] if not (root / u["path"]).exists()]
+    bar = None
+    if progress and todo:
+        from tqdm import tqdm
+        bar = tqdm(total=len(todo), unit="utt", desc="corpus")
+
+    def render(batch: list[dict]) -> int:
+        spec = specs[name_of[batch[0]["speaker"]]]
+        _render(spec, [(u["text"], root / u["path"]) for u in batch], sample_rate)
+        return len(batch)
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for chapter, utts in by_chapter.items():
+            pending = [u for u in utts if not (root / u["path"]).exists()]
+            batches = [pending[i:i + _BATCH] for i in range(0, len(pending), _BATCH)]
+            for done in pool.map(render, batches):
+                if bar is not None:
+                    bar.update(done)
+            speaker, number = chapter.split("/")
+            _write_if_changed(root / chapter / f"{speaker}-{number}.trans.txt",
+                              "".join(f"{u['id']} {u['text']}\n" for u in utts))
+    if bar is not None:
+        bar.close()
+
+
+def _start_manifest(root: Path, manifest: dict) -> None:
+    """Write ``manifest`` (incomplete) to a new root, or check that ``root`` was started with it."""
     for voice in manifest["voices"]:
         if not engine_available(voice["engine"], voice["params"]["voice"]):
             raise BackendUnavailableError(
@@ -383,36 +441,61 @@ def build_corpus(root: Path, options: CorpusOptions, progress: bool = False) -> 
     else:
         root.mkdir(parents=True, exist_ok=True)
         _write_if_changed(manifest_path, json.dumps({**manifest, "complete": False}, indent=1))
-    specs = {v.name: v for v in list_voices(options.seed)}
-    by_chapter: dict[str, list[dict]] = {}
-    for utt in manifest["utterances"]:
-        by_chapter.setdefault(utt["path"].rsplit("/", 1)[0], []).append(utt)
-    name_of = {v["speaker"]: v["name"] for v in manifest["voices"]}
-    todo = [u for u in manifest["utterances"] if not (root / u["path"]).exists()]
-    bar = None
-    if progress and todo:
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo), unit="utt", desc="corpus")
 
-    def render(batch: list[dict]) -> int:
-        spec = specs[name_of[batch[0]["speaker"]]]
-        _render(spec, [(u["text"], root / u["path"]) for u in batch], options.sample_rate)
-        return len(batch)
 
-    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-        for chapter, utts in by_chapter.items():
-            pending = [u for u in utts if not (root / u["path"]).exists()]
-            batches = [pending[i:i + _BATCH] for i in range(0, len(pending), _BATCH)]
-            for done in pool.map(render, batches):
-                if bar is not None:
-                    bar.update(done)
-            speaker, number = chapter.split("/")
-            _write_if_changed(root / chapter / f"{speaker}-{number}.trans.txt",
-                              "".join(f"{u['id']} {u['text']}\n" for u in utts))
-    if bar is not None:
-        bar.close()
+def build_test_set(source: Path, root: Path, *, voices: tuple[str, ...] = (), sentences: list[str] | None = None,
+                   jobs: int = 1, progress: bool = False) -> dict:
+    """Build (or resume) a test set under ``root`` from the built corpus ``source``; returns its manifest.
+
+    ``voices``: source voice names (default: every high-quality one). ``sentences``: the texts to read
+    (default :func:`load_test_sentences`); any that the source holds is refused (it would not be a test).
+    The manifest keeps the source's voice entries, speaker ids and splits, and its training sentence ids
+    for the references; the test sentences get ids from ``TEST_SENTENCE_BASE`` and are the held-out ones.
+    """
+    source, root = Path(source), Path(root)
+    try:
+        src = json.loads((source / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OptionsError(f"{source} is not a built corpus: {exc}") from exc
+    if not src.get("complete"):
+        raise OptionsError(f"the corpus in {source} is not complete: finish `rtclone corpus build` first")
+    texts = list(load_test_sentences() if sentences is None else sentences)
+    if not texts or len(set(texts)) != len(texts):
+        raise OptionsError("a test set needs at least one sentence, each once")
+    known = {u["text"].strip().lower() for u in src["utterances"]}
+    clash = [t for t in texts if t.strip().lower() in known]
+    if clash:
+        raise OptionsError(f"{len(clash)} test sentence(s) are in the source corpus already, e.g. {clash[0]!r}")
+    by_name = {v["name"]: v for v in src["voices"]}
+    unknown = sorted(set(voices) - set(by_name))
+    if unknown:
+        raise OptionsError(f"voices not in {source}: {', '.join(unknown)}")
+    chosen = [v for v in src["voices"] if v["name"] in set(voices)] if voices else [v for v in src["voices"] if v["quality"] == "high"]
+    if not chosen:
+        raise OptionsError("no voice chosen for the test set")
+    speakers = {v["speaker"] for v in chosen}
+    refs = [u for u in src["utterances"] if u["speaker"] in speakers and u["path"].split("/")[1] == str(TRAIN_CHAPTER)]
+    test = [{"id": f"{v['speaker']}-{TEST_CHAPTER}-{n:04d}", "path": f"{v['speaker']}/{TEST_CHAPTER}/{v['speaker']}-{TEST_CHAPTER}-{n:04d}.flac",
+             "speaker": v["speaker"], "sentence": TEST_SENTENCE_BASE + n, "text": text, "split": "eval"}
+            for v in chosen for n, text in enumerate(texts)]  # fmt: skip
+    manifest = {"format": "rtclone-test-set", "version": src["version"], "seed": src["seed"], "sample_rate": src["sample_rate"],
+                "source": {"path": str(source), "sentences_sha256": src["sentences_sha256"]},
+                "sentences_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
+                "sentences": {"train": sorted({u["sentence"] for u in refs}), "heldout": [TEST_SENTENCE_BASE + n for n in range(len(texts))]},
+                "voices": chosen, "utterances": refs + test}  # fmt: skip
+    _start_manifest(root, manifest)
+    for u in refs:  # the references, hard-linked (copied across file systems)
+        dst, srcf = root / u["path"], source / u["path"]
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(srcf, dst)
+            except OSError:
+                shutil.copyfile(srcf, dst)
+    specs = {v["name"]: VoiceSpec(**{**v["params"], "engine_args": tuple(v["params"]["engine_args"])}) for v in chosen}
+    _render_pending(root, manifest, specs, src["sample_rate"], jobs, progress)
     manifest["complete"] = True
-    _write_if_changed(manifest_path, json.dumps(manifest, indent=1))
+    _write_if_changed(root / "manifest.json", json.dumps(manifest, indent=1))
     return manifest
 
 

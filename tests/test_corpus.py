@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from rtclone.corpus import (CorpusOptions, build_corpus, corpus_summary, engine_available, list_utterances,
-                            list_voices, load_extra2_sentences, load_extra3_sentences, load_extra_sentences, load_sentences,
-                            plan_corpus)
+from rtclone.corpus import (TEST_CHAPTER, TEST_SENTENCE_BASE, CorpusOptions, build_corpus, build_test_set, corpus_summary,
+                            engine_available, list_utterances, list_voices, load_extra2_sentences, load_extra3_sentences,
+                            load_extra_sentences, load_sentences, load_test_sentences, plan_corpus)
 from rtclone.errors import OptionsError
 from rtclone.text import ARPABET, clean_text, to_arpabet
 
@@ -278,3 +278,51 @@ def test_festival_voice_renders(tmp_path):
                                                     heldout_sentences=1))
     wav, sr = sf.read(tmp_path / manifest["utterances"][0]["path"], dtype="float32")
     assert sr == 16000 and len(wav) / sr > 0.12 * len(manifest["utterances"][0]["text"].split())
+
+
+def test_test_sentence_list_is_in_no_training_list():
+    test = load_test_sentences()
+    assert len(test) >= 80 and len(set(test)) == len(test)
+    norm = lambda ss: {re.sub(r"[^a-z ]", "", s.lower()) for s in ss}  # noqa: E731
+    others = load_sentences() + load_extra_sentences() + load_extra2_sentences() + load_extra3_sentences()
+    assert not norm(test) & norm(others)
+    for s in test:
+        assert re.fullmatch(r"[A-Za-z][A-Za-z ,.?!';]*", s), s
+        assert 3 <= len(clean_text(s).split()) <= 20, s
+
+
+def test_test_set_reads_new_sentences_in_the_source_voices(tiny, tmp_path):
+    root, manifest = tiny
+    texts = ["The lantern swung gently above the quiet dock.", "Nobody expected the parade to start so early."]
+    out = tmp_path / "test"
+    ts = build_test_set(root, out, sentences=texts)
+    assert ts["complete"] and ts["format"] == "rtclone-test-set"
+    high = [v for v in manifest["voices"] if v["quality"] == "high"]  # the espeak-ng voice is left out by default
+    assert ts["voices"] == high and len(high) == 2
+    assert ts["sentences"]["heldout"] == [TEST_SENTENCE_BASE, TEST_SENTENCE_BASE + 1]
+    refs = [u for u in ts["utterances"] if u["id"].split("-")[1] == "1"]
+    assert refs == [u for u in manifest["utterances"] if u["id"].split("-")[1] == "1" and u["speaker"] in {v["speaker"] for v in high}]
+    assert ts["sentences"]["train"] == sorted({u["sentence"] for u in refs})
+    for u in refs:  # the source's files themselves, not copies
+        assert (out / u["path"]).samefile(root / u["path"])
+    tests = [u for u in ts["utterances"] if u["id"].split("-")[1] == str(TEST_CHAPTER)]
+    assert [(u["speaker"], u["text"], u["split"]) for u in tests] == [(v["speaker"], t, "eval") for v in high for t in texts]
+    for u in tests:
+        wav, sr = sf.read(out / u["path"], dtype="float32")
+        assert sr == 16000 and 0.12 * len(u["text"].split()) < len(wav) / sr < len(u["text"].split()) + 1.0
+        assert f"{u['id']} {u['text']}\n" in (out / u["path"]).with_name(f"{u['speaker']}-{TEST_CHAPTER}.trans.txt").read_text()
+    before = _snapshot(out)
+    assert build_test_set(root, out, sentences=texts) == ts and _snapshot(out) == before  # resumed: nothing redone
+    with pytest.raises(OptionsError, match="other options"):
+        build_test_set(root, out, sentences=texts[:1])
+    with pytest.raises(OptionsError, match="in the source corpus"):
+        build_test_set(root, tmp_path / "x", sentences=[manifest["utterances"][0]["text"]])
+    with pytest.raises(OptionsError, match="not in"):
+        build_test_set(root, tmp_path / "x", voices=("flite-kal16",), sentences=texts)
+    with pytest.raises(OptionsError, match="not a built corpus"):
+        build_test_set(tmp_path / "nothing", tmp_path / "x", sentences=texts)
+    one = build_test_set(root, tmp_path / "one", voices=("flite-rms-v2",), sentences=texts[1:])
+    assert [v["name"] for v in one["voices"]] == ["flite-rms-v2"]
+    same = next(u for u in tests if u["speaker"] == one["voices"][0]["speaker"] and u["text"] == texts[1])
+    got = next(u for u in one["utterances"] if u["sentence"] == TEST_SENTENCE_BASE)
+    assert sf.read(tmp_path / "one" / got["path"])[0].tolist() == sf.read(out / same["path"])[0].tolist()  # deterministic

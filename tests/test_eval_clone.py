@@ -181,6 +181,7 @@ def test_perfect_clone_reaches_the_ground_truth_ceiling(corpus, transcriber):
         assert r["wer"] == r["gt_wer"] and r["errors"] == r["gt_errors"] and r["words"] > 0
         assert r["similarity"] == pytest.approx(r["gt_similarity"], abs=1e-6)
         assert r["identified"] == 2 == r["gt_identified"]
+        assert r["voice_identified"] and r["gt_voice_identified"] and r["voice_nearest"] == r["speaker"] == r["gt_voice_nearest"]
         assert r["reference_s"] >= 3.0
         assert [t["clone"] for t in r["transcripts"]] == [t["recording"] for t in r["transcripts"]]
         assert len(r["transcripts"]) == 2 and all(t["text"] and t["id"] for t in r["transcripts"])
@@ -192,6 +193,27 @@ def test_perfect_clone_reaches_the_ground_truth_ceiling(corpus, transcriber):
     assert "goal every_clone_closest_to_its_reference: met" in format_table(report)
 
 
+def test_eval_runs_on_a_test_set_of_new_sentences(corpus, transcriber, tmp_path):
+    """`rtclone corpus test-set` output is a corpus the eval reads: the new sentences are the held-out
+    ones, the references still come from the source's training sentences."""
+    from rtclone.corpus import TEST_SENTENCE_BASE, build_test_set
+
+    root, manifest = corpus
+    texts = ["The lantern swung gently above the quiet dock.", "Nobody expected the parade to start so early."]
+    ts_root = tmp_path / "test"
+    ts = build_test_set(root, ts_root, sentences=texts)
+    opts = CloneEvalOptions(seen_voices=2, heldout_voices=1, sentences=2, ref_seconds=3.0)
+    report = evaluate_cloning(RecordingCloner(ts_root, ts), ts_root, opts, transcriber=transcriber)
+    assert [r["speaker"] for r in report["voices"]] == [r["speaker"] for r in evaluate_cloning(
+        RecordingCloner(root, manifest), root, CloneEvalOptions(seen_voices=2, heldout_voices=1, sentences=1, ref_seconds=3.0),
+        transcriber=transcriber)["voices"]]  # the same voices in the same groups
+    for r in report["voices"]:
+        assert [t["text"] for t in r["transcripts"]] == texts and r["words"] == sum(len(t.split()) for t in texts)
+        assert r["wer"] == r["gt_wer"] and r["identified"] == 2 and r["voice_identified"]
+        assert all(i.split("-")[1] == "1" for i in r["reference_ids"])
+    assert [u["sentence"] for u in ts["utterances"] if u["text"] == texts[1]][0] == TEST_SENTENCE_BASE + 1
+
+
 def test_wrong_voice_is_caught_and_failures_count_as_errors(corpus, transcriber):
     root, manifest = corpus
     opts = CloneEvalOptions(seen_voices=2, heldout_voices=1, sentences=1, ref_seconds=3.0)
@@ -201,10 +223,17 @@ def test_wrong_voice_is_caught_and_failures_count_as_errors(corpus, transcriber)
         assert r["similarity"] < r["gt_similarity"] - 0.05
     assert not check_goals(wrong)["every_clone_closest_to_its_reference"]
     assert wrong["summary"]["seen"]["identification"] == 0 and wrong["summary"]["seen"]["gt_identification"] == 1
+    speakers = [str(v["speaker"]) for v in manifest["voices"]]  # the voice as a whole is the next one's too
+    for r in wrong["voices"]:
+        assert not r["voice_identified"] and r["gt_voice_identified"]
+        assert r["voice_nearest"] == speakers[(speakers.index(r["speaker"]) + 1) % len(speakers)]
+    assert wrong["summary"]["seen"]["voice_identification"] == 0 and wrong["summary"]["seen"]["gt_voice_identification"] == 1
+    assert "averaged, are nearest their own reference: 0% (GT 100%)" in format_table(wrong)
 
     failed = evaluate_cloning(RecordingCloner(root, manifest, fail=True), root, opts, transcriber=transcriber)
     assert len(failed["failures"]) == 3 and "AttentionFailureError" in failed["failures"][0]["error"]
     assert all(r["wer"] == 1.0 and r["similarity"] == 0.0 for r in failed["voices"])
+    assert all(r["voice_nearest"] is None and not r["voice_identified"] and r["gt_voice_identified"] for r in failed["voices"])
     assert failed["summary"]["seen"]["wer_ratio"] > 1.5
     words = sum(r["words"] for r in failed["voices"] if r["group"] == "seen")  # a failed clone deleted every word
     assert failed["summary"]["seen"]["error_kinds"]["clone"] == {"substitutions": 0, "deletions": words, "insertions": 0}
