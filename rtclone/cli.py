@@ -465,6 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vocoder", help="vocoder checkpoint (default with --synthesizer: Griffin-Lim)")
     p.add_argument("--griffin-lim-power", type=float,
                    help="magnitude sharpening of the Griffin-Lim vocoder (default: rtclone.audio.GRIFFIN_LIM_POWER)")
+    p.add_argument("--griffin-lim-formants", type=float, metavar="BETA",
+                   help="formant enhancement of the mel before Griffin-Lim, 0-1 (default: rtclone.audio.GRIFFIN_LIM_FORMANTS)")
     p.add_argument("--griffin-lim-whole", action="store_true",
                    help="Griffin-Lim on each whole text chunk (the pre-streaming way) instead of streamed segments")
     _add_postfilter_arg(p)

@@ -55,7 +55,7 @@ class SegmentPlan:
 
 
 def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: float, seed: int,
-                    plan: SegmentPlan = SegmentPlan()) -> Iterator[np.ndarray]:  # fmt: skip
+                    plan: SegmentPlan = SegmentPlan(), formants: float = 0.0) -> Iterator[np.ndarray]:  # fmt: skip
     """Yield float32 pre-emphasis PCM pieces of checked mel chunks (80, t) as segments complete.
 
     The concatenation has ``(T - 1) * hop`` samples for T frames in all, like ``audio.griffin_lim``
@@ -92,7 +92,7 @@ def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: flo
     for mel in mel_chunks:
         if mel.shape[1] == 0:
             continue
-        mags = np.concatenate([mags, (audio.synth_mel_to_linear(mel).T ** power).astype(np.float32)], 0)
+        mags = np.concatenate([mags, (audio.synth_mel_to_linear(mel, formants).T ** power).astype(np.float32)], 0)
         n_frames += mel.shape[1]
         while played + plan.size(k) + plan.right <= n_frames:
             yield run(played + plan.size(k), False)

@@ -136,3 +136,40 @@ def test_bad_segment_plans(bad):
         SegmentPlan(**bad)
     with pytest.raises(OptionsError):
         GriffinLimVocoder(segments="whole")
+
+
+def test_formant_lifter_scales_the_envelope_detail_and_keeps_level_and_tilt():
+    n = audio.SYN_N_MELS
+    lift = audio.formant_lifter(0.3)
+    assert np.allclose(audio.formant_lifter(0.0), np.eye(n))
+    bands = np.arange(n)
+    basis = lambda k: np.cos(np.pi * k * (2 * bands + 1) / (2 * n))  # noqa: E731  (DCT-II basis vectors)
+    flat_and_tilt = -30.0 + 5.0 * basis(1)
+    assert np.allclose(lift @ flat_and_tilt, flat_and_tilt)  # level and tilt untouched
+    for k in (2, 7, 40, n - 1):
+        assert np.allclose(lift @ basis(k), 1.3 * basis(k))  # every finer ripple 1.3 times as deep
+    assert np.allclose(lift, lift.T) and not lift.flags.writeable
+
+
+def test_formant_enhancement_keeps_each_frames_energy_and_deepens_its_envelope(mel):
+    basis = audio._synth_basis()
+    plain, sharp = audio.synth_mel_to_linear(mel), audio.synth_mel_to_linear(mel, 0.3)
+    energy = lambda lin: np.sum((basis @ lin) ** 2, 0)  # noqa: E731  (mel power of each frame)
+    # equal before the pseudo-inverse; after it (negative bins floored) within a few per cent
+    assert np.allclose(energy(sharp), energy(plain), rtol=0.05)
+    spread = lambda lin: np.std(20 * np.log10(basis @ lin), 0)  # noqa: E731  (dB spread of each frame's mel envelope)
+    ratio = spread(sharp) / spread(plain)
+    assert np.all(ratio > 1.0) and 1.2 < np.median(ratio) < 1.31  # about 1.3 where the -100 dB floor does not clip
+
+
+def test_formant_enhanced_griffin_lim_streams_like_the_whole_and_checks_its_option(mel):
+    gl = GriffinLimVocoder(n_iter=8, formants=0.3)
+    ref = np.concatenate(streamed(gl, [mel], seed=3))
+    assert np.array_equal(np.concatenate(streamed(gl, chunks_of(mel, 7), seed=3)), ref)  # frame by frame: no context needed
+    assert not np.allclose(ref, np.concatenate(streamed(GriffinLimVocoder(n_iter=8), [mel], seed=3)))
+    whole = GriffinLimVocoder(n_iter=8, formants=0.3, segments=None).generate(mel, seed=3, fade_out=0.0)
+    direct = audio.griffin_lim(mel, n_iter=8, seed=3, formants=0.3)[: len(whole)]
+    assert np.allclose(whole, direct * min(1.0, GriffinLimVocoder.peak / np.abs(direct).max()), atol=1e-6)
+    for bad in (-0.1, 1.5, True, "0.3"):
+        with pytest.raises(OptionsError):
+            GriffinLimVocoder(formants=bad)
