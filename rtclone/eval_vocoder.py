@@ -128,7 +128,8 @@ def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None 
 
     prepared = Path(prepared)
     picked, gta_mels = _items(prepared, Path(gta) if gta is not None else None, options)
-    baseline = baseline if baseline is not None else GriffinLimVocoder(segments=None)
+    # plain inversion (no formant enhancement: that post-filter is for predicted mels, and earlier reports had none)
+    baseline = baseline if baseline is not None else GriffinLimVocoder(segments=None, formants=0.0)
     asr = transcriber or Transcriber()
     if encoder is None:
         from .checkpoints import load_encoder
