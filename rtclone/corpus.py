@@ -448,7 +448,8 @@ def build_test_set(source: Path, root: Path, *, voices: tuple[str, ...] = (), se
     """Build (or resume) a test set under ``root`` from the built corpus ``source``; returns its manifest.
 
     ``voices``: source voice names (default: every high-quality one). ``sentences``: the texts to read
-    (default :func:`load_test_sentences`); any that the source holds is refused (it would not be a test).
+    (default :func:`load_test_sentences`); any that the source or a built-in training list holds is refused
+    (it would not be a test).
     The manifest keeps the source's voice entries, speaker ids and splits, and its training sentence ids
     for the references; the test sentences get ids from ``TEST_SENTENCE_BASE`` and are the held-out ones.
     """
@@ -462,10 +463,12 @@ def build_test_set(source: Path, root: Path, *, voices: tuple[str, ...] = (), se
     texts = list(load_test_sentences() if sentences is None else sentences)
     if not texts or len(set(texts)) != len(texts):
         raise OptionsError("a test set needs at least one sentence, each once")
+    # the source's sentences and every built-in list a corpus (v2-v4, so the default models) trains on
     known = {u["text"].strip().lower() for u in src["utterances"]}
+    known |= {t.lower() for t in load_sentences() + [t for _, name, _, _ in _EXTRA_LISTS.values() for t in _read_list(name)]}
     clash = [t for t in texts if t.strip().lower() in known]
     if clash:
-        raise OptionsError(f"{len(clash)} test sentence(s) are in the source corpus already, e.g. {clash[0]!r}")
+        raise OptionsError(f"{len(clash)} test sentence(s) are in the source corpus or a training list already, e.g. {clash[0]!r}")
     by_name = {v["name"]: v for v in src["voices"]}
     unknown = sorted(set(voices) - set(by_name))
     if unknown:

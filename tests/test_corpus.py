@@ -317,6 +317,8 @@ def test_test_set_reads_new_sentences_in_the_source_voices(tiny, tmp_path):
         build_test_set(root, out, sentences=texts[:1])
     with pytest.raises(OptionsError, match="in the source corpus"):
         build_test_set(root, tmp_path / "x", sentences=[manifest["utterances"][0]["text"]])
+    with pytest.raises(OptionsError, match="training list"):  # read by no voice of this tiny corpus, but a v4 corpus trains on it
+        build_test_set(root, tmp_path / "x", sentences=[load_extra3_sentences()[-1]])
     with pytest.raises(OptionsError, match="not in"):
         build_test_set(root, tmp_path / "x", voices=("flite-kal16",), sentences=texts)
     with pytest.raises(OptionsError, match="not a built corpus"):
