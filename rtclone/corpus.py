@@ -482,7 +482,7 @@ def build_test_set(source: Path, root: Path, *, voices: tuple[str, ...] = (), se
              "speaker": v["speaker"], "sentence": TEST_SENTENCE_BASE + n, "text": text, "split": "eval"}
             for v in chosen for n, text in enumerate(texts)]  # fmt: skip
     manifest = {"format": "rtclone-test-set", "version": src["version"], "seed": src["seed"], "sample_rate": src["sample_rate"],
-                "source": {"path": str(source), "sentences_sha256": src["sentences_sha256"]},
+                "source": {"path": str(source.resolve()), "sentences_sha256": src["sentences_sha256"]},
                 "sentences_sha256": hashlib.sha256("\n".join(texts).encode()).hexdigest(),
                 "sentences": {"train": sorted({u["sentence"] for u in refs}), "heldout": [TEST_SENTENCE_BASE + n for n in range(len(texts))]},
                 "voices": chosen, "utterances": refs + test}  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 import shutil
 from pathlib import Path
@@ -313,6 +314,9 @@ def test_test_set_reads_new_sentences_in_the_source_voices(tiny, tmp_path):
         assert f"{u['id']} {u['text']}\n" in (out / u["path"]).with_name(f"{u['speaker']}-{TEST_CHAPTER}.trans.txt").read_text()
     before = _snapshot(out)
     assert build_test_set(root, out, sentences=texts) == ts and _snapshot(out) == before  # resumed: nothing redone
+    assert ts["source"]["path"] == str(root.resolve())
+    relative = Path(os.path.relpath(root, Path.cwd()))  # the same source spelled another way resumes too
+    assert build_test_set(relative, out, sentences=texts) == ts and _snapshot(out) == before
     with pytest.raises(OptionsError, match="other options"):
         build_test_set(root, out, sentences=texts[:1])
     with pytest.raises(OptionsError, match="in the source corpus"):
