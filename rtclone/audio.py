@@ -395,9 +395,7 @@ def formant_lifter(beta: float, n: int = SYN_N_MELS) -> np.ndarray:
     that factor around the frame's mean level and its tilt (coefficients 0 and 1) stays. This is the
     classic post-filter against the over-smoothed spectra a trained predictor makes (statistical
     parametric synthesis enhances formants this way); on a ground-truth mel it exaggerates."""
-    k = np.arange(n)[:, None]
-    dct = np.sqrt(2.0 / n) * np.cos(np.pi * k * (2 * np.arange(n)[None, :] + 1) / (2 * n))  # rows: basis vectors
-    dct[0] /= np.sqrt(2.0)
+    dct = scipy.fft.dct(np.eye(n), type=2, norm="ortho", axis=0)  # dct @ x is x's cepstrum
     gain = np.full(n, 1.0 + float(beta))
     gain[:2] = 1.0
     lifter = dct.T @ (gain[:, None] * dct)
@@ -418,8 +416,7 @@ def synth_mel_to_linear(mel: np.ndarray, formants: float = 0.0) -> np.ndarray:
     db = _denormalize_db(mel)
     if formants:
         sharp = formant_lifter(float(formants)) @ db
-        power = lambda d: np.log10(np.sum(10.0 ** ((d - d.max(0)) / 10.0), 0)) * 10.0 + d.max(0)  # noqa: E731  (dB of the summed power)
-        db = sharp + (power(db) - power(sharp))
+        db = sharp + 10.0 * np.log10(np.sum(10.0 ** (db / 10.0), 0) / np.sum(10.0 ** (sharp / 10.0), 0))  # same mel power
     amp = 10.0 ** ((db + REF_LEVEL_DB) / 20.0)  # (80, T)
     return np.maximum(1e-10, _synth_pinv() @ amp)  # (401, T)
 

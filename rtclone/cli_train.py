@@ -31,17 +31,14 @@ def cmd_corpus_build(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_corpus_test_set(args: argparse.Namespace) -> dict[str, Any]:
-    from .corpus import build_test_set, corpus_summary
+    from .corpus import build_test_set, corpus_summary, parse_sentences
 
-    if args.jobs < 1:
-        raise OptionsError(f"--jobs must be at least 1, got {args.jobs}")
     sentences = None
     if args.sentences:
         try:
-            lines = Path(args.sentences).read_text(encoding="utf-8").splitlines()
+            sentences = parse_sentences(Path(args.sentences).read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError) as exc:
             raise OptionsError(f"cannot read the sentence file {args.sentences}: {exc}") from exc
-        sentences = [s.strip() for s in lines if s.strip() and not s.startswith("#")]
     manifest = build_test_set(Path(args.source), Path(args.root), voices=tuple(args.voice or ()), sentences=sentences,
                               jobs=args.jobs, progress=_progress(args))  # fmt: skip
     return {"message": f"test set in {args.root}", "root": args.root, **corpus_summary(manifest)}

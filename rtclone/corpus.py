@@ -54,7 +54,8 @@ from rtclone.errors import BackendUnavailableError, OptionsError, SynthesisError
 __all__ = ["VoiceSpec", "CorpusOptions", "CORPUS_VERSION", "load_sentences", "load_extra_sentences", "load_extra2_sentences",
            "load_extra3_sentences",
            "list_voices",
-           "engine_available", "plan_corpus", "build_corpus", "build_test_set", "load_test_sentences", "corpus_summary",
+           "engine_available", "plan_corpus", "build_corpus", "build_test_set", "load_test_sentences", "parse_sentences",
+           "corpus_summary",
            "list_utterances"]
 
 CORPUS_VERSION = 2  # 2: chapter 3, the extra training sentences; 3: chapter 4 too; 4: chapter 5 too
@@ -158,9 +159,13 @@ def engine_available(engine: str, voice: str | None = None) -> bool:
     return True
 
 
-def _read_list(name: str) -> list[str]:
-    text = (importlib.resources.files("rtclone") / "data" / name).read_text("utf-8")
+def parse_sentences(text: str) -> list[str]:
+    """A sentence list's lines, stripped, without blank lines and "#" comments."""
     return [s.strip() for s in text.splitlines() if s.strip() and not s.startswith("#")]
+
+
+def _read_list(name: str) -> list[str]:
+    return parse_sentences((importlib.resources.files("rtclone") / "data" / name).read_text("utf-8"))
 
 
 def load_sentences() -> list[str]:
@@ -460,6 +465,8 @@ def build_test_set(source: Path, root: Path, *, voices: tuple[str, ...] = (), se
         raise OptionsError(f"{source} is not a built corpus: {exc}") from exc
     if not src.get("complete"):
         raise OptionsError(f"the corpus in {source} is not complete: finish `rtclone corpus build` first")
+    if jobs < 1:
+        raise OptionsError(f"jobs must be at least 1, got {jobs}")
     texts = list(load_test_sentences() if sentences is None else sentences)
     if not texts or len(set(texts)) != len(texts):
         raise OptionsError("a test set needs at least one sentence, each once")
@@ -469,8 +476,7 @@ def build_test_set(source: Path, root: Path, *, voices: tuple[str, ...] = (), se
     clash = [t for t in texts if t.strip().lower() in known]
     if clash:
         raise OptionsError(f"{len(clash)} test sentence(s) are in the source corpus or a training list already, e.g. {clash[0]!r}")
-    by_name = {v["name"]: v for v in src["voices"]}
-    unknown = sorted(set(voices) - set(by_name))
+    unknown = sorted(set(voices) - {v["name"] for v in src["voices"]})
     if unknown:
         raise OptionsError(f"voices not in {source}: {', '.join(unknown)}")
     chosen = [v for v in src["voices"] if v["name"] in set(voices)] if voices else [v for v in src["voices"] if v["quality"] == "high"]

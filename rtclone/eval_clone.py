@@ -290,9 +290,8 @@ def _summarise(rows: list[dict]) -> dict[str, Any] | None:
             "gt_similarity": float(np.mean([r["gt_similarity"] for r in rows])),
             "identification": sum(r["identified"] for r in rows) / n,
             "gt_identification": sum(r["gt_identified"] for r in rows) / n,
-            **({"voice_identification": sum(r["voice_identified"] for r in rows) / len(rows),
-                "gt_voice_identification": sum(r["gt_voice_identified"] for r in rows) / len(rows)}
-               if all("voice_identified" in r for r in rows) else {}),
+            "voice_identification": sum(r["voice_identified"] for r in rows) / len(rows),
+            "gt_voice_identification": sum(r["gt_voice_identified"] for r in rows) / len(rows),
             **({"copy_wer": sum(r["copy_errors"] for r in rows) / words,
                 "copy_similarity": float(np.mean([r["copy_similarity"] for r in rows]))}
                if all("copy_errors" in r for r in rows) else {}),
@@ -336,9 +335,8 @@ def format_table(report: dict[str, Any]) -> str:
                      f"ratio {s['wer_ratio']:.2f}), similarity {s['similarity']:.3f} (min {s['min_similarity']:.3f}, "
                      f"GT {s['gt_similarity']:.3f}), identified {s['identification']:.0%} (GT {s['gt_identification']:.0%})")  # fmt: skip
     for g, s in report["summary"].items():
-        if "voice_identification" in s:
-            lines.append(f"{g:<8}voices whose clones, averaged, are nearest their own reference: {s['voice_identification']:.0%} "
-                         f"(GT {s['gt_voice_identification']:.0%})")
+        lines.append(f"{g:<8}voices whose clones, averaged, are nearest their own reference: {s['voice_identification']:.0%} "
+                     f"(GT {s['gt_voice_identification']:.0%})")
     for g, s in report["summary"].items():
         if "copy_wer" in s:
             lines.append(f"{g:<8}vocoder alone on ground-truth mels (copy synthesis): WER {s['copy_wer']:.3f}, "

@@ -464,11 +464,10 @@ class GriffinLimVocoder:
             raise OptionsError(f"Griffin-Lim power must be a number in [0.5, 3], got {power!r}")
         if isinstance(formants, bool) or not (isinstance(formants, (int, float)) and 0.0 <= formants <= 1.0):
             raise OptionsError(f"Griffin-Lim formant enhancement must be a number in [0, 1], got {formants!r}")
-        self.formants = float(formants)
         if segments is not None and not isinstance(segments, SegmentPlan):
             raise OptionsError(f"segments must be a SegmentPlan or None, got {type(segments).__name__}")
         self.n_iter, self.feat_dims, self.hop_length, self.power = n_iter, feat_dims, hop_length, float(power)
-        self.segments = segments
+        self.segments, self.formants = segments, float(formants)
         self.sample_rate = audio.SAMPLE_RATE
 
     def generate(self, mel: np.ndarray | torch.Tensor, options: VocoderOptions | None = None, **overrides: Any) -> np.ndarray:

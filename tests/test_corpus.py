@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -325,6 +326,8 @@ def test_test_set_reads_new_sentences_in_the_source_voices(tiny, tmp_path):
         build_test_set(root, tmp_path / "x", sentences=[load_extra3_sentences()[-1]])
     with pytest.raises(OptionsError, match="not in"):
         build_test_set(root, tmp_path / "x", voices=("flite-kal16",), sentences=texts)
+    with pytest.raises(OptionsError, match="jobs"):
+        build_test_set(root, tmp_path / "x", sentences=texts, jobs=0)
     with pytest.raises(OptionsError, match="not a built corpus"):
         build_test_set(tmp_path / "nothing", tmp_path / "x", sentences=texts)
     one = build_test_set(root, tmp_path / "one", voices=("flite-rms-v2",), sentences=texts[1:])
@@ -332,3 +335,20 @@ def test_test_set_reads_new_sentences_in_the_source_voices(tiny, tmp_path):
     same = next(u for u in tests if u["speaker"] == one["voices"][0]["speaker"] and u["text"] == texts[1])
     got = next(u for u in one["utterances"] if u["sentence"] == TEST_SENTENCE_BASE)
     assert sf.read(tmp_path / "one" / got["path"])[0].tolist() == sf.read(out / same["path"])[0].tolist()  # deterministic
+
+
+def test_test_set_command_reads_a_sentence_file(tiny, tmp_path, capsys):
+    from rtclone.cli import main
+
+    root, _ = tiny
+    listing = tmp_path / "sentences.txt"
+    listing.write_text("# a comment\n\nThe lantern swung gently above the quiet dock.\n", encoding="utf-8")
+    out = tmp_path / "cli"
+    assert main(["corpus", "test-set", str(root), str(out), "--sentences", str(listing), "--voice", "flite-slt", "--json"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [u["text"] for u in manifest["utterances"] if u["sentence"] == TEST_SENTENCE_BASE] == [
+        "The lantern swung gently above the quiet dock."]
+    assert [v["name"] for v in manifest["voices"]] == ["flite-slt"] and manifest["complete"]
+    capsys.readouterr()
+    assert main(["corpus", "test-set", str(root), str(tmp_path / "y"), "--sentences", str(tmp_path / "missing.txt")]) != 0
+    assert "cannot read the sentence file" in capsys.readouterr().err
