@@ -509,13 +509,21 @@ def build_test_set(source: Path, root: Path, *, voices: tuple[str, ...] = (), se
 
 
 def corpus_summary(manifest: dict) -> dict:
-    """Counts for printing (``rtclone corpus build --json``): voices, utterances, sentences."""
+    """Counts for printing (``rtclone corpus build / test-set --json``): voices, utterances, sentences.
+
+    A corpus counts its training utterances; a test set (whose other utterances are the source's reference
+    recordings, not training material) counts its test and reference utterances instead.
+    """
     voices, utts = manifest["voices"], manifest["utterances"]
-    return {"version": manifest["version"], "seed": manifest["seed"],
-            "complete": manifest.get("complete", False),
-            "voices": len(voices), "heldout_voices": sum(v["split"] == "eval" for v in voices),
-            "engines": sorted({v["engine"] for v in voices}),
-            "utterances": len(utts), "train_utterances": sum(u["split"] == "train" for u in utts),
+    out = {"version": manifest["version"], "seed": manifest["seed"],
+           "complete": manifest.get("complete", False),
+           "voices": len(voices), "heldout_voices": sum(v["split"] == "eval" for v in voices),
+           "engines": sorted({v["engine"] for v in voices}), "utterances": len(utts)}
+    if manifest.get("format") == "rtclone-test-set":
+        test = sum(u["sentence"] >= TEST_SENTENCE_BASE for u in utts)
+        return {**out, "test_utterances": test, "reference_utterances": len(utts) - test,
+                "test_sentences": len(manifest["sentences"]["heldout"])}
+    return {**out, "train_utterances": sum(u["split"] == "train" for u in utts),
             "train_sentences": len(manifest["sentences"]["train"]),
             "heldout_sentences": len(manifest["sentences"]["heldout"])}
 

@@ -305,6 +305,9 @@ def test_test_set_reads_new_sentences_in_the_source_voices(tiny, tmp_path):
     refs = [u for u in ts["utterances"] if u["id"].split("-")[1] == "1"]
     assert refs == [u for u in manifest["utterances"] if u["id"].split("-")[1] == "1" and u["speaker"] in {v["speaker"] for v in high}]
     assert ts["sentences"]["train"] == sorted({u["sentence"] for u in refs})
+    summary = corpus_summary(ts)
+    assert (summary["test_utterances"], summary["reference_utterances"], summary["test_sentences"]) == (4, len(refs), 2)
+    assert "train_utterances" not in summary and len(refs) > 0
     for u in refs:  # the source's files themselves, not copies
         assert (out / u["path"]).samefile(root / u["path"])
     tests = [u for u in ts["utterances"] if u["id"].split("-")[1] == str(TEST_CHAPTER)]
@@ -349,6 +352,7 @@ def test_test_set_command_reads_a_sentence_file(tiny, tmp_path, capsys):
     assert [u["text"] for u in manifest["utterances"] if u["sentence"] == TEST_SENTENCE_BASE] == [
         "The lantern swung gently above the quiet dock."]
     assert [v["name"] for v in manifest["voices"]] == ["flite-slt"] and manifest["complete"]
-    capsys.readouterr()
+    printed = json.loads(capsys.readouterr().out)
+    assert (printed["test_utterances"], printed["test_sentences"], printed["voices"]) == (1, 1, 1)
     assert main(["corpus", "test-set", str(root), str(tmp_path / "y"), "--sentences", str(tmp_path / "missing.txt")]) != 0
     assert "cannot read the sentence file" in capsys.readouterr().err
