@@ -7,4 +7,4 @@
 # released model ends its schedule at r = 2. Extra arguments pass through (e.g. --steps).
 cd "$(dirname "$0")/../.."
 RTCLONE_SS_RUN=runs/synth-wide-r2 RTCLONE_SS_PACK=training/synth-wide-r2 exec bash training/synth-wide/run-ss.sh \
-  --r-schedule 0:4,20000:2 --steps 22000 "$@"
+  --r-schedule 0:4,20000:2 --steps 23000 "$@"
