@@ -469,6 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="formant enhancement of the mel before Griffin-Lim, 0-1 (default: rtclone.audio.GRIFFIN_LIM_FORMANTS)")
     p.add_argument("--griffin-lim-whole", action="store_true",
                    help="Griffin-Lim on each whole text chunk (the pre-streaming way) instead of streamed segments")
+    p.add_argument("--speaker-contrast", type=float, metavar="A",
+                   help="condition on normalise(e + A (e - mean)), the mean of the training speakers (the model folder's "
+                        "speaker_mean.npy), 0-4 (default: 0, the embedding itself)")
     _add_postfilter_arg(p)
     _add_asr_cache_arg(p)
     p.add_argument("--jobs", type=int, default=1,

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .cli_train import _load_encoder, _progress
 from .errors import OptionsError
 
@@ -121,11 +123,15 @@ def _eval_clone_part(args: argparse.Namespace, shard: tuple[int, int] = (0, 1)) 
         formants = cloner.vocoder.formants if args.griffin_lim_formants is None else args.griffin_lim_formants
         segments = None if args.griffin_lim_whole else cloner.vocoder.segments
         cloner.vocoder = GriffinLimVocoder(n_iter=cloner.vocoder.n_iter, power=power, segments=segments, formants=formants)
+    if args.speaker_contrast is not None:
+        cloner.speaker_contrast = args.speaker_contrast
+        cloner.conditioning(np.eye(1, cloner.synthesizer.dims.speaker_embedding_size, dtype=np.float32)[0])  # fails here, not per clone
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     transcriber = eval_transcriber(args)
     report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log, transcriber=transcriber, shard=shard)
     report["models"] = args.models or args.synthesizer or "default"
     report["postfilter"] = cloner.postfilter
+    report["speaker_contrast"] = cloner.speaker_contrast
     if isinstance(cloner.vocoder, GriffinLimVocoder):
         report["griffin_lim_power"] = cloner.vocoder.power
         report["griffin_lim_formants"] = cloner.vocoder.formants
@@ -157,7 +163,7 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(_eval_clone_worker, [args] * n, range(n), [n] * n))
-        extra = {key: parts[0][key] for key in ("models", "postfilter", "griffin_lim_power", "griffin_lim_formants", "griffin_lim_segments") if key in parts[0]}
+        extra = {key: parts[0][key] for key in ("models", "postfilter", "speaker_contrast", "griffin_lim_power", "griffin_lim_formants", "griffin_lim_segments") if key in parts[0]}
         report = {**merge_reports(parts), **extra, "jobs": n, "seconds": round(time.perf_counter() - t0, 1)}
         if args.asr_cache:
             report["asr_cache"] = {"path": args.asr_cache, "hits": sum(p["asr_cache"]["hits"] for p in parts)}

@@ -354,3 +354,26 @@ def format_table(report: dict[str, Any]) -> str:
     for name, ok in check_goals(report).items():
         lines.append(f"goal {name}: {'met' if ok else 'NOT met'}")
     return "\n".join(lines)
+
+
+def training_speaker_mean(corpus: str | Path, *, seconds: float = 5.0, encoder: Any = None) -> np.ndarray:
+    """The mean (not normalised) of the pretrained encoder's embeddings of each training voice of a built
+    corpus, one ``seconds`` reference of its training sentences each (as ``evaluate_cloning`` takes
+    references): the ``speaker_mean.npy`` that ``Cloner.speaker_contrast`` pushes embeddings away from."""
+    from .audio import preprocess_wav
+    from .checkpoints import load_encoder
+    from .encoder import embed_utterance
+
+    root = Path(corpus)
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    encoder = encoder if encoder is not None else load_encoder()
+    train_sentences = set(manifest["sentences"]["train"])
+    by_speaker: dict[str, list[dict]] = {}
+    for u in manifest["utterances"]:
+        by_speaker.setdefault(str(u["speaker"]), []).append(u)
+    voices = [str(v["speaker"]) for v in manifest["voices"] if v["split"] == "train"]
+    if not voices:
+        raise RtcloneError(f"{root}: no training voices in the manifest")
+    embs = [embed_utterance(encoder, preprocess_wav(_reference(root, by_speaker[s], train_sentences, seconds)[0], 16000))
+            for s in voices]  # fmt: skip
+    return np.mean(embs, axis=0).astype(np.float32)

@@ -96,6 +96,19 @@ class VoiceEngine(Protocol):
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "models"
 MODEL_FILES = {"encoder": "encoder.pt", "synthesizer": "synthesizer.pt", "vocoder": "vocoder.pt"}
+SPEAKER_MEAN_FILE = "speaker_mean.npy"  # optional: the training speakers' mean embedding (Cloner.speaker_contrast)
+
+
+def load_speaker_mean(path: Path, size: int) -> np.ndarray:
+    """A model folder's ``speaker_mean.npy``: (size,) finite float32, no pickle."""
+    try:
+        mean = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
+    try:
+        return _check_embedding(mean, size)
+    except (InputShapeError, ValueError, TypeError) as exc:  # wrong shape, NaN, or not numbers
+        raise CheckpointError(f"{path}: {exc}") from exc
 
 
 @dataclass
@@ -129,9 +142,14 @@ class Cloner:
     ``postfilter=True`` runs a WaveRNN's output through the mel-envelope post-filter
     (:mod:`rtclone.postfilter`; Griffin-Lim needs none): a model folder turns it on by default with
     ``"postfilter": true`` in the ``vocoder`` entry of its ``card.json``.
+    ``speaker_contrast`` a > 0 conditions the synthesizer on normalise(e + a (e − ``speaker_mean``))
+    instead of the embedding e: pushed away from the mean voice of the synthesizer's training
+    speakers (``speaker_mean.npy`` in a model folder), so that near voices stay apart.
     """
 
     sample_rate = 16000
+    speaker_mean: np.ndarray | None = None  # mean embedding of the training speakers (D,), if known
+    speaker_contrast: float = 0.0
 
     def __init__(self, encoder: Any, synthesizer: Any, vocoder: Any, *, tacotron_overrides: dict[str, Any] | None = None,
                  postfilter: bool = False) -> None:  # fmt: skip
@@ -199,6 +217,8 @@ class Cloner:
             raise CheckpointError(f"{files['synthesizer']}: missing (a model directory needs at least synthesizer.pt)")
         cloner = cls.from_paths(*(files[k] if files[k].is_file() else None for k in ("encoder", "synthesizer", "vocoder")))
         cloner.postfilter = cloner.has_trained_vocoder and _card_postfilter(path / "card.json")
+        if (path / SPEAKER_MEAN_FILE).is_file():
+            cloner.speaker_mean = load_speaker_mean(path / SPEAKER_MEAN_FILE, cloner.synthesizer.dims.speaker_embedding_size)
         return cloner
 
     @property
@@ -264,7 +284,7 @@ class Cloner:
         chunks = split_sentences(text, first_chunk_words=options.first_chunk_words, max_words=options.max_chunk_words)
         if not chunks:
             raise TextError("text is empty")
-        emb = _check_embedding(embedding, self.synthesizer.dims.speaker_embedding_size)
+        emb = self.conditioning(embedding)
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
             topts = TacotronOptions(**{"seed": (options.seed + i) % 2**63, "max_decoder_steps": options.max_decoder_steps,
@@ -275,6 +295,23 @@ class Cloner:
                                    fade_out=options.fade_out_s if last else 0.0)  # fmt: skip
             for pcm in self._vocoder_stream(synth_stream(self.synthesizer, chunk, emb, topts), vopts):
                 yield np.clip(pcm, -1.0, 1.0)  # de-emphasis can overshoot; PCM leaves here bounded
+
+    def conditioning(self, embedding: np.ndarray) -> np.ndarray:
+        """The checked embedding the synthesizer is conditioned on (see ``speaker_contrast``)."""
+        emb = _check_embedding(embedding, self.synthesizer.dims.speaker_embedding_size)
+        a = self.speaker_contrast
+        if not isinstance(a, (int, float)) or isinstance(a, bool) or not 0.0 <= a <= 4.0:
+            raise OptionsError(f"speaker_contrast must be a number in [0, 4], got {a!r}")
+        if a == 0:
+            return emb
+        if self.speaker_mean is None:
+            raise OptionsError("speaker_contrast needs the training speakers' mean embedding (speaker_mean.npy "
+                               "in the model folder: scripts/speaker_mean.py); these models have none")
+        pushed = emb + a * (emb - _check_embedding(self.speaker_mean, emb.shape[0]))
+        norm = float(np.linalg.norm(pushed))
+        if norm < 1e-6:
+            raise InputShapeError("the embedding equals the speakers' mean: nothing to contrast")
+        return (pushed / norm).astype(np.float32)
 
     def _vocoder_stream(self, mels: Any, vopts: Any) -> Iterator[np.ndarray]:
         from .vocoder_gen import stream as vocoder_stream

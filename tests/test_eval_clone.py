@@ -3,6 +3,7 @@ stand-in cloners whose right answers are known (the corpus's own recordings)."""
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -392,3 +393,48 @@ def test_cli_sets_the_griffin_lim_power_of_the_shipped_models(corpus, tmp_path, 
     assert "power" in capsys.readouterr().err
     assert main(args + ["--griffin-lim-formants", "-0.2"]) != 0
     assert "formant" in capsys.readouterr().err
+
+
+def test_training_speaker_mean_and_the_contrast_flag(corpus, tmp_path, capsys):
+    """speaker_mean.npy is the mean of the training voices' reference embeddings (not the held-out ones');
+    `eval clone --speaker-contrast A` conditions on it and says so in the report; no mean, a clear error."""
+    import shutil
+    import subprocess
+    import sys
+
+    from rtclone.audio import load_audio, preprocess_wav
+    from rtclone.checkpoints import load_encoder
+    from rtclone.cli import main
+    from rtclone.encoder import embed_utterance
+    from rtclone.eval_clone import training_speaker_mean
+
+    root, manifest = corpus
+    enc = load_encoder()
+    train = {str(v["speaker"]) for v in manifest["voices"] if v["split"] == "train"}
+    assert 0 < len(train) < len(manifest["voices"])
+    refs = {}
+    for u in sorted(manifest["utterances"], key=lambda u: u["id"]):  # each voice's first 5 s of training sentences
+        s = str(u["speaker"])
+        if s in train and u["sentence"] in manifest["sentences"]["train"] and sum(map(len, refs.get(s, []))) < 5 * 16000:
+            refs.setdefault(s, []).append(load_audio(root / u["path"]))
+    want = np.mean([embed_utterance(enc, preprocess_wav(np.concatenate(refs[s]), 16000)) for s in sorted(train)], axis=0)
+    mean = training_speaker_mean(root, encoder=enc)
+    assert mean.shape == (256,) and np.allclose(mean, want, atol=1e-5) and 0.5 < np.linalg.norm(mean) < 1.0
+    out_npy = tmp_path / "models" / "speaker_mean.npy"
+    out_npy.parent.mkdir()
+    script = [sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "speaker_mean.py"), str(root), str(out_npy)]
+    assert subprocess.run(script, capture_output=True).returncode == 0
+    assert np.allclose(np.load(out_npy), mean, atol=1e-6)
+
+    shutil.copy(Path(audio.__file__).parent / "models" / "synthesizer.pt", tmp_path / "models" / "synthesizer.pt")
+    out = tmp_path / "eval.json"
+    args = ["eval", "clone", str(root), "--seen", "1", "--heldout", "0", "--sentences", "1", "--no-copy-synthesis", "--json"]
+    assert main(args + ["--models", str(tmp_path / "models"), "--speaker-contrast", "0.5", "-o", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["speaker_contrast"] == 0.5 and report["summary"]["seen"]["utterances"] == 1 and not report["failures"]
+    out_npy.unlink()
+    capsys.readouterr()
+    assert main(args + ["--models", str(tmp_path / "models"), "--speaker-contrast", "0.5"]) != 0  # no mean: refused up front
+    assert "speaker_mean" in capsys.readouterr().out  # --json: the error is the JSON line
+    assert main(args + ["--models", str(tmp_path / "models"), "-o", str(out)]) == 0
+    assert json.loads(out.read_text())["speaker_contrast"] == 0.0

@@ -142,3 +142,55 @@ def test_default_models_prefer_the_shipped_onnx_set(cloner, tmp_path, monkeypatc
     save_model(cloner.vocoder, tmp_path / "vocoder.pt", "vocoder")
     export_checkpoints(tmp_path / "onnx", synthesizer=tmp_path / "synthesizer.pt", vocoder=tmp_path / "vocoder.pt", format="onnx")
     assert Cloner.from_default().has_trained_vocoder and Cloner.from_default().postfilter is True
+
+
+def test_speaker_contrast_conditions_on_the_embedding_pushed_from_the_mean(tmp_path, monkeypatch):
+    """Contrast a: the synthesizer hears normalise(e + a (e - mean)); same audio as that embedding given at a = 0;
+    the mean comes from a model folder's speaker_mean.npy; a missing, corrupt or wrong-sized mean is a clear error."""
+    from rtclone import synthesizer as synthesizer_module
+    from rtclone.checkpoints import save_model
+
+    cl = tiny_cloner(0)
+    rng = np.random.default_rng(5)
+    e = rng.normal(size=256).astype(np.float32)
+    e /= np.linalg.norm(e)
+    mean = (0.8 * np.abs(rng.normal(size=256)) / 16).astype(np.float32)
+    opts = SynthesisOptions(seed=2, backend="torch")
+    assert np.array_equal(cl.conditioning(e), e)  # a = 0: the embedding itself
+    cl.speaker_contrast = 0.5
+    with pytest.raises(OptionsError, match="speaker_mean"):
+        cl.clone("Hello there.", e, opts)  # no mean known
+    cl.speaker_mean = mean
+    want = np.array([e[i] + 0.5 * (e[i] - mean[i]) for i in range(256)])
+    want /= np.sqrt(sum(x * x for x in want))
+    got = cl.conditioning(e)
+    assert got.dtype == np.float32 and np.allclose(got, want, atol=1e-6) and not np.allclose(got, e, atol=1e-3)
+    heard = []
+    real = synthesizer_module.stream
+    monkeypatch.setattr(synthesizer_module, "stream", lambda model, text, emb, o: heard.append(emb) or real(model, text, emb, o))
+    pushed = cl.clone("Hello there.", e, opts).audio
+    cl.speaker_contrast = 0.0
+    assert np.array_equal(cl.clone("Hello there.", got, opts).audio, pushed)  # the conditioning is all it changes
+    cl.clone("Hello there.", e, opts)
+    assert len(heard) == 3 and np.array_equal(heard[0], got) and np.array_equal(heard[1], got) and np.array_equal(heard[2], e)
+    for bad in (-0.1, 5.0, True, "1"):
+        cl.speaker_contrast = bad
+        with pytest.raises(OptionsError, match="speaker_contrast"):
+            cl.conditioning(e)
+    cl.speaker_contrast, cl.speaker_mean = 1.0, e / 2  # e + (e - e/2) = 1.5 e: normalised back to e
+    assert np.allclose(cl.conditioning(e), e, atol=1e-6)
+    cl.speaker_mean = 2 * e  # e + (e - 2e) = 0: nothing to contrast
+    with pytest.raises(InputShapeError, match="mean"):
+        cl.conditioning(e)
+
+    save_model(cl.synthesizer, tmp_path / "synthesizer.pt", "synthesizer")
+    assert Cloner.from_dir(tmp_path).speaker_mean is None
+    np.save(tmp_path / "speaker_mean.npy", mean)
+    assert np.array_equal(Cloner.from_dir(tmp_path).speaker_mean, mean)
+    for bad in (np.zeros(3, np.float32), np.full(256, np.nan, np.float32), np.array(["x"] * 256)):
+        np.save(tmp_path / "speaker_mean.npy", bad)
+        with pytest.raises(CheckpointError, match="speaker_mean.npy"):
+            Cloner.from_dir(tmp_path)
+    (tmp_path / "speaker_mean.npy").write_bytes(b"not numpy")
+    with pytest.raises(CheckpointError, match="unreadable"):
+        Cloner.from_dir(tmp_path)
