@@ -75,6 +75,15 @@ def _pick_voices(manifest: dict, options: CloneEvalOptions) -> list[tuple[dict, 
     return [(v, "seen") for v in seen] + [(v, "heldout") for v in held]
 
 
+def _read_corpus(root: Path) -> tuple[dict, set[int], dict[str, list[dict]]]:
+    """A built corpus's manifest, its training sentence ids, and its utterances grouped by speaker id."""
+    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    by_speaker: dict[str, list[dict]] = {}
+    for u in manifest["utterances"]:
+        by_speaker.setdefault(str(u["speaker"]), []).append(u)
+    return manifest, set(manifest["sentences"]["train"]), by_speaker
+
+
 def _reference(root: Path, utts: list[dict], train_sentences: set[int], seconds: float) -> tuple[np.ndarray, list[str]]:
     from .audio import load_audio
 
@@ -110,14 +119,10 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
     from .pipeline import SynthesisOptions
 
     root = Path(corpus)
-    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    manifest, train_sentences, by_speaker = _read_corpus(root)
     transcriber = transcriber or Transcriber()
     encoder = encoder if encoder is not None else load_encoder()
     heldout_sentences = list(manifest["sentences"]["heldout"])[: options.sentences]
-    train_sentences = set(manifest["sentences"]["train"])
-    by_speaker: dict[str, list[dict]] = {}
-    for u in manifest["utterances"]:
-        by_speaker.setdefault(str(u["speaker"]), []).append(u)
 
     def embed(wav: np.ndarray) -> np.ndarray:
         return embed_utterance(encoder, preprocess_wav(wav, 16000))
@@ -365,12 +370,8 @@ def training_speaker_mean(corpus: str | Path, *, seconds: float = 5.0, encoder: 
     from .encoder import embed_utterance
 
     root = Path(corpus)
-    manifest = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    manifest, train_sentences, by_speaker = _read_corpus(root)
     encoder = encoder if encoder is not None else load_encoder()
-    train_sentences = set(manifest["sentences"]["train"])
-    by_speaker: dict[str, list[dict]] = {}
-    for u in manifest["utterances"]:
-        by_speaker.setdefault(str(u["speaker"]), []).append(u)
     voices = [str(v["speaker"]) for v in manifest["voices"] if v["split"] == "train"]
     if not voices:
         raise RtcloneError(f"{root}: no training voices in the manifest")

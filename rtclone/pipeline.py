@@ -97,6 +97,8 @@ class VoiceEngine(Protocol):
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "models"
 MODEL_FILES = {"encoder": "encoder.pt", "synthesizer": "synthesizer.pt", "vocoder": "vocoder.pt"}
 SPEAKER_MEAN_FILE = "speaker_mean.npy"  # optional: the training speakers' mean embedding (Cloner.speaker_contrast)
+_NO_SPEAKER_MEAN = ("speaker_contrast needs the training speakers' mean embedding (speaker_mean.npy in the model "
+                    "folder: scripts/speaker_mean.py); these models have none")
 
 
 def load_speaker_mean(path: Path, size: int) -> np.ndarray:
@@ -149,7 +151,20 @@ class Cloner:
 
     sample_rate = 16000
     speaker_mean: np.ndarray | None = None  # mean embedding of the training speakers (D,), if known
-    speaker_contrast: float = 0.0
+    _speaker_contrast = 0.0
+
+    @property
+    def speaker_contrast(self) -> float:
+        return self._speaker_contrast
+
+    @speaker_contrast.setter
+    def speaker_contrast(self, a: float) -> None:
+        """Validated on assignment: a number in [0, 4], and > 0 only when the speakers' mean is known."""
+        if not isinstance(a, (int, float)) or isinstance(a, bool) or not 0.0 <= a <= 4.0:
+            raise OptionsError(f"speaker_contrast must be a number in [0, 4], got {a!r}")
+        if a > 0 and self.speaker_mean is None:
+            raise OptionsError(_NO_SPEAKER_MEAN)
+        self._speaker_contrast = float(a)
 
     def __init__(self, encoder: Any, synthesizer: Any, vocoder: Any, *, tacotron_overrides: dict[str, Any] | None = None,
                  postfilter: bool = False) -> None:  # fmt: skip
@@ -300,13 +315,10 @@ class Cloner:
         """The checked embedding the synthesizer is conditioned on (see ``speaker_contrast``)."""
         emb = _check_embedding(embedding, self.synthesizer.dims.speaker_embedding_size)
         a = self.speaker_contrast
-        if not isinstance(a, (int, float)) or isinstance(a, bool) or not 0.0 <= a <= 4.0:
-            raise OptionsError(f"speaker_contrast must be a number in [0, 4], got {a!r}")
         if a == 0:
             return emb
-        if self.speaker_mean is None:
-            raise OptionsError("speaker_contrast needs the training speakers' mean embedding (speaker_mean.npy "
-                               "in the model folder: scripts/speaker_mean.py); these models have none")
+        if self.speaker_mean is None:  # the mean was taken away after the strength was set
+            raise OptionsError(_NO_SPEAKER_MEAN)
         pushed = emb + a * (emb - _check_embedding(self.speaker_mean, emb.shape[0]))
         norm = float(np.linalg.norm(pushed))
         if norm < 1e-6:

@@ -157,10 +157,11 @@ def test_speaker_contrast_conditions_on_the_embedding_pushed_from_the_mean(tmp_p
     mean = (0.8 * np.abs(rng.normal(size=256)) / 16).astype(np.float32)
     opts = SynthesisOptions(seed=2, backend="torch")
     assert np.array_equal(cl.conditioning(e), e)  # a = 0: the embedding itself
-    cl.speaker_contrast = 0.5
     with pytest.raises(OptionsError, match="speaker_mean"):
-        cl.clone("Hello there.", e, opts)  # no mean known
+        cl.speaker_contrast = 0.5  # no mean known
+    assert cl.speaker_contrast == 0.0
     cl.speaker_mean = mean
+    cl.speaker_contrast = 0.5
     want = np.array([e[i] + 0.5 * (e[i] - mean[i]) for i in range(256)])
     want /= np.sqrt(sum(x * x for x in want))
     got = cl.conditioning(e)
@@ -173,15 +174,18 @@ def test_speaker_contrast_conditions_on_the_embedding_pushed_from_the_mean(tmp_p
     assert np.array_equal(cl.clone("Hello there.", got, opts).audio, pushed)  # the conditioning is all it changes
     cl.clone("Hello there.", e, opts)
     assert len(heard) == 3 and np.array_equal(heard[0], got) and np.array_equal(heard[1], got) and np.array_equal(heard[2], e)
-    for bad in (-0.1, 5.0, True, "1"):
-        cl.speaker_contrast = bad
+    for bad in (-0.1, 5.0, float("nan"), True, "1"):
         with pytest.raises(OptionsError, match="speaker_contrast"):
-            cl.conditioning(e)
-    cl.speaker_contrast, cl.speaker_mean = 1.0, e / 2  # e + (e - e/2) = 1.5 e: normalised back to e
+            cl.speaker_contrast = bad
+    assert cl.speaker_contrast == 0.0
+    cl.speaker_mean, cl.speaker_contrast = e / 2, 1.0  # e + (e - e/2) = 1.5 e: normalised back to e
     assert np.allclose(cl.conditioning(e), e, atol=1e-6)
     cl.speaker_mean = 2 * e  # e + (e - 2e) = 0: nothing to contrast
     with pytest.raises(InputShapeError, match="mean"):
         cl.conditioning(e)
+    cl.speaker_mean = None  # taken away after the strength was set: still a clear error at synthesis
+    with pytest.raises(OptionsError, match="speaker_mean"):
+        cl.clone("Hello there.", e, opts)
 
     save_model(cl.synthesizer, tmp_path / "synthesizer.pt", "synthesizer")
     assert Cloner.from_dir(tmp_path).speaker_mean is None
