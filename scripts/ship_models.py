@@ -12,7 +12,10 @@ then runs the WaveRNN's output through the mel-envelope post-filter (``rtclone.p
 ship it only with an ``--eval`` report measured that way (``rtclone eval clone … --postfilter on``).
 ``--half`` stores the synthesizer's weights in float16 (loaded back into float32 parameters: the
 model is the float16-rounded one; evaluate exactly that file, e.g. one written by
-``python scripts/ship_models.py --half-only IN OUT``). Refuses to ship more than 60 MB in all.
+``python scripts/ship_models.py --half-only IN OUT``). ``--speaker-mean FILE`` ships the training
+voices' mean embedding (``scripts/speaker_mean.py`` on the corpus this synthesizer trained on) as
+``speaker_mean.npy`` for ``Cloner.speaker_contrast``; without it any shipped mean is removed (it
+belonged to the previous synthesizer). Refuses to ship more than 60 MB in all.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ import json
 import shutil
 import sys
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "rtclone" / "models"
@@ -69,6 +74,8 @@ def main() -> int:
                     "extra sentences), 9 720 utterances; held-out voices and sentences never trained on")
     ap.add_argument("--note", default="")
     ap.add_argument("--half", action="store_true", help="store the synthesizer's weights in float16 (half the bytes)")
+    ap.add_argument("--speaker-mean", type=Path, metavar="FILE",
+                    help="the training voices' mean embedding (.npy from scripts/speaker_mean.py on this synthesizer's corpus)")
     args = ap.parse_args()
     if args.half_only:
         halve(*args.half_only)
@@ -83,6 +90,20 @@ def main() -> int:
         print(f"refusing: {args.eval} was not measured with the post-filter (rtclone eval clone ... --postfilter on)", file=sys.stderr)
         return 1
     MODELS.mkdir(exist_ok=True)
+    mean = None
+    if args.speaker_mean is not None:  # checked against the synthesizer before anything is replaced
+        from rtclone.checkpoints import describe as describe_checkpoint
+        from rtclone.errors import CheckpointError
+        from rtclone.pipeline import load_speaker_mean
+
+        info = describe_checkpoint(args.synthesizer)
+        if info["kind"] != "synthesizer":
+            raise SystemExit(f"{args.synthesizer} holds a {info['kind']}, not a synthesizer")
+        try:
+            mean = load_speaker_mean(args.speaker_mean, info["dims"]["speaker_embedding_size"])
+        except CheckpointError as exc:
+            print(f"refusing: {exc}", file=sys.stderr)
+            return 1
     staged = MODELS / "synthesizer.pt.new"
     if args.half:
         halve(args.synthesizer, staged)
@@ -108,6 +129,15 @@ def main() -> int:
         card["vocoder"] = {"file": None, "kind": "Griffin-Lim (no trained vocoder shipped)", "n_iter": gl.n_iter,
                            "power": gl.power, "peak": gl.peak,
                            "segments": None if gl.segments is None else dataclasses.asdict(gl.segments)}  # fmt: skip
+    from rtclone.pipeline import SPEAKER_MEAN_FILE
+
+    if mean is not None:
+        np.save(MODELS / SPEAKER_MEAN_FILE, mean, allow_pickle=False)
+        card["speaker_mean"] = {"file": SPEAKER_MEAN_FILE, "from": str(args.speaker_mean),
+                                "sha256": hashlib.sha256((MODELS / SPEAKER_MEAN_FILE).read_bytes()).hexdigest()}  # fmt: skip
+    else:
+        (MODELS / SPEAKER_MEAN_FILE).unlink(missing_ok=True)  # the previous synthesizer's voices, not this one's
+        card["speaker_mean"] = None
     if report is not None:
         card["eval"] = {k: report.get(k) for k in ("options", "summary", "goals", "failures")}
         card["eval"]["failures"] = len(report.get("failures") or [])

@@ -83,3 +83,34 @@ def test_half_storage_ships_the_float16_rounded_model(ship, capsys, monkeypatch)
     assert half.keys() == shipped["model_state"].keys()
     assert all(torch.equal(half[k], shipped["model_state"][k]) for k in half)
     capsys.readouterr()
+
+
+def test_the_speaker_mean_ships_with_its_synthesizer_or_not_at_all(ship, capsys):
+    import numpy as np
+
+    from rtclone.pipeline import SPEAKER_MEAN_FILE
+
+    run, root = ship
+    size = SynthesizerDims.tiny().speaker_embedding_size
+    mean = np.random.default_rng(3).standard_normal(size).astype(np.float32)
+    np.save(root / "mean.npy", mean)
+    assert run("--speaker-mean", str(root / "mean.npy")) == 0
+    card = json.loads((root / "models" / "card.json").read_text())
+    assert card["speaker_mean"]["file"] == SPEAKER_MEAN_FILE and card["speaker_mean"]["from"] == str(root / "mean.npy")
+    cloner = Cloner.from_dir(root / "models")
+    np.testing.assert_array_equal(cloner.speaker_mean, mean)
+    cloner.speaker_contrast = 0.5  # accepted: the mean is known
+    # a new synthesizer without a mean takes the old one away (it described other voices)
+    assert run() == 0
+    assert not (root / "models" / SPEAKER_MEAN_FILE).exists()
+    assert json.loads((root / "models" / "card.json").read_text())["speaker_mean"] is None
+    assert Cloner.from_dir(root / "models").speaker_mean is None
+    # a mean of the wrong size, or not a mean at all, is refused before anything is replaced
+    before = (root / "models" / "synthesizer.pt").read_bytes()
+    np.save(root / "short.npy", mean[:-1])
+    (root / "junk.npy").write_bytes(b"not numpy")
+    for bad in ("short.npy", "junk.npy"):
+        assert run("--half", "--speaker-mean", str(root / bad)) == 1
+        assert "refusing" in capsys.readouterr().err
+    assert (root / "models" / "synthesizer.pt").read_bytes() == before
+    assert not (root / "models" / SPEAKER_MEAN_FILE).exists()
