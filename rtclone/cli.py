@@ -103,12 +103,17 @@ def _make_cloner(args: argparse.Namespace):
         if choice == "on" and not cloner.has_trained_vocoder:
             raise OptionsError("--postfilter on applies to a trained vocoder (WaveRNN); these models use Griffin-Lim")
         cloner.postfilter = choice == "on"
+    choice = getattr(args, "int8_decoder", None)
+    if choice is not None:
+        cloner.decoder_int8 = choice == "on"
     return cloner
 
 
 def _add_postfilter_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--postfilter", choices=("on", "off"),
                    help="mel-envelope post-filter of a WaveRNN's output (default: as the model folder's card.json says, else off)")
+    p.add_argument("--int8-decoder", choices=("on", "off"),
+                   help="the synthesizer's decoder with int8 weights (faster on a CPU; default: as the model folder's card.json says, else off)")
 
 
 def cmd_clone(args: argparse.Namespace) -> dict[str, Any]:

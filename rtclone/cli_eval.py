@@ -128,6 +128,7 @@ def _eval_clone_part(args: argparse.Namespace, shard: tuple[int, int] = (0, 1)) 
     report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log, transcriber=transcriber, shard=shard)
     report["models"] = args.models or args.synthesizer or "default"
     report["postfilter"] = cloner.postfilter
+    report["decoder_int8"] = cloner.decoder_int8
     report["speaker_contrast"] = cloner.speaker_contrast
     if isinstance(cloner.vocoder, GriffinLimVocoder):
         report["griffin_lim_power"] = cloner.vocoder.power
@@ -160,7 +161,7 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(_eval_clone_worker, [args] * n, range(n), [n] * n))
-        extra = {key: parts[0][key] for key in ("models", "postfilter", "speaker_contrast", "griffin_lim_power", "griffin_lim_formants", "griffin_lim_segments") if key in parts[0]}
+        extra = {key: parts[0][key] for key in ("models", "postfilter", "decoder_int8", "speaker_contrast", "griffin_lim_power", "griffin_lim_formants", "griffin_lim_segments") if key in parts[0]}
         report = {**merge_reports(parts), **extra, "jobs": n, "seconds": round(time.perf_counter() - t0, 1)}
         if args.asr_cache:
             report["asr_cache"] = {"path": args.asr_cache, "hits": sum(p["asr_cache"]["hits"] for p in parts)}

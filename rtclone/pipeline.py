@@ -147,6 +147,10 @@ class Cloner:
     ``speaker_contrast`` a > 0 conditions the synthesizer on normalise(e + a (e − ``speaker_mean``))
     instead of the embedding e: pushed away from the mean voice of the synthesizer's training
     speakers (``speaker_mean.npy`` in a model folder), so that near voices stay apart.
+    ``decoder_int8=True`` runs the synthesizer's decoder with int8 weights
+    (:func:`rtclone.synthesizer.quantize_decoder_int8`: batch-1 decoding is bound by fetching
+    weights, so fewer weight bytes decode faster); False restores the float32 model. A model folder
+    turns it on with ``"decoder_int8": true`` in the ``synthesizer`` entry of its ``card.json``.
     """
 
     sample_rate = 16000
@@ -165,6 +169,29 @@ class Cloner:
         if a > 0 and self.speaker_mean is None:
             raise OptionsError(_NO_SPEAKER_MEAN)
         self._speaker_contrast = float(a)
+
+    @property
+    def decoder_int8(self) -> bool:
+        return self._float_synthesizer is not None
+
+    @decoder_int8.setter
+    def decoder_int8(self, on: bool) -> None:
+        """Quantize (True) or restore (False) the synthesizer's decoder; a Tacotron module only."""
+        from .synthesizer import Tacotron, quantize_decoder_int8
+
+        if not isinstance(on, bool):
+            raise OptionsError(f"decoder_int8 must be a bool, got {on!r}")
+        if on == self.decoder_int8:
+            return
+        if not on:
+            self.synthesizer, self._float_synthesizer = self._float_synthesizer, None
+            return
+        if not isinstance(self.synthesizer, Tacotron):
+            raise OptionsError(f"decoder_int8 applies to a Tacotron module, not {type(self.synthesizer).__name__} "
+                               "(exported artifacts: export the float32 model and quantize in the runtime)")  # fmt: skip
+        self._float_synthesizer, self.synthesizer = self.synthesizer, quantize_decoder_int8(self.synthesizer)
+
+    _float_synthesizer: Any = None  # the float32 synthesizer while decoder_int8 is on
 
     def __init__(self, encoder: Any, synthesizer: Any, vocoder: Any, *, tacotron_overrides: dict[str, Any] | None = None,
                  postfilter: bool = False) -> None:  # fmt: skip
@@ -231,7 +258,8 @@ class Cloner:
         if not files["synthesizer"].is_file():
             raise CheckpointError(f"{files['synthesizer']}: missing (a model directory needs at least synthesizer.pt)")
         cloner = cls.from_paths(*(files[k] if files[k].is_file() else None for k in ("encoder", "synthesizer", "vocoder")))
-        cloner.postfilter = cloner.has_trained_vocoder and _card_postfilter(path / "card.json")
+        cloner.postfilter = cloner.has_trained_vocoder and _card_flag(path / "card.json", "vocoder", "postfilter")
+        cloner.decoder_int8 = _card_flag(path / "card.json", "synthesizer", "decoder_int8")
         if (path / SPEAKER_MEAN_FILE).is_file():
             cloner.speaker_mean = load_speaker_mean(path / SPEAKER_MEAN_FILE, cloner.synthesizer.dims.speaker_embedding_size)
         return cloner
@@ -265,7 +293,7 @@ class Cloner:
         """
         if (DEFAULT_MODELS_DIR / "onnx" / "manifest.json").is_file():
             cloner = cls.from_artifacts(DEFAULT_MODELS_DIR / "onnx")
-            cloner.postfilter = cloner.has_trained_vocoder and _card_postfilter(DEFAULT_MODELS_DIR / "card.json")
+            cloner.postfilter = cloner.has_trained_vocoder and _card_flag(DEFAULT_MODELS_DIR / "card.json", "vocoder", "postfilter")
             return cloner
         if not (DEFAULT_MODELS_DIR / MODEL_FILES["synthesizer"]).is_file():
             raise CheckpointError(
@@ -360,17 +388,17 @@ class Cloner:
         return CloneResult(audio, self.sample_rate, ttfa if ttfa is not None else elapsed, elapsed, len(parts))
 
 
-def _card_postfilter(card: Path) -> bool:
-    """The ``vocoder.postfilter`` flag of a model folder's card (False without a card); a card that
-    is not a JSON object with an object ``vocoder`` entry, or a non-bool flag, is a CheckpointError."""
+def _card_flag(card: Path, section: str, key: str) -> bool:
+    """A model folder card's ``section.key`` flag (False without a card or the key); a card that is
+    not a JSON object with an object ``section`` entry, or a non-bool flag, is a CheckpointError."""
     if not card.is_file():
         return False
     try:
-        flag = json.loads(card.read_text(encoding="utf-8")).get("vocoder", {}).get("postfilter", False)
+        flag = json.loads(card.read_text(encoding="utf-8")).get(section, {}).get(key, False)
     except (OSError, ValueError, AttributeError) as exc:
         raise CheckpointError(f"{card}: unreadable model card ({type(exc).__name__}: {exc})") from exc
     if not isinstance(flag, bool):
-        raise CheckpointError(f"{card}: vocoder.postfilter must be true or false, got {flag!r}")
+        raise CheckpointError(f"{card}: {section}.{key} must be true or false, got {flag!r}")
     return flag
 
 

@@ -10,6 +10,9 @@ report). Without ``--vocoder`` any shipped vocoder is removed and the default is
 ``--postfilter`` writes ``"postfilter": true`` into the vocoder's entry: ``Cloner.from_default``
 then runs the WaveRNN's output through the mel-envelope post-filter (``rtclone.postfilter``);
 ship it only with an ``--eval`` report measured that way (``rtclone eval clone … --postfilter on``).
+``--decoder-int8`` writes ``"decoder_int8": true`` into the synthesizer's entry: the cloner then
+decodes with int8 weights (``Cloner.decoder_int8``); likewise only with a report measured so
+(``--int8-decoder on``).
 ``--half`` stores the synthesizer's weights in float16 (loaded back into float32 parameters: the
 model is the float16-rounded one; evaluate exactly that file, e.g. one written by
 ``python scripts/ship_models.py --half-only IN OUT``). ``--speaker-mean FILE`` ships the training
@@ -69,6 +72,7 @@ def main() -> int:
                     help="only write IN with float16 weights to OUT (what --half would ship, to evaluate first)")
     ap.add_argument("--vocoder", type=Path)
     ap.add_argument("--postfilter", action="store_true", help="the shipped WaveRNN runs with the mel-envelope post-filter")
+    ap.add_argument("--decoder-int8", action="store_true", help="the shipped synthesizer decodes with int8 weights")
     ap.add_argument("--eval", type=Path, help="an `rtclone eval clone` JSON report of these models")
     ap.add_argument("--data", default="built-in corpus v2 `rtclone corpus build` (seed 0): 36 training voices x (120 core + 150 "
                     "extra sentences), 9 720 utterances; held-out voices and sentences never trained on")
@@ -88,6 +92,10 @@ def main() -> int:
     report = json.loads(args.eval.read_text()) if args.eval else None
     if args.postfilter and report is not None and report.get("postfilter") is not True:
         print(f"refusing: {args.eval} was not measured with the post-filter (rtclone eval clone ... --postfilter on)", file=sys.stderr)
+        return 1
+    if report is not None and bool(report.get("decoder_int8")) != args.decoder_int8:
+        print(f"refusing: {args.eval} was measured with decoder_int8 {bool(report.get('decoder_int8'))}, "
+              f"not {args.decoder_int8} (rtclone eval clone ... --int8-decoder on|off)", file=sys.stderr)
         return 1
     MODELS.mkdir(exist_ok=True)
     mean = None
@@ -117,7 +125,7 @@ def main() -> int:
     staged.replace(MODELS / "synthesizer.pt")
     card = {"format": "rtclone-model-card", "version": 1, "data": args.data, "note": args.note,
             "encoder": "resemblyzer's pretrained GE2E weights (PyPI package resemblyzer, Apache-2.0)",
-            "synthesizer": describe(MODELS / "synthesizer.pt", "synthesizer")}  # fmt: skip
+            "synthesizer": {**describe(MODELS / "synthesizer.pt", "synthesizer"), "decoder_int8": args.decoder_int8}}  # fmt: skip
     if args.vocoder:
         shutil.copyfile(args.vocoder, MODELS / "vocoder.pt")
         card["vocoder"] = {**describe(MODELS / "vocoder.pt", "vocoder"), "postfilter": args.postfilter}

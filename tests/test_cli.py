@@ -159,3 +159,29 @@ def test_train_vocoder_options(speech, tmp_path, capsys):
     assert main(bad) != 0
     err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert not err["ok"] and err["error"]["code"] == "bad_options" and "--prune-block" in err["error"]["message"]
+
+
+def test_clone_int8_decoder_choice(tmp_path, capsys, speech, monkeypatch):
+    """--int8-decoder on/off overrides the card's synthesizer.decoder_int8; the cloner that clones has it set so."""
+    import soundfile as sf
+    import torch
+
+    from rtclone import cli
+    from rtclone.checkpoints import save_model
+    from rtclone.synthesizer import SynthesizerDims, Tacotron
+
+    torch.manual_seed(0)
+    save_model(Tacotron(SynthesizerDims.tiny()), tmp_path / "synthesizer.pt", "synthesizer")
+    sf.write(tmp_path / "ref.wav", speech("A reference voice for the test of the int8 option.", voice="slt"), 16000)
+    (tmp_path / "card.json").write_text(json.dumps({"synthesizer": {"decoder_int8": True}}))
+    made = []
+    real = cli._make_cloner
+    monkeypatch.setattr(cli, "_make_cloner", lambda a: made.append(real(a)) or made[-1])
+    args = ["clone", "--ref", str(tmp_path / "ref.wav"), "--text", "hi", "--models", str(tmp_path), "--json"]
+    for choice in ("off", None, "on"):
+        assert main([*args, "-o", str(tmp_path / f"{choice}.wav")] + (["--int8-decoder", choice] if choice else [])) == 0
+    capsys.readouterr()
+    assert [c.decoder_int8 for c in made] == [False, True, True]
+    with pytest.raises(SystemExit) as exc:  # argparse refuses other choices
+        main([*args, "-o", str(tmp_path / "x.wav"), "--int8-decoder", "maybe"])
+    assert exc.value.code == 2 and "--int8-decoder" in capsys.readouterr().err

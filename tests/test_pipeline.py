@@ -198,3 +198,58 @@ def test_speaker_contrast_conditions_on_the_embedding_pushed_from_the_mean(tmp_p
     (tmp_path / "speaker_mean.npy").write_bytes(b"not numpy")
     with pytest.raises(CheckpointError, match="unreadable"):
         Cloner.from_dir(tmp_path)
+
+
+def test_int8_decoder_switches_on_and_off_and_model_cards_turn_it_on(tmp_path):
+    """decoder_int8 swaps in the int8-weight decoder (same audio as quantize_decoder_int8's model gives), restores the
+    very float32 model when turned off, refuses non-bools and exported synthesizers; a card's synthesizer.decoder_int8
+    turns it on in from_dir, and a non-bool flag there is a CheckpointError."""
+    import json
+
+    import torch
+
+    from rtclone.checkpoints import save_model
+    from rtclone.synthesizer import quantize_decoder_int8
+
+    from rtclone.vocoder_gen import GriffinLimVocoder
+
+    cl = tiny_cloner(0)
+    cl.tacotron_overrides, cl.vocoder = dict(TACO), GriffinLimVocoder()  # audio that follows the mel (no saturation)
+    fp32 = cl.synthesizer
+    e = np.random.default_rng(1).normal(size=256).astype(np.float32)
+    e /= np.linalg.norm(e)
+    opts = SynthesisOptions(seed=3, backend="torch")
+    plain = cl.clone("Hello there.", e, opts).audio
+    assert cl.decoder_int8 is False
+    cl.decoder_int8 = True
+    assert cl.decoder_int8 is True and cl.synthesizer is not fp32
+    assert type(cl.synthesizer.decoder.res_rnn1).__module__.startswith("torch.ao.nn.quantized")
+    assert isinstance(fp32.decoder.res_rnn1, torch.nn.LSTMCell)  # the float model is kept, untouched
+    quant = cl.clone("Hello there.", e, opts).audio
+    other = Cloner(cl.encoder, quantize_decoder_int8(fp32), GriffinLimVocoder(), tacotron_overrides=TACO)
+    assert np.array_equal(other.clone("Hello there.", e, opts).audio, quant)
+    assert not np.array_equal(quant, plain)  # really another computation
+    cl.decoder_int8 = True  # idempotent: not quantized twice
+    assert type(cl.synthesizer.decoder.res_rnn1).__module__.startswith("torch.ao.nn.quantized")
+    cl.decoder_int8 = False
+    assert cl.synthesizer is fp32 and np.array_equal(cl.clone("Hello there.", e, opts).audio, plain)
+    for bad in (1, "on", None):
+        with pytest.raises(OptionsError, match="decoder_int8"):
+            cl.decoder_int8 = bad
+    assert cl.synthesizer is fp32
+
+    class Exported:  # an artifact runner stands in for the Tacotron module
+        dims = fp32.dims
+
+    cl.synthesizer = Exported()
+    with pytest.raises(OptionsError, match="Tacotron"):
+        cl.decoder_int8 = True
+    assert cl.decoder_int8 is False
+
+    save_model(fp32, tmp_path / "synthesizer.pt", "synthesizer")
+    assert Cloner.from_dir(tmp_path).decoder_int8 is False  # no card
+    (tmp_path / "card.json").write_text(json.dumps({"synthesizer": {"decoder_int8": True}}))
+    assert Cloner.from_dir(tmp_path).decoder_int8 is True
+    (tmp_path / "card.json").write_text(json.dumps({"synthesizer": {"decoder_int8": "yes"}}))
+    with pytest.raises(CheckpointError, match="decoder_int8"):
+        Cloner.from_dir(tmp_path)

@@ -114,3 +114,22 @@ def test_the_speaker_mean_ships_with_its_synthesizer_or_not_at_all(ship, capsys)
         assert "refusing" in capsys.readouterr().err
     assert (root / "models" / "synthesizer.pt").read_bytes() == before
     assert not (root / "models" / SPEAKER_MEAN_FILE).exists()
+
+
+def test_the_card_carries_the_int8_decoder_flag_to_the_cloner(ship, capsys):
+    run, root = ship
+    assert run("--decoder-int8") == 0
+    assert json.loads((root / "models" / "card.json").read_text())["synthesizer"]["decoder_int8"] is True
+    assert Cloner.from_dir(root / "models").decoder_int8 is True
+    assert run() == 0
+    assert json.loads((root / "models" / "card.json").read_text())["synthesizer"]["decoder_int8"] is False
+    assert Cloner.from_dir(root / "models").decoder_int8 is False
+    # the report must have been measured the way the models ship
+    (root / "eval.json").write_text(json.dumps({"summary": {}, "decoder_int8": False}))
+    assert run("--decoder-int8", "--eval", str(root / "eval.json")) == 1
+    assert "decoder_int8" in capsys.readouterr().err
+    (root / "eval.json").write_text(json.dumps({"summary": {}, "decoder_int8": True}))
+    assert run("--eval", str(root / "eval.json")) == 1
+    assert run("--decoder-int8", "--eval", str(root / "eval.json")) == 0
+    assert Cloner.from_dir(root / "models").decoder_int8 is True
+    capsys.readouterr()
