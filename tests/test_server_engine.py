@@ -42,3 +42,24 @@ def test_server_streams_the_cloners_audio(cloner, tmp_path, speech):
 def test_make_engine_names_missing_models(tmp_path):
     with pytest.raises(CheckpointError, match="synthesizer.pt"):
         make_engine(str(tmp_path))
+
+
+def test_make_engine_and_serve_set_the_int8_decoder(tmp_path, monkeypatch):
+    """make_engine's decoder_int8 overrides the card's (None keeps it); `rtclone serve --int8-decoder` hands it on."""
+    import json
+
+    from rtclone.checkpoints import save_model
+    from rtclone.cli import main
+    from rtclone.serve import server
+
+    save_model(tiny_cloner(0).synthesizer, tmp_path / "synthesizer.pt", "synthesizer")
+    assert make_engine(str(tmp_path)).decoder_int8 is False
+    assert make_engine(str(tmp_path), decoder_int8=True).decoder_int8 is True
+    (tmp_path / "card.json").write_text(json.dumps({"synthesizer": {"decoder_int8": True}}))
+    assert make_engine(str(tmp_path)).decoder_int8 is True
+    assert make_engine(str(tmp_path), decoder_int8=False).decoder_int8 is False
+    seen = []
+    monkeypatch.setattr(server, "serve_main", lambda **kw: seen.append(kw["decoder_int8"]) or 0)
+    for extra in (["--int8-decoder", "on"], ["--int8-decoder", "off"], []):
+        assert main(["serve", "--models", str(tmp_path), *extra]) == 0
+    assert seen == [True, False, None]

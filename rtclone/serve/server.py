@@ -82,13 +82,17 @@ class ServerLimits:
             raise OptionsError(f"shutdown_grace_s must be >= 0, got {self.shutdown_grace_s!r}")
 
 
-def make_engine(models: str | None = None) -> VoiceEngine:
+def make_engine(models: str | None = None, decoder_int8: bool | None = None) -> VoiceEngine:
     """The engine ``rtclone serve`` uses: the shipped default models, or those in ``models``
-    (a folder of checkpoints or of exported artifacts). Raises CheckpointError naming what is missing."""
+    (a folder of checkpoints or of exported artifacts). Raises CheckpointError naming what is missing.
+    ``decoder_int8`` (None: as the model folder's card says) sets ``Cloner.decoder_int8``."""
     from ..pipeline import Cloner
 
     try:
-        return Cloner.from_default() if models is None else Cloner.from_dir(models)
+        cloner = Cloner.from_default() if models is None else Cloner.from_dir(models)
+        if decoder_int8 is not None:
+            cloner.decoder_int8 = decoder_int8
+        return cloner
     except RtcloneError:
         raise
     except (OSError, ValueError, KeyError) as exc:
@@ -390,9 +394,10 @@ def run_server(
     limits: ServerLimits = ServerLimits(),
     token: str | None = None,
     batch_vocoder: bool = True,
+    decoder_int8: bool | None = None,
 ) -> None:
-    """Blocking entry point: serve ``engine`` (or ``make_engine(models)``) until SIGTERM/SIGINT."""
-    factory = None if engine is not None else (lambda: make_engine(models))
+    """Blocking entry point: serve ``engine`` (or ``make_engine(models, decoder_int8)``) until SIGTERM/SIGINT."""
+    factory = None if engine is not None else (lambda: make_engine(models, decoder_int8))
     asyncio.run(serve(engine, host=host, port=port, voices_dir=voices_dir, limits=limits, token=token,
                       engine_factory=factory, batch_vocoder=batch_vocoder))  # fmt: skip
 
@@ -409,6 +414,7 @@ def serve_main(
     max_reference_s: float = 60.0,
     log_level: str = "info",
     batch_vocoder: bool = True,
+    decoder_int8: bool | None = None,
 ) -> int:
     """``rtclone serve``: returns the process exit status. The token may also come from $RTCLONE_TOKEN.
     ``batch_vocoder=False`` lets every stream run its own vocoder loop (no shared batching thread)."""
@@ -418,5 +424,5 @@ def serve_main(
     limits = ServerLimits(max_streams=max_streams, max_queue=max_queue, max_text_chars=max_text_chars,
                           max_reference_s=max_reference_s)  # fmt: skip
     run_server(models=models, host=host, port=port, voices_dir=voices_dir, limits=limits,
-               token=token or os.environ.get("RTCLONE_TOKEN"), batch_vocoder=batch_vocoder)  # fmt: skip
+               token=token or os.environ.get("RTCLONE_TOKEN"), batch_vocoder=batch_vocoder, decoder_int8=decoder_int8)  # fmt: skip
     return 0
