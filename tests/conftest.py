@@ -101,3 +101,20 @@ def tiny_cloner(seed: int = 0):
     syn = Tacotron(SynthesizerDims.tiny()).eval()
     voc = WaveRNN(VocoderDims(rnn_dims=32, fc_dims=32, compute_dims=16, res_out_dims=32, res_blocks=1)).eval()
     return Cloner(load_encoder(), syn, voc, tacotron_overrides=TINY_TACOTRON_OVERRIDES)
+
+
+def check_card_flag(folder: Path, section: str, key: str) -> None:
+    """A model folder's card.json flag ``section.key`` reaches ``Cloner.<key>`` through from_dir: off without a
+    card, on with ``true``, and a non-bool value is a CheckpointError naming the key. Leaves the card at ``true``."""
+    import json
+
+    from rtclone.errors import CheckpointError
+    from rtclone.pipeline import Cloner
+
+    (folder / "card.json").unlink(missing_ok=True)
+    assert getattr(Cloner.from_dir(folder), key) is False  # no card
+    (folder / "card.json").write_text(json.dumps({section: {key: "yes"}}))
+    with pytest.raises(CheckpointError, match=key):
+        Cloner.from_dir(folder)
+    (folder / "card.json").write_text(json.dumps({section: {key: True}}))
+    assert getattr(Cloner.from_dir(folder), key) is True

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import TINY_TACOTRON_OVERRIDES, tiny_cloner
+from conftest import TINY_TACOTRON_OVERRIDES, check_card_flag, tiny_cloner
 
 from rtclone.errors import CheckpointError, InputShapeError, LimitExceededError, OptionsError, TextError
 from rtclone.pipeline import Cloner, SynthesisOptions
@@ -204,8 +204,6 @@ def test_int8_decoder_switches_on_and_off_and_model_cards_turn_it_on(tmp_path):
     """decoder_int8 swaps in the int8-weight decoder (same audio as quantize_decoder_int8's model gives), restores the
     very float32 model when turned off, refuses non-bools and exported synthesizers; a card's synthesizer.decoder_int8
     turns it on in from_dir, and a non-bool flag there is a CheckpointError."""
-    import json
-
     import torch
 
     from rtclone.checkpoints import save_model
@@ -247,9 +245,4 @@ def test_int8_decoder_switches_on_and_off_and_model_cards_turn_it_on(tmp_path):
     assert cl.decoder_int8 is False
 
     save_model(fp32, tmp_path / "synthesizer.pt", "synthesizer")
-    assert Cloner.from_dir(tmp_path).decoder_int8 is False  # no card
-    (tmp_path / "card.json").write_text(json.dumps({"synthesizer": {"decoder_int8": True}}))
-    assert Cloner.from_dir(tmp_path).decoder_int8 is True
-    (tmp_path / "card.json").write_text(json.dumps({"synthesizer": {"decoder_int8": "yes"}}))
-    with pytest.raises(CheckpointError, match="decoder_int8"):
-        Cloner.from_dir(tmp_path)
+    check_card_flag(tmp_path, "synthesizer", "decoder_int8")
