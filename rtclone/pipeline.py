@@ -172,11 +172,12 @@ class Cloner:
 
     @property
     def decoder_int8(self) -> bool:
-        return self._float_synthesizer is not None
+        return self._int8 is not None and self.synthesizer is self._int8[1]
 
     @decoder_int8.setter
     def decoder_int8(self, on: bool) -> None:
-        """Quantize (True) or restore (False) the synthesizer's decoder; a Tacotron module only."""
+        """Quantize (True) or restore (False) the synthesizer's decoder; a Tacotron module only. A synthesizer
+        assigned while it is on stays as assigned (it is not the quantized copy, so there is nothing to restore)."""
         from .synthesizer import Tacotron, quantize_decoder_int8
 
         if not isinstance(on, bool):
@@ -184,14 +185,15 @@ class Cloner:
         if on == self.decoder_int8:
             return
         if not on:
-            self.synthesizer, self._float_synthesizer = self._float_synthesizer, None
+            self.synthesizer, self._int8 = self._int8[0], None
             return
         if not isinstance(self.synthesizer, Tacotron):
             raise OptionsError(f"decoder_int8 applies to a Tacotron module, not {type(self.synthesizer).__name__} "
                                "(exported artifacts: export the float32 model and quantize in the runtime)")  # fmt: skip
-        self._float_synthesizer, self.synthesizer = self.synthesizer, quantize_decoder_int8(self.synthesizer)
+        self._int8 = (self.synthesizer, quantize_decoder_int8(self.synthesizer))
+        self.synthesizer = self._int8[1]
 
-    _float_synthesizer: Any = None  # the float32 synthesizer while decoder_int8 is on
+    _int8: "tuple[Any, Any] | None" = None  # (the float32 synthesizer, its int8 copy) while decoder_int8 is on
 
     def __init__(self, encoder: Any, synthesizer: Any, vocoder: Any, *, tacotron_overrides: dict[str, Any] | None = None,
                  postfilter: bool = False) -> None:  # fmt: skip

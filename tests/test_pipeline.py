@@ -231,6 +231,12 @@ def test_int8_decoder_switches_on_and_off_and_model_cards_turn_it_on(tmp_path):
     assert type(cl.synthesizer.decoder.res_rnn1).__module__.startswith("torch.ao.nn.quantized")
     cl.decoder_int8 = False
     assert cl.synthesizer is fp32 and np.array_equal(cl.clone("Hello there.", e, opts).audio, plain)
+    cl.decoder_int8 = True
+    cl.synthesizer = other.synthesizer  # another model assigned while it is on: that one stays
+    assert cl.decoder_int8 is False
+    cl.decoder_int8 = False
+    assert cl.synthesizer is other.synthesizer
+    cl.synthesizer = fp32
     for bad in (1, "on", None):
         with pytest.raises(OptionsError, match="decoder_int8"):
             cl.decoder_int8 = bad
