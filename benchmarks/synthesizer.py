@@ -1,7 +1,8 @@
 """Synthesizer speed: mel frames per second and time to the first streamed mel chunk.
 
-Measures rtclone's default dims (``SynthesizerDims.small()``) against RTVC's dims (the baseline,
-measured in the same run), each also with the int8 decoder (``quantize_decoder_int8``), on this
+Measures the shipped synthesizer's dims (``rtclone/models``: small dims with 768-wide decoder LSTMs;
+the engine decodes it with int8 weights by default), ``SynthesizerDims.small()`` and RTVC's dims
+(the baseline, measured in the same run), each also with the int8 decoder (``quantize_decoder_int8``), on this
 CPU, with random seeded weights (speed does not depend on the values: decoding is free-running to
 a fixed length with the stop token off).
 
@@ -81,6 +82,15 @@ def measure(name: str, dims: SynthesizerDims, frames: int, repeats: int, r: int,
     return res
 
 
+def _shipped_dims() -> list[SynthesizerDims]:
+    """The dims of the synthesizer shipped in rtclone/models (none when it is missing)."""
+    from rtclone.checkpoints import describe
+    from rtclone.pipeline import DEFAULT_MODELS_DIR
+
+    path = DEFAULT_MODELS_DIR / "synthesizer.pt"
+    return [SynthesizerDims(**describe(path)["dims"])] if path.is_file() else []
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=5)
@@ -90,7 +100,9 @@ def main() -> None:
     p.add_argument("--out", default=str(Path(__file__).with_name("results") / "synthesizer.json"))
     a = p.parse_args()
     torch.set_num_threads(a.threads)
-    results = [measure("rtclone-small (default)", SynthesizerDims.small(), a.frames, a.repeats, a.r),
+    shipped = [measure(f"shipped dims{name}", dims, a.frames, a.repeats, a.r, int8=q)
+               for dims in _shipped_dims() for name, q in ((" (float32)", False), (" int8 decoder (default)", True))]
+    results = [*shipped, measure("rtclone-small", SynthesizerDims.small(), a.frames, a.repeats, a.r),
                measure("rtclone-small int8 decoder", SynthesizerDims.small(), a.frames, a.repeats, a.r, int8=True),
                measure("rtvc (baseline)", SynthesizerDims(), a.frames, a.repeats, a.r),
                measure("rtvc int8 decoder", SynthesizerDims(), a.frames, a.repeats, a.r, int8=True)]
@@ -99,7 +111,7 @@ def main() -> None:
         "text": TEXT, "first_text": FIRST_TEXT, "goal": {"frames_per_s": 400, "first_chunk_ms": 60}, "results": results,
     }
     for r in results:
-        print(f"{r['name']:<26} {r['params_M']:6.2f} M  stream {r['stream_frames_per_s']['median']:7.1f} frames/s "
+        print(f"{r['name']:<36} {r['params_M']:6.2f} M  stream {r['stream_frames_per_s']['median']:7.1f} frames/s "
               f"[{r['stream_frames_per_s']['min']:.0f}-{r['stream_frames_per_s']['max']:.0f}] "
               f"({r['x_real_time']:.1f}x real time)  offline {r['offline_frames_per_s']['median']:7.1f}  "
               f"first chunk {r['first_chunk_ms']['median']:6.1f} ms [{r['first_chunk_ms']['min']:.1f}-{r['first_chunk_ms']['max']:.1f}] "
