@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Protocol
@@ -190,8 +191,12 @@ class Cloner:
         if not isinstance(self.synthesizer, Tacotron):
             raise OptionsError(f"decoder_int8 applies to a Tacotron module, not {type(self.synthesizer).__name__} "
                                "(exported artifacts: export the float32 model and quantize in the runtime)")  # fmt: skip
-        self._int8 = (self.synthesizer, quantize_decoder_int8(self.synthesizer))
-        self.synthesizer = self._int8[1]
+        try:
+            quantized = quantize_decoder_int8(self.synthesizer)
+        except (RuntimeError, NotImplementedError) as exc:  # e.g. a torch build without a quantized engine
+            raise OptionsError(f"int8 decoding is not available here ({type(exc).__name__}: {exc})") from exc
+        self._int8 = (self.synthesizer, quantized)
+        self.synthesizer = quantized
 
     _int8: "tuple[Any, Any] | None" = None  # (the float32 synthesizer, its int8 copy) while decoder_int8 is on
 
@@ -261,7 +266,11 @@ class Cloner:
             raise CheckpointError(f"{files['synthesizer']}: missing (a model directory needs at least synthesizer.pt)")
         cloner = cls.from_paths(*(files[k] if files[k].is_file() else None for k in ("encoder", "synthesizer", "vocoder")))
         cloner.postfilter = cloner.has_trained_vocoder and _card_flag(path / "card.json", "vocoder", "postfilter")
-        cloner.decoder_int8 = _card_flag(path / "card.json", "synthesizer", "decoder_int8")
+        if _card_flag(path / "card.json", "synthesizer", "decoder_int8"):
+            try:
+                cloner.decoder_int8 = True
+            except OptionsError as exc:  # the models still work: in float32, said once
+                warnings.warn(f"{path}: {exc}; decoding in float32", RuntimeWarning, stacklevel=2)
         if (path / SPEAKER_MEAN_FILE).is_file():
             cloner.speaker_mean = load_speaker_mean(path / SPEAKER_MEAN_FILE, cloner.synthesizer.dims.speaker_embedding_size)
         return cloner

@@ -200,7 +200,7 @@ def test_speaker_contrast_conditions_on_the_embedding_pushed_from_the_mean(tmp_p
         Cloner.from_dir(tmp_path)
 
 
-def test_int8_decoder_switches_on_and_off_and_model_cards_turn_it_on(tmp_path):
+def test_int8_decoder_switches_on_and_off_and_model_cards_turn_it_on(tmp_path, monkeypatch):
     """decoder_int8 swaps in the int8-weight decoder (same audio as quantize_decoder_int8's model gives), restores the
     very float32 model when turned off, refuses non-bools and exported synthesizers; a card's synthesizer.decoder_int8
     turns it on in from_dir, and a non-bool flag there is a CheckpointError."""
@@ -252,3 +252,17 @@ def test_int8_decoder_switches_on_and_off_and_model_cards_turn_it_on(tmp_path):
 
     save_model(fp32, tmp_path / "synthesizer.pt", "synthesizer")
     check_card_flag(tmp_path, "synthesizer", "decoder_int8")
+
+    # a torch without a quantized engine: asked for, a clear error; from a card, float32 with a warning
+    from rtclone import synthesizer as synthesizer_module
+
+    def no_engine(model):
+        raise RuntimeError("Didn't find engine for operation quantized::linear_prepack NoQEngine")
+
+    monkeypatch.setattr(synthesizer_module, "quantize_decoder_int8", no_engine)
+    cl.synthesizer = fp32
+    with pytest.raises(OptionsError, match="not available here"):
+        cl.decoder_int8 = True
+    assert cl.decoder_int8 is False and cl.synthesizer is fp32
+    with pytest.warns(RuntimeWarning, match="float32"):
+        assert Cloner.from_dir(tmp_path).decoder_int8 is False
