@@ -100,15 +100,12 @@ def main() -> int:
     MODELS.mkdir(exist_ok=True)
     mean = None
     if args.speaker_mean is not None:  # checked against the synthesizer before anything is replaced
-        from rtclone.checkpoints import describe as describe_checkpoint
         from rtclone.errors import CheckpointError
         from rtclone.pipeline import load_speaker_mean
 
-        info = describe_checkpoint(args.synthesizer)
-        if info["kind"] != "synthesizer":
-            raise SystemExit(f"{args.synthesizer} holds a {info['kind']}, not a synthesizer")
+        size = describe(args.synthesizer, "synthesizer")["dims"]["speaker_embedding_size"]
         try:
-            mean = load_speaker_mean(args.speaker_mean, info["dims"]["speaker_embedding_size"])
+            mean = load_speaker_mean(args.speaker_mean, size)
         except CheckpointError as exc:
             print(f"refusing: {exc}", file=sys.stderr)
             return 1
