@@ -96,6 +96,9 @@ def add_train_synthesizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--zoneout", type=float, default=0.0, help="zoneout probability of the decoder's residual LSTMs (RTVC: 0.1)")
     p.add_argument("--lr-decay", help="START:END: Adam's rate falls geometrically from --lr at step START to --lr-final at END")
     p.add_argument("--lr-final", type=float, help="the rate --lr-decay ends at (and keeps)")
+    p.add_argument("--speaker-loss", type=float, default=0.0,
+                   help="weight of the speaker-consistency loss (the pretrained encoder's cosine distance between the "
+                        "predicted and the recorded mel; 0 = off)")
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -141,7 +144,7 @@ def synthesizer_run_options(args: argparse.Namespace, prepared: Path | str, prog
                 seed=args.seed, resume=not args.no_resume, progress=progress, checkpoint_every=args.checkpoint_every,
                 val_dir=args.val, own_frames=args.own_frames, bf16_lstm=args.bf16_lstm, zoneout=args.zoneout,
                 own_parallel=args.own_parallel, own_ramp=parse_ramp(args.own_ramp), lr_decay=parse_ramp(args.lr_decay),
-                lr_final=args.lr_final)  # fmt: skip
+                lr_final=args.lr_final, speaker_loss=args.speaker_loss)  # fmt: skip
 
 
 def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:

@@ -149,10 +149,13 @@ def r_at(step: int, r_schedule: Sequence[tuple[int, int]]) -> int:
 
 def taco_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], guided_attention: float,
               generator: torch.Generator | None = None, own_frames: float = 0.0, own_parallel: bool = False,
+              speaker: tuple[float, torch.nn.Module, torch.nn.Module] | None = None,
               ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """Tacotron loss of a batch (RTVC's: L1+MSE on the decoder mel, MSE on the postnet mel, stop BCE),
     plus ``guided_attention`` × the guided-attention penalty; ``own_frames`` is the scheduled-sampling
-    probability, ``own_parallel`` its parallel form (see :meth:`Tacotron.forward`). Returns (loss, parts, attention)."""
+    probability, ``own_parallel`` its parallel form (see :meth:`Tacotron.forward`); ``speaker`` =
+    (weight, encoder, mel converter) adds weight × :func:`~.speaker_loss.speaker_consistency_loss` of the
+    postnet mel (part ``speaker``). Returns (loss, parts, attention)."""
     mels, stop = batch["mels"], batch["stop"]
     mel_out, post_out, attn, stop_logits = model(batch["chars"], mels, batch["embeds"], generator, own_frames, own_parallel)
     parts = {
@@ -164,15 +167,22 @@ def taco_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], guided_att
         r = mels.size(2) // attn.size(1)
         step_lens = torch.div(batch["mel_lens"] + r - 1, r, rounding_mode="floor")
         parts["guided"] = guided_attention * guided_attention_loss(attn, batch["text_lens"], step_lens)
+    if speaker is not None and speaker[0] > 0:
+        from .speaker_loss import speaker_consistency_loss
+
+        parts["speaker"] = speaker[0] * speaker_consistency_loss(speaker[1], speaker[2], post_out, mels, batch["mel_lens"],
+                                                                 generator=generator)
     loss = sum(parts.values())
     return loss, {k: float(v.detach()) for k, v in parts.items()}, attn
 
 
 def validation_loss(model: Tacotron, ds: SynthDataset, guided_attention: float = 0.0, *, items: int = 64,
-                    batch_size: int = 16, seed: int = 0) -> dict[str, float]:
+                    batch_size: int = 16, seed: int = 0,
+                    speaker: tuple[float, torch.nn.Module, torch.nn.Module] | None = None) -> dict[str, float]:
     """Teacher-forced loss parts (``val_mel``, ``val_post``, ``val_stop``…) of ``model`` on ``items``
     evenly spaced items of ``ds``, the same items and prenet-dropout masks on every call, so that
-    checkpoints compare. Runs in eval mode (BatchNorm statistics untouched) and restores the mode."""
+    checkpoints compare (``speaker`` as in :func:`taco_loss`, its windows drawn from the same seeded
+    generator). Runs in eval mode (BatchNorm statistics untouched) and restores the mode."""
     device = next(model.parameters()).device
     picked = sorted({int(i) for i in np.linspace(0, len(ds) - 1, min(items, len(ds))).round()},
                     key=lambda i: ds.items[i]["frames"])  # length order: less padding
@@ -184,7 +194,7 @@ def validation_loss(model: Tacotron, ds: SynthDataset, guided_attention: float =
             for k in range(0, len(picked), batch_size):
                 idx = picked[k:k + batch_size]
                 batch = {key: v.to(device) for key, v in collate(ds, idx, model.r).items()}
-                _, parts, _ = taco_loss(model, batch, guided_attention, gen)
+                _, parts, _ = taco_loss(model, batch, guided_attention, gen, speaker=speaker)
                 for name, v in parts.items():
                     totals[name] = totals.get(name, 0.0) + v * len(idx)
     finally:
@@ -208,7 +218,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                       val_dir: str | Path | None = None, val_items: int = 64, own_frames: float = 0.0,
                       bf16_lstm: bool = False, zoneout: float = 0.0, own_parallel: bool = False,
                       own_ramp: tuple[int, int] | None = None, lr_decay: tuple[int, int] | None = None,
-                      lr_final: float | None = None) -> dict[str, Any]:
+                      lr_final: float | None = None, speaker_loss: float = 0.0) -> dict[str, Any]:
     """Train (or resume training) a Tacotron on a prepared directory until ``steps`` total steps.
 
     Teacher forcing; length-bucketed batches; reduction factor from ``r_schedule``
@@ -224,7 +234,9 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
     each residual-LSTM state unit keeps its previous value at a training step (RTVC trains with 0.1;
     :attr:`rtclone.tacotron_layers.Decoder.zoneout`); ``lr_decay`` = (a, b) with ``lr_final``: the rate falls
     geometrically from ``lr`` at step a to ``lr_final`` at step b and stays there (:func:`lr_at`; checkpoint
-    steps, so a resumed run goes on where it was). Every
+    steps, so a resumed run goes on where it was); ``speaker_loss``: the weight of the speaker-consistency
+    loss (:mod:`.speaker_loss`: the frozen pretrained encoder's cosine distance between the postnet mel and the
+    recording, on a 1.6 s window; 0 = off; the validation loss then logs it too). Every
     ``checkpoint_every`` steps and at the end, rank 0 saves ``out_dir/synthesizer.pt`` +
     ``optimizer.pt`` and an alignment PNG, and logs the batch's loss parts (plus :func:`validation_loss` on ``val_dir``, a prepared held-out set).
     With ``resume`` an existing checkpoint in ``out_dir`` is continued (its dims win over ``dims``).
@@ -238,9 +250,10 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
 
     if not (isinstance(steps, int) and steps >= 1 and isinstance(batch_size, int) and batch_size >= 1
             and checkpoint_every >= 1 and lr > 0 and guided_attention >= 0 and grad_clip > 0 and 0 <= own_frames <= 1
-            and 0 <= zoneout < 1 and (own_ramp is None or 0 <= own_ramp[0] < own_ramp[1])):
+            and 0 <= zoneout < 1 and (own_ramp is None or 0 <= own_ramp[0] < own_ramp[1]) and 0 <= speaker_loss < 1e3):
         raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0, "
-                           "grad_clip > 0, 0 <= own_frames <= 1, 0 <= zoneout < 1 and an own_ramp a:b with 0 <= a < b")
+                           "grad_clip > 0, 0 <= own_frames <= 1, 0 <= zoneout < 1, 0 <= speaker_loss < 1000 "
+                           "and an own_ramp a:b with 0 <= a < b")
     if (lr_decay is None) != (lr_final is None) or (lr_decay is not None and not (
             0 <= lr_decay[0] < lr_decay[1] and 0 < lr_final <= lr)):
         raise OptionsError(f"lr_decay a:b (0 <= a < b) and lr_final (0 < lr_final <= lr = {lr}) go together, "
@@ -260,6 +273,11 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
         warnings.warn("--bf16-lstm has no effect: the C LSTM layer (rtclone.kernels.cpu._gru) is not built or is "
                       "turned off (RTCLONE_FUSED_LSTM=0); torch's float32 LSTM trains instead", stacklevel=2)
     model.decoder.zoneout = float(zoneout)
+    speaker = None
+    if speaker_loss > 0:
+        from .speaker_loss import EncoderMelFromSynth, frozen_encoder
+
+        speaker = (float(speaker_loss), frozen_encoder(device), EncoderMelFromSynth().to(device))
     sched = _check_schedule(r_schedule, model.dims.max_r)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if resume and ckpt_path.is_file() and opt_path.is_file():
@@ -293,7 +311,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
             rate = lr_at(step, lr, lr_decay, lr_final)
             for group in optimizer.param_groups:
                 group["lr"] = rate
-            loss, parts, attn = taco_loss(net, batch, guided_attention, own_frames=p_own, own_parallel=own_parallel)
+            loss, parts, attn = taco_loss(net, batch, guided_attention, own_frames=p_own, own_parallel=own_parallel,
+                                          speaker=speaker)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
@@ -308,12 +327,13 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                 a = attn[0, :steps_i, :int(batch["text_lens"][0])].detach().cpu().numpy()
                 scores = alignment_scores(a)
                 if rank == 0:
-                    val = validation_loss(model, val_ds, guided_attention, items=val_items, seed=seed) if val_ds else {}
+                    val = validation_loss(model, val_ds, guided_attention, items=val_items, seed=seed,
+                                          speaker=speaker) if val_ds else {}
                     _save(model, optimizer, out_dir, step, a, scores,
                           {**parts, **val, **({"own_frames": p_own} if own_frames else {}),
                            **({"own_parallel": True} if own_frames and own_parallel else {}),
                            **({"bf16_lstm": True} if bf16_lstm else {}), **({"zoneout": zoneout} if zoneout else {}),
-                           **({"lr": rate} if lr_decay else {})})
+                           **({"lr": rate} if lr_decay else {}), **({"speaker_weight": speaker_loss} if speaker else {})})
         epoch, skip = epoch + 1, 0
     bar.close()
     if own_pg:
