@@ -117,3 +117,18 @@ def test_training_with_the_speaker_loss_logs_it_and_changes_the_steps(prepared, 
     assert main(["train", "synthesizer", str(prepared), str(tmp_path / "cli"), "--dims", "tiny", "--steps", "1",
                  "--batch-size", "3", "--checkpoint-every", "1", "--speaker-loss", "0.25", "--json"]) == 0
     assert json.loads((tmp_path / "cli" / "log.jsonl").read_text())["speaker_weight"] == 0.25
+
+
+def test_validation_with_the_speaker_loss_keeps_the_other_parts_and_repeats(prepared, judge):
+    from rtclone.synthesizer import Tacotron
+    from rtclone.train.speaker_loss import SpeakerLoss
+    from rtclone.train.synthesizer import SynthDataset, validation_loss
+
+    torch.manual_seed(0)
+    model = Tacotron(SynthesizerDims.tiny())
+    ds = SynthDataset(prepared)
+    spk = SpeakerLoss(0.5, judge, EncoderMelFromSynth())
+    plain, with_spk = validation_loss(model, ds, 2.0, items=3), validation_loss(model, ds, 2.0, items=3, speaker=spk)
+    assert {k: v for k, v in with_spk.items() if k != "val_speaker"} == plain  # its windows take no dropout draws
+    assert 0 < with_spk["val_speaker"] <= 0.5 * 2
+    assert validation_loss(model, ds, 2.0, items=3, speaker=spk) == with_spk

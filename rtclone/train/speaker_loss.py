@@ -87,6 +87,27 @@ def speaker_consistency_loss(encoder: nn.Module, conv: EncoderMelFromSynth, pred
     return (1.0 - (e_p * e_t).sum(dim=1)).mean()
 
 
+class SpeakerLoss:
+    """``weight`` × :func:`speaker_consistency_loss` with a given judge, converter and window generator."""
+
+    def __init__(self, weight: float, encoder: nn.Module, conv: EncoderMelFromSynth,
+                 generator: torch.Generator | None = None) -> None:
+        self.weight, self.encoder, self.conv, self.generator = float(weight), encoder, conv, generator
+
+    @classmethod
+    def pretrained(cls, weight: float, device: torch.device | str = "cpu") -> "SpeakerLoss":
+        return cls(weight, frozen_encoder(device), EncoderMelFromSynth().to(device))
+
+    def reseeded(self, seed: int) -> "SpeakerLoss":
+        """The same loss drawing its windows from its own generator seeded with ``seed`` (validation:
+        the same windows at every call, and no draw taken from the generator of the prenet's dropout)."""
+        return SpeakerLoss(self.weight, self.encoder, self.conv, torch.Generator().manual_seed(seed))
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor, mel_lens: torch.Tensor) -> torch.Tensor:
+        return self.weight * speaker_consistency_loss(self.encoder, self.conv, pred, target, mel_lens,
+                                                      generator=self.generator)
+
+
 def frozen_encoder(device: torch.device | str = "cpu") -> nn.Module:
     """The pretrained encoder in eval mode with its weights frozen (the judge, not a trainee)."""
     from .. import checkpoints

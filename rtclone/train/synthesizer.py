@@ -33,6 +33,7 @@ from ..kernels.cpu import gru as fused_lstm
 from ..errors import InputShapeError, OptionsError
 from ..synthesizer import SynthesizerDims, Tacotron
 from .dist import distributed, print_report
+from .speaker_loss import SpeakerLoss
 # data preparation lives in .prepare; its names stay importable from here
 from .prepare import DATA_FORMAT, DATA_VERSION, prepare_synthesizer_data, read_metadata, synthesizer_items  # noqa: F401
 
@@ -149,13 +150,13 @@ def r_at(step: int, r_schedule: Sequence[tuple[int, int]]) -> int:
 
 def taco_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], guided_attention: float,
               generator: torch.Generator | None = None, own_frames: float = 0.0, own_parallel: bool = False,
-              speaker: tuple[float, torch.nn.Module, torch.nn.Module] | None = None,
+              speaker: SpeakerLoss | None = None,
               ) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """Tacotron loss of a batch (RTVC's: L1+MSE on the decoder mel, MSE on the postnet mel, stop BCE),
     plus ``guided_attention`` × the guided-attention penalty; ``own_frames`` is the scheduled-sampling
-    probability, ``own_parallel`` its parallel form (see :meth:`Tacotron.forward`); ``speaker`` =
-    (weight, encoder, mel converter) adds weight × :func:`~.speaker_loss.speaker_consistency_loss` of the
-    postnet mel (part ``speaker``). Returns (loss, parts, attention)."""
+    probability, ``own_parallel`` its parallel form (see :meth:`Tacotron.forward`); ``speaker`` (a
+    :class:`~.speaker_loss.SpeakerLoss`) adds its weighted speaker-consistency loss of the postnet mel (part
+    ``speaker``). Returns (loss, parts, attention)."""
     mels, stop = batch["mels"], batch["stop"]
     mel_out, post_out, attn, stop_logits = model(batch["chars"], mels, batch["embeds"], generator, own_frames, own_parallel)
     parts = {
@@ -167,26 +168,24 @@ def taco_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], guided_att
         r = mels.size(2) // attn.size(1)
         step_lens = torch.div(batch["mel_lens"] + r - 1, r, rounding_mode="floor")
         parts["guided"] = guided_attention * guided_attention_loss(attn, batch["text_lens"], step_lens)
-    if speaker is not None and speaker[0] > 0:
-        from .speaker_loss import speaker_consistency_loss
-
-        parts["speaker"] = speaker[0] * speaker_consistency_loss(speaker[1], speaker[2], post_out, mels, batch["mel_lens"],
-                                                                 generator=generator)
+    if speaker is not None:
+        parts["speaker"] = speaker(post_out, mels, batch["mel_lens"])
     loss = sum(parts.values())
     return loss, {k: float(v.detach()) for k, v in parts.items()}, attn
 
 
 def validation_loss(model: Tacotron, ds: SynthDataset, guided_attention: float = 0.0, *, items: int = 64,
                     batch_size: int = 16, seed: int = 0,
-                    speaker: tuple[float, torch.nn.Module, torch.nn.Module] | None = None) -> dict[str, float]:
+                    speaker: SpeakerLoss | None = None) -> dict[str, float]:
     """Teacher-forced loss parts (``val_mel``, ``val_post``, ``val_stop``…) of ``model`` on ``items``
     evenly spaced items of ``ds``, the same items and prenet-dropout masks on every call, so that
-    checkpoints compare (``speaker`` as in :func:`taco_loss`, its windows drawn from the same seeded
-    generator). Runs in eval mode (BatchNorm statistics untouched) and restores the mode."""
+    checkpoints compare (``speaker`` as in :func:`taco_loss`, its windows drawn from a generator of its own
+    seeded with ``seed``, so the other parts are those of a run without it). Runs in eval mode (BatchNorm statistics untouched) and restores the mode."""
     device = next(model.parameters()).device
     picked = sorted({int(i) for i in np.linspace(0, len(ds) - 1, min(items, len(ds))).round()},
                     key=lambda i: ds.items[i]["frames"])  # length order: less padding
     gen = torch.Generator(device=device).manual_seed(seed)
+    speaker = speaker.reseeded(seed) if speaker is not None else None
     was_training, totals = model.training, {}
     model.eval()
     try:
@@ -273,11 +272,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
         warnings.warn("--bf16-lstm has no effect: the C LSTM layer (rtclone.kernels.cpu._gru) is not built or is "
                       "turned off (RTCLONE_FUSED_LSTM=0); torch's float32 LSTM trains instead", stacklevel=2)
     model.decoder.zoneout = float(zoneout)
-    speaker = None
-    if speaker_loss > 0:
-        from .speaker_loss import EncoderMelFromSynth, frozen_encoder
-
-        speaker = (float(speaker_loss), frozen_encoder(device), EncoderMelFromSynth().to(device))
+    speaker = SpeakerLoss.pretrained(speaker_loss, device) if speaker_loss > 0 else None
     sched = _check_schedule(r_schedule, model.dims.max_r)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if resume and ckpt_path.is_file() and opt_path.is_file():
