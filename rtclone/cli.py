@@ -482,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "speaker_mean.npy), 0-4 (default: 0, the embedding itself)")
     _add_postfilter_arg(p)
     _add_asr_cache_arg(p)
+    p.add_argument("--save-audio", metavar="DIR",
+                   help="also write every clone and each voice's reference as DIR/<speaker>/<utterance id>.wav and "
+                        "DIR/<speaker>/reference.wav, to listen to or score with another judge")
     p.add_argument("--jobs", type=int, default=1,
                    help="processes to share the voices among (one thread each; the report is the same as one process's)")
 

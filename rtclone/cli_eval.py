@@ -125,7 +125,8 @@ def _eval_clone_part(args: argparse.Namespace, shard: tuple[int, int] = (0, 1)) 
         cloner.speaker_contrast = args.speaker_contrast  # validated here (range, a known mean), not per clone
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
     transcriber = eval_transcriber(args)
-    report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log, transcriber=transcriber, shard=shard)
+    report = evaluate_cloning(cloner, Path(args.corpus), opts, log=log, transcriber=transcriber, shard=shard,
+                              save_audio=getattr(args, "save_audio", None))
     report["models"] = args.models or args.synthesizer or "default"
     report["postfilter"] = cloner.postfilter
     report["decoder_int8"] = cloner.decoder_int8

@@ -104,16 +104,19 @@ def _reference(root: Path, utts: list[dict], train_sentences: set[int], seconds:
 
 def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions = CloneEvalOptions(), *,
                      transcriber: Transcriber | None = None, encoder: Any = None,
-                     log: Callable[[str], None] | None = None, shard: tuple[int, int] = (0, 1)) -> dict[str, Any]:  # fmt: skip
+                     log: Callable[[str], None] | None = None, shard: tuple[int, int] = (0, 1),
+                     save_audio: str | Path | None = None) -> dict[str, Any]:  # fmt: skip
     """Clone held-out sentences in seen and held-out voices of a built corpus and measure them.
 
     ``cloner`` is a :class:`rtclone.pipeline.Cloner`; similarity always uses ``encoder`` (default:
     the pretrained encoder), whatever encoder the cloner conditions on. A clone that fails (e.g.
     the synthesizer's attention fails) counts as all words wrong and is listed under ``failures``.
     ``shard=(k, n)``: only every n-th voice from the k-th (identification still against every
-    voice's reference); :func:`merge_reports` joins the n parts into the whole report.
+    voice's reference); :func:`merge_reports` joins the n parts into the whole report. ``save_audio``: a folder
+    that receives ``<speaker>/reference.wav`` and ``<speaker>/<utterance id>.wav`` (each clone) of the voices
+    evaluated here.
     """
-    from .audio import load_audio, preprocess_wav, synth_mel
+    from .audio import load_audio, preprocess_wav, save_wav, synth_mel
     from .checkpoints import load_encoder
     from .encoder import embed_utterance
     from .pipeline import SynthesisOptions
@@ -144,6 +147,10 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
         spk = str(v["speaker"])
         ref_wav, ref_ids, ref_emb = refs[spk]
         voice_emb = cloner.embed(ref_wav, 16000)
+        out_dir = Path(save_audio) / spk if save_audio is not None else None
+        if out_dir is not None:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            save_wav(out_dir / "reference.wav", ref_wav)
         utt_of = {u["sentence"]: u for u in by_speaker[spk]}
         wer, gt_wer, sims, gt_sims, hits, seconds, synth_s = WerCount(0, 0), WerCount(0, 0), [], [], 0, 0.0, 0.0
         copy_wer, copy_sims, gt_hits, tf_wer = WerCount(0, 0), [], 0, WerCount(0, 0)
@@ -182,6 +189,8 @@ def evaluate_cloning(cloner: Any, corpus: str | Path, options: CloneEvalOptions 
             finally:
                 synth_s += time.perf_counter() - t0
             seconds += len(out) / 16000
+            if out_dir is not None and len(out):
+                save_wav(out_dir / f"{u['id']}.wav", out)
             heard["clone"] = transcriber.transcribe(out) if len(out) else ""
             wer = wer + word_error_rate(u["text"], heard["clone"])
             try:

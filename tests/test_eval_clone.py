@@ -215,10 +215,27 @@ def test_eval_runs_on_a_test_set_of_new_sentences(corpus, transcriber, tmp_path)
     assert [u["sentence"] for u in ts["utterances"] if u["text"] == texts[1]][0] == TEST_SENTENCE_BASE + 1
 
 
-def test_wrong_voice_is_caught_and_failures_count_as_errors(corpus, transcriber):
+def test_wrong_voice_is_caught_and_failures_count_as_errors(corpus, transcriber, tmp_path):
+    from rtclone.audio import load_audio
+
     root, manifest = corpus
     opts = CloneEvalOptions(seen_voices=2, heldout_voices=1, sentences=1, ref_seconds=3.0)
-    wrong = evaluate_cloning(RecordingCloner(root, manifest, shift=1), root, opts, transcriber=transcriber)
+    wrong = evaluate_cloning(RecordingCloner(root, manifest, shift=1), root, opts, transcriber=transcriber,
+                             save_audio=tmp_path / "audio")
+    # --save-audio: each voice's reference and each clone (here the next voice's recording), as 16-bit wavs
+    speakers = [str(v["speaker"]) for v in manifest["voices"]]
+    paths = {(str(u["speaker"]), u["id"]): root / u["path"] for u in manifest["utterances"]}
+    text_of = {u["id"]: u["text"] for u in manifest["utterances"]}
+    for r in wrong["voices"]:
+        folder = tmp_path / "audio" / r["speaker"]
+        (t,) = r["transcripts"]
+        assert sorted(p.name for p in folder.iterdir()) == sorted(["reference.wav", f"{t['id']}.wav"])
+        nxt = speakers[(speakers.index(r["speaker"]) + 1) % len(speakers)]
+        (src,) = [p for (spk, uid), p in paths.items() if spk == nxt and text_of[uid] == t["text"]]
+        assert np.abs(load_audio(folder / f"{t['id']}.wav") - load_audio(src)).max() < 2 / 32768
+        ref_ids = r["reference_ids"]
+        first = load_audio(paths[r["speaker"], ref_ids[0]])
+        assert np.abs(load_audio(folder / "reference.wav")[:len(first)] - first).max() < 2 / 32768
     for r in wrong["voices"]:
         assert r["identified"] == 0 and r["gt_identified"] == 1  # the ground truth is still told apart
         assert r["similarity"] < r["gt_similarity"] - 0.05
@@ -383,9 +400,12 @@ def test_cli_sets_the_griffin_lim_power_of_the_shipped_models(corpus, tmp_path, 
     two = ["eval", "clone", str(root), "--seen", "2", "--heldout", "0", "--sentences", "1", "--no-copy-synthesis", "--json"]
     assert main(two + ["-o", str(out)]) == 0
     serial = json.loads(out.read_text())
-    assert main(two + ["--jobs", "2", "--asr-cache", str(cache), "-o", str(out)]) == 0  # one voice per process
+    saved = tmp_path / "clones"
+    assert main(two + ["--jobs", "2", "--asr-cache", str(cache), "-o", str(out), "--save-audio", str(saved)]) == 0  # one voice per process
     parallel = json.loads(out.read_text())
     assert parallel["jobs"] == 2 and [r["speaker"] for r in parallel["voices"]] == [r["speaker"] for r in serial["voices"]]
+    assert sorted(p.relative_to(saved).as_posix() for p in saved.rglob("*.wav")) == sorted(  # both processes wrote theirs
+        f"{r['speaker']}/{name}" for r in parallel["voices"] for name in ("reference.wav", f"{r['transcripts'][0]['id']}.wav"))
     assert _without_timings(parallel) == _without_timings(serial)
     assert main(two + ["--jobs", "0"]) != 0
     capsys.readouterr()
