@@ -99,6 +99,9 @@ def add_train_synthesizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speaker-loss", type=float, default=0.0,
                    help="weight of the speaker-consistency loss (the pretrained encoder's cosine distance between the "
                         "predicted and the recorded mel; 0 = off)")
+    p.add_argument("--speaker-free-run", type=int, default=0, metavar="FRAMES",
+                   help="the speaker loss judges the first FRAMES frames decoded free-running (as at inference) "
+                        "instead of a window of the teacher-forced mel (0)")
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--no-resume", action="store_true")
     p.add_argument("--seed", type=int, default=0)
@@ -144,7 +147,8 @@ def synthesizer_run_options(args: argparse.Namespace, prepared: Path | str, prog
                 seed=args.seed, resume=not args.no_resume, progress=progress, checkpoint_every=args.checkpoint_every,
                 val_dir=args.val, own_frames=args.own_frames, bf16_lstm=args.bf16_lstm, zoneout=args.zoneout,
                 own_parallel=args.own_parallel, own_ramp=parse_ramp(args.own_ramp), lr_decay=parse_ramp(args.lr_decay),
-                lr_final=args.lr_final, speaker_loss=args.speaker_loss)  # fmt: skip
+                lr_final=args.lr_final, speaker_loss=args.speaker_loss,
+                speaker_free_run=args.speaker_free_run)  # fmt: skip
 
 
 def cmd_train_synthesizer(args: argparse.Namespace) -> dict[str, Any]:

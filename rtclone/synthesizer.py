@@ -160,7 +160,7 @@ class Tacotron(nn.Module):
 
     def forward(self, chars: torch.Tensor, mels: torch.Tensor, speakers: torch.Tensor,
                 generator: torch.Generator | None = None, own_frames: float = 0.0, own_parallel: bool = False,
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+                free_run: int = 0) -> tuple[torch.Tensor, ...]:
         """Teacher-forced pass (training, GTA export).
 
         chars (B, T_text) long (0 = pad), mels (B, n_mels, T) targets, speakers (B, spk) →
@@ -173,9 +173,14 @@ class Tacotron(nn.Module):
         sampling, Duckworth et al. 2019): both passes run the whole-sequence decoder, so it costs one
         more forward pass (768-wide LSTMs, 16 utterances, one thread: ≈ 0.3 s on a ≈ 1.5 s step) where
         the step loop doubles the step (``benchmarks/train_synthesizer.py``).
+        ``free_run`` > 0: also decode the first ``free_run`` frames free-running (each step fed its own
+        previous frame, detached, as at inference) and return their postnet mels (B, n_mels, free_run)
+        as a fifth output, from the same forward call (so DistributedDataParallel sees one pass).
         """
         if not 0.0 <= own_frames <= 1.0:
             raise ValueError(f"own_frames must be in [0, 1], got {own_frames}")
+        if not 0 <= free_run <= mels.size(2):
+            raise ValueError(f"free_run must be in [0, {mels.size(2)}] frames, got {free_run}")
         memory, keys = self.encode(chars, speakers, generator)
         mask = chars != 0
         if own_frames > 0.0 and own_parallel:
@@ -184,6 +189,9 @@ class Tacotron(nn.Module):
             own = torch.rand(mels.size(0), 1, mels.size(2), generator=generator, device=mels.device) < own_frames
             mels, own_frames = torch.where(own, first, mels), 0.0
         mel_out, attn, stop = self._forced(memory, keys, mask, mels, generator, own_frames)
+        if free_run:
+            free, _, _ = self._forced(memory, keys, mask, mels[:, :, :free_run], generator, 1.0)  # only its length is read
+            return mel_out, self.postnet_mel(mel_out), attn, stop, self.postnet_mel(free)
         return mel_out, self.postnet_mel(mel_out), attn, stop
 
     def _forced(self, memory: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor, mels: torch.Tensor,

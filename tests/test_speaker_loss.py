@@ -114,9 +114,18 @@ def test_training_with_the_speaker_loss_logs_it_and_changes_the_steps(prepared, 
     for bad in (-0.1, float("nan")):
         with pytest.raises(OptionsError, match="speaker_loss"):
             train_synthesizer(prepared, tmp_path / "bad", speaker_loss=bad, **kw)
+    # free-running form: judged on the first frames decoded from the model's own frames, logged as such
+    free = train_synthesizer(prepared, tmp_path / "free", speaker_loss=0.5, speaker_free_run=16, **kw)["losses"]
+    assert free[0] > plain[0] and free[0] != spk[0]
+    log = json.loads((tmp_path / "free" / "log.jsonl").read_text().splitlines()[-1])
+    assert log["speaker_free_run"] == 16 and 0 < log["speaker"] <= 1.0 and 0 < log["val_speaker"] <= 1.0
+    for bad in (-1, 2.5, 1001):
+        with pytest.raises(OptionsError, match="speaker_free_run"):
+            train_synthesizer(prepared, tmp_path / "bad", speaker_loss=0.5, speaker_free_run=bad, **kw)
     assert main(["train", "synthesizer", str(prepared), str(tmp_path / "cli"), "--dims", "tiny", "--steps", "1",
-                 "--batch-size", "3", "--checkpoint-every", "1", "--speaker-loss", "0.25", "--json"]) == 0
-    assert json.loads((tmp_path / "cli" / "log.jsonl").read_text())["speaker_weight"] == 0.25
+                 "--batch-size", "3", "--checkpoint-every", "1", "--speaker-loss", "0.25", "--speaker-free-run", "8", "--json"]) == 0
+    logged = json.loads((tmp_path / "cli" / "log.jsonl").read_text())
+    assert logged["speaker_weight"] == 0.25 and logged["speaker_free_run"] == 8
 
 
 def test_validation_with_the_speaker_loss_keeps_the_other_parts_and_repeats(prepared, judge):

@@ -252,6 +252,33 @@ def test_scheduled_sampling_feeds_the_decoders_own_frames(tiny, ss_case):
         run(mels_a, 1.5)
 
 
+def test_free_run_output_is_the_decoder_fed_its_own_frames(tiny, ss_case):
+    """free_run = F: a fifth output, the postnet mel of the first F frames decoded free-running (the same
+    draws as a teacher-forced pass followed by an own-frames pass of F frames, by hand): it never reads the
+    targets' values, the other outputs are the plain pass's, and gradients reach the decoder through it."""
+    chars, spk, mels_a, mels_b = ss_case
+    with torch.no_grad():
+        plain = tiny(chars, mels_a, spk, torch.Generator().manual_seed(0))
+        out = tiny(chars, mels_a, spk, torch.Generator().manual_seed(0), free_run=12)
+        assert len(plain) == 4 and len(out) == 5 and out[4].shape == (2, 80, 12)
+        for a, b in zip(plain, out[:4]):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+        g = torch.Generator().manual_seed(0)
+        memory, keys = tiny.encode(chars, spk, g)
+        tiny._forced(memory, keys, chars != 0, mels_a, g)
+        free = tiny._forced(memory, keys, chars != 0, mels_a[:, :, :12], g, 1.0)[0]
+        torch.testing.assert_close(out[4], tiny.postnet_mel(free), rtol=0, atol=1e-6)
+        other = tiny(chars, mels_b, spk, torch.Generator().manual_seed(0), free_run=12)
+        assert (other[0] - out[0]).abs().max() > 1e-3  # the teacher-forced pass reads the targets
+        torch.testing.assert_close(other[4], out[4], rtol=0, atol=1e-6)  # the free-running one never does
+    tiny.zero_grad()
+    tiny(chars, mels_a, spk, torch.Generator().manual_seed(0), free_run=12)[4].sum().backward()
+    assert tiny.decoder.mel_proj.weight.grad.abs().sum() > 0
+    tiny.zero_grad()
+    with pytest.raises(ValueError, match="free_run"):
+        tiny(chars, mels_a, spk, free_run=31)
+
+
 def test_same_seed_same_mel_other_seed_differs(tiny):
     a = synthesize(tiny, [TEXT], _emb(), FREE)[0][0]
     b = synthesize(tiny, [TEXT], _emb(), FREE)[0][0]

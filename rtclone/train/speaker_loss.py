@@ -88,20 +88,26 @@ def speaker_consistency_loss(encoder: nn.Module, conv: EncoderMelFromSynth, pred
 
 
 class SpeakerLoss:
-    """``weight`` × :func:`speaker_consistency_loss` with a given judge, converter and window generator."""
+    """``weight`` × :func:`speaker_consistency_loss` with a given judge, converter and window generator.
+
+    ``free_run`` = 0: the loss judges a random window of the teacher-forced postnet mel; ``free_run`` = F > 0:
+    it judges the first F frames decoded free-running (as at inference; the synthesizer's forward makes them,
+    see :meth:`rtclone.synthesizer.Tacotron.forward`) against the recording's first F frames.
+    """
 
     def __init__(self, weight: float, encoder: nn.Module, conv: EncoderMelFromSynth,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None, free_run: int = 0) -> None:
         self.weight, self.encoder, self.conv, self.generator = float(weight), encoder, conv, generator
+        self.free_run = int(free_run)
 
     @classmethod
-    def pretrained(cls, weight: float, device: torch.device | str = "cpu") -> "SpeakerLoss":
-        return cls(weight, frozen_encoder(device), EncoderMelFromSynth().to(device))
+    def pretrained(cls, weight: float, device: torch.device | str = "cpu", free_run: int = 0) -> "SpeakerLoss":
+        return cls(weight, frozen_encoder(device), EncoderMelFromSynth().to(device), free_run=free_run)
 
     def reseeded(self, seed: int) -> "SpeakerLoss":
         """The same loss drawing its windows from its own generator seeded with ``seed`` (validation:
         the same windows at every call, and no draw taken from the generator of the prenet's dropout)."""
-        return SpeakerLoss(self.weight, self.encoder, self.conv, torch.Generator().manual_seed(seed))
+        return SpeakerLoss(self.weight, self.encoder, self.conv, torch.Generator().manual_seed(seed), self.free_run)
 
     def __call__(self, pred: torch.Tensor, target: torch.Tensor, mel_lens: torch.Tensor) -> torch.Tensor:
         return self.weight * speaker_consistency_loss(self.encoder, self.conv, pred, target, mel_lens,

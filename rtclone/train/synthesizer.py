@@ -158,7 +158,9 @@ def taco_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], guided_att
     :class:`~.speaker_loss.SpeakerLoss`) adds its weighted speaker-consistency loss of the postnet mel (part
     ``speaker``). Returns (loss, parts, attention)."""
     mels, stop = batch["mels"], batch["stop"]
-    mel_out, post_out, attn, stop_logits = model(batch["chars"], mels, batch["embeds"], generator, own_frames, own_parallel)
+    free_run = min(speaker.free_run, mels.size(2)) if speaker is not None else 0
+    mel_out, post_out, attn, stop_logits, *free = model(batch["chars"], mels, batch["embeds"], generator, own_frames,
+                                                        own_parallel, free_run)
     parts = {
         "mel": F.mse_loss(mel_out, mels) + F.l1_loss(mel_out, mels),
         "post": F.mse_loss(post_out, mels),
@@ -168,7 +170,9 @@ def taco_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], guided_att
         r = mels.size(2) // attn.size(1)
         step_lens = torch.div(batch["mel_lens"] + r - 1, r, rounding_mode="floor")
         parts["guided"] = guided_attention * guided_attention_loss(attn, batch["text_lens"], step_lens)
-    if speaker is not None:
+    if speaker is not None and free_run:
+        parts["speaker"] = speaker(free[0], mels[:, :, :free_run], batch["mel_lens"].clamp(max=free_run))
+    elif speaker is not None:
         parts["speaker"] = speaker(post_out, mels, batch["mel_lens"])
     loss = sum(parts.values())
     return loss, {k: float(v.detach()) for k, v in parts.items()}, attn
@@ -217,7 +221,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                       val_dir: str | Path | None = None, val_items: int = 64, own_frames: float = 0.0,
                       bf16_lstm: bool = False, zoneout: float = 0.0, own_parallel: bool = False,
                       own_ramp: tuple[int, int] | None = None, lr_decay: tuple[int, int] | None = None,
-                      lr_final: float | None = None, speaker_loss: float = 0.0) -> dict[str, Any]:
+                      lr_final: float | None = None, speaker_loss: float = 0.0, speaker_free_run: int = 0) -> dict[str, Any]:
     """Train (or resume training) a Tacotron on a prepared directory until ``steps`` total steps.
 
     Teacher forcing; length-bucketed batches; reduction factor from ``r_schedule``
@@ -235,7 +239,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
     geometrically from ``lr`` at step a to ``lr_final`` at step b and stays there (:func:`lr_at`; checkpoint
     steps, so a resumed run goes on where it was); ``speaker_loss``: the weight of the speaker-consistency
     loss (:mod:`.speaker_loss`: the frozen pretrained encoder's cosine distance between the postnet mel and the
-    recording, on a 1.6 s window; 0 = off; the validation loss then logs it too). Every
+    recording, on a 1.6 s window; 0 = off; the validation loss then logs it too); ``speaker_free_run`` = F > 0: that
+    loss judges the first F frames decoded free-running instead (:class:`~.speaker_loss.SpeakerLoss`). Every
     ``checkpoint_every`` steps and at the end, rank 0 saves ``out_dir/synthesizer.pt`` +
     ``optimizer.pt`` and an alignment PNG, and logs the batch's loss parts (plus :func:`validation_loss` on ``val_dir``, a prepared held-out set).
     With ``resume`` an existing checkpoint in ``out_dir`` is continued (its dims win over ``dims``).
@@ -249,9 +254,11 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
 
     if not (isinstance(steps, int) and steps >= 1 and isinstance(batch_size, int) and batch_size >= 1
             and checkpoint_every >= 1 and lr > 0 and guided_attention >= 0 and grad_clip > 0 and 0 <= own_frames <= 1
-            and 0 <= zoneout < 1 and (own_ramp is None or 0 <= own_ramp[0] < own_ramp[1]) and 0 <= speaker_loss < 1e3):
+            and 0 <= zoneout < 1 and (own_ramp is None or 0 <= own_ramp[0] < own_ramp[1]) and 0 <= speaker_loss < 1e3
+            and isinstance(speaker_free_run, int) and 0 <= speaker_free_run <= 1000):
         raise OptionsError("need steps >= 1, batch_size >= 1, checkpoint_every >= 1, lr > 0, guided_attention >= 0, "
-                           "grad_clip > 0, 0 <= own_frames <= 1, 0 <= zoneout < 1, 0 <= speaker_loss < 1000 "
+                           "grad_clip > 0, 0 <= own_frames <= 1, 0 <= zoneout < 1, 0 <= speaker_loss < 1000, "
+                           "an integer 0 <= speaker_free_run <= 1000 "
                            "and an own_ramp a:b with 0 <= a < b")
     if (lr_decay is None) != (lr_final is None) or (lr_decay is not None and not (
             0 <= lr_decay[0] < lr_decay[1] and 0 < lr_final <= lr)):
@@ -272,7 +279,7 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
         warnings.warn("--bf16-lstm has no effect: the C LSTM layer (rtclone.kernels.cpu._gru) is not built or is "
                       "turned off (RTCLONE_FUSED_LSTM=0); torch's float32 LSTM trains instead", stacklevel=2)
     model.decoder.zoneout = float(zoneout)
-    speaker = SpeakerLoss.pretrained(speaker_loss, device) if speaker_loss > 0 else None
+    speaker = SpeakerLoss.pretrained(speaker_loss, device, speaker_free_run) if speaker_loss > 0 else None
     sched = _check_schedule(r_schedule, model.dims.max_r)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     if resume and ckpt_path.is_file() and opt_path.is_file():
@@ -328,7 +335,8 @@ def train_synthesizer(prepared_dir: str | Path, out_dir: str | Path, *, dims: Sy
                           {**parts, **val, **({"own_frames": p_own} if own_frames else {}),
                            **({"own_parallel": True} if own_frames and own_parallel else {}),
                            **({"bf16_lstm": True} if bf16_lstm else {}), **({"zoneout": zoneout} if zoneout else {}),
-                           **({"lr": rate} if lr_decay else {}), **({"speaker_weight": speaker_loss} if speaker else {})})
+                           **({"lr": rate} if lr_decay else {}), **({"speaker_weight": speaker_loss} if speaker else {}),
+                           **({"speaker_free_run": speaker_free_run} if speaker and speaker_free_run else {})})
         epoch, skip = epoch + 1, 0
     bar.close()
     if own_pg:
