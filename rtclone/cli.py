@@ -92,20 +92,21 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
 def _make_cloner(args: argparse.Namespace):
     from .pipeline import Cloner
 
+    choice = getattr(args, "int8_decoder", None)
+    int8 = None if choice is None else choice == "on"
     if args.models:
-        cloner = Cloner.from_dir(args.models)
+        cloner = Cloner.from_dir(args.models, int8)
     elif args.synthesizer:
         cloner = Cloner.from_paths(args.encoder, args.synthesizer, args.vocoder)
     else:
-        cloner = Cloner.from_default()
+        cloner = Cloner.from_default(int8)
     choice = getattr(args, "postfilter", None)
     if choice is not None:
         if choice == "on" and not cloner.has_trained_vocoder:
             raise OptionsError("--postfilter on applies to a trained vocoder (WaveRNN); these models use Griffin-Lim")
         cloner.postfilter = choice == "on"
-    choice = getattr(args, "int8_decoder", None)
-    if choice is not None:
-        cloner.decoder_int8 = choice == "on"
+    if int8 is not None:  # --synthesizer paths (from_dir already did; an exported set refuses True with a reason)
+        cloner.decoder_int8 = int8
     return cloner
 
 

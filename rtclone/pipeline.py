@@ -254,8 +254,11 @@ class Cloner:
         return cls(enc, syn, voc)
 
     @classmethod
-    def from_dir(cls, path: str | Path) -> "Cloner":
-        """Load ``synthesizer.pt`` (required), ``encoder.pt`` and ``vocoder.pt`` (optional) from a folder."""
+    def from_dir(cls, path: str | Path, decoder_int8: bool | None = None) -> "Cloner":
+        """Load ``synthesizer.pt`` (required), ``encoder.pt`` and ``vocoder.pt`` (optional) from a folder.
+
+        ``decoder_int8``: None decodes as the folder's ``card.json`` says; True / False overrides it (set
+        here, the card's int8 copy is not made only to be thrown away)."""
         path = Path(path)
         if not path.is_dir():
             raise CheckpointError(f"model directory not found: {path}")
@@ -266,7 +269,11 @@ class Cloner:
             raise CheckpointError(f"{files['synthesizer']}: missing (a model directory needs at least synthesizer.pt)")
         cloner = cls.from_paths(*(files[k] if files[k].is_file() else None for k in ("encoder", "synthesizer", "vocoder")))
         cloner.postfilter = cloner.has_trained_vocoder and _card_flag(path / "card.json", "vocoder", "postfilter")
-        if _card_flag(path / "card.json", "synthesizer", "decoder_int8"):
+        if decoder_int8 is not None and not isinstance(decoder_int8, bool):
+            raise OptionsError(f"decoder_int8 must be True, False or None (the card's choice), got {decoder_int8!r}")
+        if decoder_int8:
+            cloner.decoder_int8 = True
+        elif decoder_int8 is None and _card_flag(path / "card.json", "synthesizer", "decoder_int8"):
             try:
                 cloner.decoder_int8 = True
             except OptionsError as exc:  # the models still work: in float32, said once
@@ -295,8 +302,8 @@ class Cloner:
         return cls(runner, ArtifactSynthesizer(runner), voc)
 
     @classmethod
-    def from_default(cls) -> "Cloner":
-        """The models shipped inside the package (``rtclone/models``).
+    def from_default(cls, decoder_int8: bool | None = None) -> "Cloner":
+        """The models shipped inside the package (``rtclone/models``); ``decoder_int8`` as in :meth:`from_dir`.
 
         When an exported ONNX set of them is shipped too (``rtclone/models/onnx``), that is used:
         onnxruntime is the fastest CPU runtime measured (``benchmarks/export.py``) and its parity
@@ -311,7 +318,7 @@ class Cloner:
                 f"no default synthesizer is shipped in {DEFAULT_MODELS_DIR} yet; pass --models DIR (a folder with synthesizer.pt, e.g. RTVC's, or an export) "
                 "or train one with `rtclone train synthesizer`"
             )
-        return cls.from_dir(DEFAULT_MODELS_DIR)
+        return cls.from_dir(DEFAULT_MODELS_DIR, decoder_int8)
 
     # ---- the engine interface -------------------------------------------------------------
     def embed(self, audio: np.ndarray | str | Path | bytes, sr: int | None = None) -> np.ndarray:

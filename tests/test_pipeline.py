@@ -1,5 +1,8 @@
 """The Cloner pipeline on tiny seeded random models: streaming behaviour, options, bad input."""
 
+import json
+import warnings
+
 import numpy as np
 import pytest
 from conftest import TINY_TACOTRON_OVERRIDES, check_card_flag, tiny_cloner
@@ -266,3 +269,12 @@ def test_int8_decoder_switches_on_and_off_and_model_cards_turn_it_on(tmp_path, m
     assert cl.decoder_int8 is False and cl.synthesizer is fp32
     with pytest.warns(RuntimeWarning, match="float32"):
         assert Cloner.from_dir(tmp_path).decoder_int8 is False
+    # an explicit choice at load wins over the card: False never quantizes (no warning), True asked is an error
+    (tmp_path / "card.json").write_text(json.dumps({"synthesizer": {"decoder_int8": True}}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Cloner.from_dir(tmp_path, decoder_int8=False).decoder_int8 is False
+    with pytest.raises(OptionsError, match="not available here"):
+        Cloner.from_dir(tmp_path, decoder_int8=True)
+    with pytest.raises(OptionsError, match="decoder_int8"):
+        Cloner.from_dir(tmp_path, decoder_int8="on")
