@@ -97,6 +97,15 @@ def main() -> int:
         print(f"refusing: {args.eval} was measured with decoder_int8 {bool(report.get('decoder_int8'))}, "
               f"not {args.decoder_int8} (rtclone eval clone ... --int8-decoder on|off)", file=sys.stderr)
         return 1
+    if report is not None and not args.vocoder and "griffin_lim_formants" in report:
+        from rtclone.vocoder_gen import GriffinLimVocoder
+
+        engine = GriffinLimVocoder()
+        measured = (report.get("griffin_lim_power"), report["griffin_lim_formants"])
+        if measured != (engine.power, engine.formants):
+            print(f"refusing: {args.eval} was measured with Griffin-Lim power / formants {measured}, the engine "
+                  f"runs {(engine.power, engine.formants)} (rtclone.audio.GRIFFIN_LIM_*)", file=sys.stderr)
+            return 1
     MODELS.mkdir(exist_ok=True)
     mean = None
     if args.speaker_mean is not None:  # checked against the synthesizer before anything is replaced
@@ -132,7 +141,7 @@ def main() -> int:
 
         gl = GriffinLimVocoder()
         card["vocoder"] = {"file": None, "kind": "Griffin-Lim (no trained vocoder shipped)", "n_iter": gl.n_iter,
-                           "power": gl.power, "peak": gl.peak,
+                           "power": gl.power, "peak": gl.peak, "formants": gl.formants,
                            "segments": None if gl.segments is None else dataclasses.asdict(gl.segments)}  # fmt: skip
     from rtclone.pipeline import SPEAKER_MEAN_FILE
 

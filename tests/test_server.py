@@ -396,7 +396,7 @@ def test_limits_are_validated_and_the_engine_hook(monkeypatch):
 
     class Missing:
         @classmethod
-        def from_default(cls):
+        def from_default(cls, decoder_int8=None):
             raise FileNotFoundError("no default models here")
 
     monkeypatch.setattr(pipeline, "Cloner", Missing, raising=False)
@@ -406,7 +406,8 @@ def test_limits_are_validated_and_the_engine_hook(monkeypatch):
 
     class Present:
         @classmethod
-        def from_default(cls):
+        def from_default(cls, decoder_int8=None):
+            assert decoder_int8 is None  # make_engine(None): the card's choice
             return fake
 
     monkeypatch.setattr(pipeline, "Cloner", Present, raising=False)

@@ -133,3 +133,24 @@ def test_the_card_carries_the_int8_decoder_flag_to_the_cloner(ship, capsys):
     assert run("--decoder-int8", "--eval", str(root / "eval.json")) == 0
     assert Cloner.from_dir(root / "models").decoder_int8 is True
     capsys.readouterr()
+
+
+def test_a_griffin_lim_card_records_the_engines_settings_and_refuses_an_eval_made_otherwise(ship, capsys):
+    from rtclone import audio
+
+    run, root = ship
+    assert run() == 0
+    voc = json.loads((root / "models" / "card.json").read_text())["vocoder"]
+    assert (voc["power"], voc["formants"]) == (audio.GRIFFIN_LIM_POWER, audio.GRIFFIN_LIM_FORMANTS)
+    (root / "eval.json").write_text(json.dumps({"summary": {}, "griffin_lim_power": audio.GRIFFIN_LIM_POWER,
+                                                "griffin_lim_formants": audio.GRIFFIN_LIM_FORMANTS + 0.15}))
+    assert run("--eval", str(root / "eval.json")) == 1
+    assert "formants" in capsys.readouterr().err
+    (root / "eval.json").write_text(json.dumps({"summary": {"seen": {}}, "griffin_lim_power": audio.GRIFFIN_LIM_POWER,
+                                                "griffin_lim_formants": audio.GRIFFIN_LIM_FORMANTS}))
+    assert run("--eval", str(root / "eval.json")) == 0
+    assert json.loads((root / "models" / "card.json").read_text())["eval"]["summary"] == {"seen": {}}
+    # a trained vocoder's eval is not held to Griffin-Lim's settings
+    (root / "eval.json").write_text(json.dumps({"summary": {}, "griffin_lim_formants": 0.5}))
+    assert run("--vocoder", str(root / "voc.pt"), "--eval", str(root / "eval.json")) == 0
+    capsys.readouterr()
