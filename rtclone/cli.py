@@ -92,12 +92,14 @@ def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
 def _make_cloner(args: argparse.Namespace):
     from .pipeline import Cloner
 
-    choice = getattr(args, "int8_decoder", None)
-    int8 = None if choice is None else choice == "on"
+    int8 = getattr(args, "int8_decoder", None)
+    int8 = None if int8 is None else int8 == "on"
     if args.models:
         cloner = Cloner.from_dir(args.models, int8)
     elif args.synthesizer:
         cloner = Cloner.from_paths(args.encoder, args.synthesizer, args.vocoder)
+        if int8 is not None:
+            cloner.decoder_int8 = int8
     else:
         cloner = Cloner.from_default(int8)
     choice = getattr(args, "postfilter", None)
@@ -105,8 +107,6 @@ def _make_cloner(args: argparse.Namespace):
         if choice == "on" and not cloner.has_trained_vocoder:
             raise OptionsError("--postfilter on applies to a trained vocoder (WaveRNN); these models use Griffin-Lim")
         cloner.postfilter = choice == "on"
-    if int8 is not None:  # --synthesizer paths (from_dir already did; an exported set refuses True with a reason)
-        cloner.decoder_int8 = int8
     return cloner
 
 

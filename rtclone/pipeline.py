@@ -259,18 +259,18 @@ class Cloner:
 
         ``decoder_int8``: None decodes as the folder's ``card.json`` says; True / False overrides it (set
         here, the card's int8 copy is not made only to be thrown away)."""
+        if decoder_int8 is not None and not isinstance(decoder_int8, bool):
+            raise OptionsError(f"decoder_int8 must be True, False or None (the card's choice), got {decoder_int8!r}")
         path = Path(path)
         if not path.is_dir():
             raise CheckpointError(f"model directory not found: {path}")
         if (path / "manifest.json").is_file():
-            return cls.from_artifacts(path)
+            return cls.from_artifacts(path, decoder_int8)
         files = {k: path / f for k, f in MODEL_FILES.items()}
         if not files["synthesizer"].is_file():
             raise CheckpointError(f"{files['synthesizer']}: missing (a model directory needs at least synthesizer.pt)")
         cloner = cls.from_paths(*(files[k] if files[k].is_file() else None for k in ("encoder", "synthesizer", "vocoder")))
         cloner.postfilter = cloner.has_trained_vocoder and _card_flag(path / "card.json", "vocoder", "postfilter")
-        if decoder_int8 is not None and not isinstance(decoder_int8, bool):
-            raise OptionsError(f"decoder_int8 must be True, False or None (the card's choice), got {decoder_int8!r}")
         if decoder_int8:
             cloner.decoder_int8 = True
         elif decoder_int8 is None and _card_flag(path / "card.json", "synthesizer", "decoder_int8"):
@@ -290,8 +290,9 @@ class Cloner:
         return not isinstance(self.vocoder, GriffinLimVocoder)
 
     @classmethod
-    def from_artifacts(cls, path: str | Path) -> "Cloner":
-        """Run from exported ONNX/TorchScript artifacts (``rtclone export``); no model classes loaded."""
+    def from_artifacts(cls, path: str | Path, decoder_int8: bool | None = None) -> "Cloner":
+        """Run from exported ONNX/TorchScript artifacts (``rtclone export``); no model classes loaded.
+        ``decoder_int8=True`` is refused with the reason (``Cloner.decoder_int8``); None / False decode as exported."""
         from .runners import ArtifactSynthesizer, ArtifactVocoder, load_runner
         from .vocoder_gen import GriffinLimVocoder
 
@@ -299,7 +300,10 @@ class Cloner:
         if not runner.has("encoder") or not runner.has("text_encoder"):
             raise CheckpointError(f"{path}: the exported set needs at least the encoder and the synthesizer")
         voc = ArtifactVocoder(runner) if runner.has("vocoder_cond") else GriffinLimVocoder()
-        return cls(runner, ArtifactSynthesizer(runner), voc)
+        cloner = cls(runner, ArtifactSynthesizer(runner), voc)
+        if decoder_int8 is not None:
+            cloner.decoder_int8 = decoder_int8
+        return cloner
 
     @classmethod
     def from_default(cls, decoder_int8: bool | None = None) -> "Cloner":
@@ -310,7 +314,7 @@ class Cloner:
         with the torch modules is tested.
         """
         if (DEFAULT_MODELS_DIR / "onnx" / "manifest.json").is_file():
-            cloner = cls.from_artifacts(DEFAULT_MODELS_DIR / "onnx")
+            cloner = cls.from_artifacts(DEFAULT_MODELS_DIR / "onnx", decoder_int8)
             cloner.postfilter = cloner.has_trained_vocoder and _card_flag(DEFAULT_MODELS_DIR / "card.json", "vocoder", "postfilter")
             return cloner
         if not (DEFAULT_MODELS_DIR / MODEL_FILES["synthesizer"]).is_file():

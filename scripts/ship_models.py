@@ -97,14 +97,14 @@ def main() -> int:
         print(f"refusing: {args.eval} was measured with decoder_int8 {bool(report.get('decoder_int8'))}, "
               f"not {args.decoder_int8} (rtclone eval clone ... --int8-decoder on|off)", file=sys.stderr)
         return 1
-    if report is not None and not args.vocoder and "griffin_lim_formants" in report:
-        from rtclone.vocoder_gen import GriffinLimVocoder
+    from rtclone.vocoder_gen import GriffinLimVocoder
 
-        engine = GriffinLimVocoder()
+    gl = None if args.vocoder else GriffinLimVocoder()  # the engine's Griffin-Lim, when no vocoder ships
+    if report is not None and gl is not None and "griffin_lim_formants" in report:
         measured = (report.get("griffin_lim_power"), report["griffin_lim_formants"])
-        if measured != (engine.power, engine.formants):
+        if measured != (gl.power, gl.formants):
             print(f"refusing: {args.eval} was measured with Griffin-Lim power / formants {measured}, the engine "
-                  f"runs {(engine.power, engine.formants)} (rtclone.audio.GRIFFIN_LIM_*)", file=sys.stderr)
+                  f"runs {(gl.power, gl.formants)} (rtclone.audio.GRIFFIN_LIM_*)", file=sys.stderr)
             return 1
     MODELS.mkdir(exist_ok=True)
     mean = None
@@ -137,9 +137,6 @@ def main() -> int:
         card["vocoder"] = {**describe(MODELS / "vocoder.pt", "vocoder"), "postfilter": args.postfilter}
     else:
         (MODELS / "vocoder.pt").unlink(missing_ok=True)
-        from rtclone.vocoder_gen import GriffinLimVocoder
-
-        gl = GriffinLimVocoder()
         card["vocoder"] = {"file": None, "kind": "Griffin-Lim (no trained vocoder shipped)", "n_iter": gl.n_iter,
                            "power": gl.power, "peak": gl.peak, "formants": gl.formants,
                            "segments": None if gl.segments is None else dataclasses.asdict(gl.segments)}  # fmt: skip

@@ -124,6 +124,12 @@ def test_exported_pipeline_equals_torch_pipeline(cloner, tmp_path, speech):
     a = cloner.clone("Export parity.", emb_t, opts).audio
     b = art.clone("Export parity.", emb_t, opts).audio
     assert a.shape == b.shape and np.max(np.abs(a - b)) < 1e-3
+    # an exported set decodes as exported: int8 asked at load is refused with the reason, off is a no-op
+    with pytest.raises(OptionsError, match="Tacotron module"):
+        Cloner.from_dir(tmp_path / "onnx", decoder_int8=True)
+    assert Cloner.from_dir(tmp_path / "onnx", decoder_int8=False).decoder_int8 is False
+    with pytest.raises(OptionsError, match="decoder_int8"):
+        Cloner.from_dir(tmp_path / "onnx", decoder_int8=1)
 
 
 def test_default_models_prefer_the_shipped_onnx_set(cloner, tmp_path, monkeypatch):
@@ -145,6 +151,8 @@ def test_default_models_prefer_the_shipped_onnx_set(cloner, tmp_path, monkeypatc
     save_model(cloner.vocoder, tmp_path / "vocoder.pt", "vocoder")
     export_checkpoints(tmp_path / "onnx", synthesizer=tmp_path / "synthesizer.pt", vocoder=tmp_path / "vocoder.pt", format="onnx")
     assert Cloner.from_default().has_trained_vocoder and Cloner.from_default().postfilter is True
+    with pytest.raises(OptionsError, match="Tacotron module"):  # the exported default refuses int8 asked at load
+        Cloner.from_default(decoder_int8=True)
 
 
 def test_speaker_contrast_conditions_on_the_embedding_pushed_from_the_mean(tmp_path, monkeypatch):

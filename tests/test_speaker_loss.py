@@ -1,8 +1,7 @@
-"""Speaker-consistency loss: the synthesizer-mel → encoder-mel conversion, the loss and its training option."""
+"""Speaker-consistency loss: the synthesizer-mel → encoder-mel conversion and the loss (its training option:
+tests/test_train_synthesizer.py)."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
@@ -10,11 +9,8 @@ import torch
 
 from conftest import make_speech
 from rtclone import audio as A
-from rtclone import checkpoints
-from rtclone.errors import InputShapeError, OptionsError
-from rtclone.synthesizer import SynthesizerDims
+from rtclone.errors import InputShapeError
 from rtclone.train.speaker_loss import EncoderMelFromSynth, crop_starts, frozen_encoder, speaker_consistency_loss
-from rtclone.train.synthesizer import train_synthesizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -87,57 +83,3 @@ def test_crop_starts_stay_inside_each_item():
     assert len(draws) > 20  # spread over the item, not one window
     assert torch.equal(crop_starts(lens, 128, torch.Generator().manual_seed(3)),
                        crop_starts(lens, 128, torch.Generator().manual_seed(3)))
-
-
-@pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    from test_train_synthesizer import UTTERANCES, _write_corpus
-    from rtclone.train.synthesizer import prepare_synthesizer_data
-
-    root = _write_corpus(tmp_path_factory.mktemp("corpus"), UTTERANCES)
-    out = tmp_path_factory.mktemp("prepared")
-    prepare_synthesizer_data(root, out, checkpoints.load_encoder())
-    return out
-
-
-def test_training_with_the_speaker_loss_logs_it_and_changes_the_steps(prepared, tmp_path):
-    from rtclone.cli import main
-
-    kw = dict(dims=SynthesizerDims.tiny(), steps=2, batch_size=3, seed=0, resume=False, checkpoint_every=2, val_dir=prepared)
-    plain = train_synthesizer(prepared, tmp_path / "plain", **kw)["losses"]
-    spk = train_synthesizer(prepared, tmp_path / "spk", speaker_loss=0.5, **kw)["losses"]
-    assert spk[0] > plain[0]  # the first step's loss includes 0.5 x (1 - cos) > 0, the rest is the same model
-    assert spk[1] != plain[1]  # and the update differed
-    log = json.loads((tmp_path / "spk" / "log.jsonl").read_text().splitlines()[-1])
-    assert log["speaker_weight"] == 0.5 and 0 < log["speaker"] <= 1.0 and 0 < log["val_speaker"] <= 1.0
-    assert "speaker" not in json.loads((tmp_path / "plain" / "log.jsonl").read_text().splitlines()[-1])
-    for bad in (-0.1, float("nan")):
-        with pytest.raises(OptionsError, match="speaker_loss"):
-            train_synthesizer(prepared, tmp_path / "bad", speaker_loss=bad, **kw)
-    # free-running form: judged on the first frames decoded from the model's own frames, logged as such
-    free = train_synthesizer(prepared, tmp_path / "free", speaker_loss=0.5, speaker_free_run=16, **kw)["losses"]
-    assert free[0] > plain[0] and free[0] != spk[0]
-    log = json.loads((tmp_path / "free" / "log.jsonl").read_text().splitlines()[-1])
-    assert log["speaker_free_run"] == 16 and 0 < log["speaker"] <= 1.0 and 0 < log["val_speaker"] <= 1.0
-    for bad in (-1, 2.5, 1001):
-        with pytest.raises(OptionsError, match="speaker_free_run"):
-            train_synthesizer(prepared, tmp_path / "bad", speaker_loss=0.5, speaker_free_run=bad, **kw)
-    assert main(["train", "synthesizer", str(prepared), str(tmp_path / "cli"), "--dims", "tiny", "--steps", "1",
-                 "--batch-size", "3", "--checkpoint-every", "1", "--speaker-loss", "0.25", "--speaker-free-run", "8", "--json"]) == 0
-    logged = json.loads((tmp_path / "cli" / "log.jsonl").read_text())
-    assert logged["speaker_weight"] == 0.25 and logged["speaker_free_run"] == 8
-
-
-def test_validation_with_the_speaker_loss_keeps_the_other_parts_and_repeats(prepared, judge):
-    from rtclone.synthesizer import Tacotron
-    from rtclone.train.speaker_loss import SpeakerLoss
-    from rtclone.train.synthesizer import SynthDataset, validation_loss
-
-    torch.manual_seed(0)
-    model = Tacotron(SynthesizerDims.tiny())
-    ds = SynthDataset(prepared)
-    spk = SpeakerLoss(0.5, judge, EncoderMelFromSynth())
-    plain, with_spk = validation_loss(model, ds, 2.0, items=3), validation_loss(model, ds, 2.0, items=3, speaker=spk)
-    assert {k: v for k, v in with_spk.items() if k != "val_speaker"} == plain  # its windows take no dropout draws
-    assert 0 < with_spk["val_speaker"] <= 0.5 * 2
-    assert validation_loss(model, ds, 2.0, items=3, speaker=spk) == with_spk

@@ -565,3 +565,45 @@ def test_lr_decay_is_geometric_resumes_by_step_and_reaches_adam(prepared, tmp_pa
     assert [(r["step"], r["lr"]) for r in rows] == [(2, pytest.approx(1e-3 * 0.01**0.25)), (4, pytest.approx(1e-3 * 0.01**0.75))]
     saved = torch.load(tmp_path / "run" / "optimizer.pt", weights_only=True)["optimizer"]
     assert saved["param_groups"][0]["lr"] == pytest.approx(1e-3 * 0.01**0.75)
+
+
+def test_training_with_the_speaker_loss_logs_it_and_changes_the_steps(prepared, tmp_path):
+    from rtclone.cli import main
+
+    kw = dict(dims=SynthesizerDims.tiny(), steps=2, batch_size=3, seed=0, resume=False, checkpoint_every=2, val_dir=prepared)
+    plain = train_synthesizer(prepared, tmp_path / "plain", **kw)["losses"]
+    spk = train_synthesizer(prepared, tmp_path / "spk", speaker_loss=0.5, **kw)["losses"]
+    assert spk[0] > plain[0]  # the first step's loss includes 0.5 x (1 - cos) > 0, the rest is the same model
+    assert spk[1] != plain[1]  # and the update differed
+    log = json.loads((tmp_path / "spk" / "log.jsonl").read_text().splitlines()[-1])
+    assert log["speaker_weight"] == 0.5 and 0 < log["speaker"] <= 1.0 and 0 < log["val_speaker"] <= 1.0
+    assert "speaker" not in json.loads((tmp_path / "plain" / "log.jsonl").read_text().splitlines()[-1])
+    for bad in (-0.1, float("nan")):
+        with pytest.raises(OptionsError, match="speaker_loss"):
+            train_synthesizer(prepared, tmp_path / "bad", speaker_loss=bad, **kw)
+    # free-running form: judged on the first frames decoded from the model's own frames, logged as such
+    free = train_synthesizer(prepared, tmp_path / "free", speaker_loss=0.5, speaker_free_run=16, **kw)["losses"]
+    assert free[0] > plain[0] and free[0] != spk[0]
+    log = json.loads((tmp_path / "free" / "log.jsonl").read_text().splitlines()[-1])
+    assert log["speaker_free_run"] == 16 and 0 < log["speaker"] <= 1.0 and 0 < log["val_speaker"] <= 1.0
+    for bad in (-1, 2.5, 1001):
+        with pytest.raises(OptionsError, match="speaker_free_run"):
+            train_synthesizer(prepared, tmp_path / "bad", speaker_loss=0.5, speaker_free_run=bad, **kw)
+    assert main(["train", "synthesizer", str(prepared), str(tmp_path / "cli"), "--dims", "tiny", "--steps", "1",
+                 "--batch-size", "3", "--checkpoint-every", "1", "--speaker-loss", "0.25", "--speaker-free-run", "8", "--json"]) == 0
+    logged = json.loads((tmp_path / "cli" / "log.jsonl").read_text())
+    assert logged["speaker_weight"] == 0.25 and logged["speaker_free_run"] == 8
+
+
+def test_validation_with_the_speaker_loss_keeps_the_other_parts_and_repeats(prepared):
+    from rtclone.train.speaker_loss import EncoderMelFromSynth, SpeakerLoss, frozen_encoder
+    from rtclone.train.synthesizer import validation_loss
+
+    torch.manual_seed(0)
+    model = Tacotron(SynthesizerDims.tiny())
+    ds = SynthDataset(prepared)
+    spk = SpeakerLoss(0.5, frozen_encoder(), EncoderMelFromSynth())
+    plain, with_spk = validation_loss(model, ds, 2.0, items=3), validation_loss(model, ds, 2.0, items=3, speaker=spk)
+    assert {k: v for k, v in with_spk.items() if k != "val_speaker"} == plain  # its windows take no dropout draws
+    assert 0 < with_spk["val_speaker"] <= 0.5 * 2
+    assert validation_loss(model, ds, 2.0, items=3, speaker=spk) == with_spk

@@ -89,10 +89,7 @@ def make_engine(models: str | None = None, decoder_int8: bool | None = None) -> 
     from ..pipeline import Cloner
 
     try:
-        cloner = Cloner.from_default(decoder_int8) if models is None else Cloner.from_dir(models, decoder_int8)
-        if decoder_int8 is not None:  # a no-op unless the set is exported (then True is refused with a reason)
-            cloner.decoder_int8 = decoder_int8
-        return cloner
+        return Cloner.from_default(decoder_int8) if models is None else Cloner.from_dir(models, decoder_int8)
     except RtcloneError:
         raise
     except (OSError, ValueError, KeyError) as exc:
