@@ -424,15 +424,17 @@ def synth_mel_to_linear(mel: np.ndarray, formants: float = 0.0) -> np.ndarray:
 
 
 def griffin_lim(mel: np.ndarray, n_iter: int = 32, power: float = GRIFFIN_LIM_POWER, seed: int = 0,
-                formants: float = 0.0) -> np.ndarray:  # fmt: skip
+                formants: float = 0.0, inverter: Any = None) -> np.ndarray:  # fmt: skip
     """Baseline vocoder: synthesizer mel (80, T) -> float32 16 kHz waveform of T * 200 samples.
 
     Linear magnitude (``synth_mel_to_linear``, with its ``formants`` enhancement, none by default here;
     the engine's ``GriffinLimVocoder`` applies ``GRIFFIN_LIM_FORMANTS``) raised to ``power``
     (> 1 sharpens, as RTVC's 1.5), fast Griffin-Lim (momentum 0.99, seeded random initial phase),
-    then de-emphasis.
+    then de-emphasis. ``inverter`` (a :class:`rtclone.mel_inverter.MelInverter`) replaces the
+    pseudo-inverse (and ``formants``) with its learned magnitudes.
     """
-    mag = (synth_mel_to_linear(mel, formants).T ** power).astype(np.float32)  # (T, 401); float32 halves the time
+    lin = synth_mel_to_linear(mel, formants) if inverter is None else inverter.invert(mel)
+    mag = (lin.T ** power).astype(np.float32)  # (T, 401); float32 halves the time
     length = (mag.shape[0] - 1) * SYN_HOP
     rng = np.random.default_rng(seed)
     phase = np.exp(2j * np.pi * rng.random(mag.shape)).astype(np.complex64)  # (T, 401)

@@ -31,6 +31,7 @@ MODEL_CLASSES: dict[str, tuple[str, str, str]] = {
     "encoder": ("rtclone.encoder", "SpeakerEncoder", "EncoderDims"),
     "synthesizer": ("rtclone.synthesizer", "Tacotron", "SynthesizerDims"),
     "vocoder": ("rtclone.vocoder", "WaveRNN", "VocoderDims"),
+    "inverter": ("rtclone.mel_inverter", "MelInverter", "InverterDims"),
 }
 
 # Tensor names that identify an RTVC state dict of each kind.

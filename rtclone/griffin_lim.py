@@ -28,6 +28,7 @@ import numpy as np
 
 from . import audio
 from .errors import InputShapeError, OptionsError
+from .mel_inverter import InverterStream, MelInverter
 
 __all__ = ["SegmentPlan", "stream_segments"]
 
@@ -55,12 +56,24 @@ class SegmentPlan:
 
 
 def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: float, seed: int,
-                    plan: SegmentPlan = SegmentPlan(), formants: float = 0.0) -> Iterator[np.ndarray]:  # fmt: skip
+                    plan: SegmentPlan = SegmentPlan(), formants: float = 0.0,
+                    inverter: "MelInverter | None" = None) -> Iterator[np.ndarray]:  # fmt: skip
     """Yield float32 pre-emphasis PCM pieces of checked mel chunks (80, t) as segments complete.
 
     The concatenation has ``(T - 1) * hop`` samples for T frames in all, like ``audio.griffin_lim``
-    cut to the vocoder length. Raises :class:`InputShapeError` when no frame arrives.
+    cut to the vocoder length. Raises :class:`InputShapeError` when no frame arrives. With an
+    ``inverter`` (:class:`rtclone.mel_inverter.MelInverter`) the magnitudes are its, not the
+    pseudo-inverse's (``formants`` then does not apply), and lag its look-ahead behind the mel.
     """
+    inv = InverterStream(inverter) if inverter is not None else None
+
+    def to_linear(mel: np.ndarray | None) -> np.ndarray:  # (t, F) magnitudes raised to ``power``; None: flush
+        if inv is None:
+            lin = audio.synth_mel_to_linear(mel, formants) if mel is not None else np.zeros((audio.SYN_N_FFT // 2 + 1, 0))
+        else:
+            lin = inv.push(mel) if mel is not None else inv.flush()
+        return (lin.T ** power).astype(np.float32)
+
     hop = audio.SYN_HOP
     rng = np.random.default_rng(seed)
     base = 0  # the first frame ``mags`` and ``phases`` hold (the last segment's first frame)
@@ -92,11 +105,15 @@ def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: flo
     for mel in mel_chunks:
         if mel.shape[1] == 0:
             continue
-        mags = np.concatenate([mags, (audio.synth_mel_to_linear(mel, formants).T ** power).astype(np.float32)], 0)
-        n_frames += mel.shape[1]
+        new = to_linear(mel)
+        mags = np.concatenate([mags, new], 0)
+        n_frames += len(new)
         while played + plan.size(k) + plan.right <= n_frames:
             yield run(played + plan.size(k), False)
             k += 1
+    new = to_linear(None)  # the inverter's last look-ahead frames
+    mags = np.concatenate([mags, new], 0)
+    n_frames += len(new)
     if n_frames == 0:
         raise InputShapeError("mel has zero frames")
     yield run(n_frames, True)

@@ -97,6 +97,7 @@ class VoiceEngine(Protocol):
 
 DEFAULT_MODELS_DIR = Path(__file__).resolve().parent / "models"
 MODEL_FILES = {"encoder": "encoder.pt", "synthesizer": "synthesizer.pt", "vocoder": "vocoder.pt"}
+INVERTER_FILE = "inverter.pt"  # optional: a learned mel -> linear map for Griffin-Lim (rtclone.mel_inverter)
 SPEAKER_MEAN_FILE = "speaker_mean.npy"  # optional: the training speakers' mean embedding (Cloner.speaker_contrast)
 _NO_SPEAKER_MEAN = ("speaker_contrast needs the training speakers' mean embedding (speaker_mean.npy in the model "
                     "folder: scripts/speaker_mean.py); these models have none")
@@ -271,6 +272,10 @@ class Cloner:
             raise CheckpointError(f"{files['synthesizer']}: missing (a model directory needs at least synthesizer.pt)")
         cloner = cls.from_paths(*(files[k] if files[k].is_file() else None for k in ("encoder", "synthesizer", "vocoder")))
         cloner.postfilter = cloner.has_trained_vocoder and _card_flag(path / "card.json", "vocoder", "postfilter")
+        if not cloner.has_trained_vocoder and (path / INVERTER_FILE).is_file():
+            from .checkpoints import load_model
+
+            cloner.vocoder.inverter = load_model(path / INVERTER_FILE, "inverter").eval()
         if decoder_int8:
             cloner.decoder_int8 = True
         elif decoder_int8 is None and _card_flag(path / "card.json", "synthesizer", "decoder_int8"):

@@ -32,6 +32,7 @@ from .postfilter import LAG as POSTFILTER_LAG
 from .postfilter import MelEnvelopeFilter, check_max_gain, postfilter
 
 if TYPE_CHECKING:
+    from .mel_inverter import MelInverter
     from .vocoder import WaveRNN
     from .vocoder_batch import BatchLane, VocoderBatcher
 
@@ -448,7 +449,9 @@ class GriffinLimVocoder:
     Options used: ``seed`` (initial phase) and ``fade_out``; the others do not apply.
     ``power`` sharpens the linear magnitude before phase recovery (``audio.GRIFFIN_LIM_POWER``);
     ``formants`` sharpens each frame's mel envelope first (``audio.formant_lifter``,
-    ``audio.GRIFFIN_LIM_FORMANTS``).
+    ``audio.GRIFFIN_LIM_FORMANTS``). ``inverter`` (a :class:`rtclone.mel_inverter.MelInverter`, or
+    None) replaces the filterbank's pseudo-inverse with learned magnitudes (``formants`` then does not
+    apply; a model folder's ``inverter.pt`` sets it); streams then wait for its look-ahead too.
     A waveform peaking above ``peak`` (loud mels, or sharpening, which raises loud frames) is
     scaled down to it, since the pipeline clips PCM to [-1, 1] and clipped speech is harder to
     understand (pocketsphinx WER of Griffin-Lim at power 1.5 on the corpus's ground-truth mels:
@@ -459,7 +462,7 @@ class GriffinLimVocoder:
 
     def __init__(self, n_iter: int = 32, feat_dims: int = 80, hop_length: int = audio.SYN_HOP,
                  power: float = audio.GRIFFIN_LIM_POWER, segments: "SegmentPlan | None" = SegmentPlan(),
-                 formants: float = audio.GRIFFIN_LIM_FORMANTS) -> None:  # fmt: skip
+                 formants: float = audio.GRIFFIN_LIM_FORMANTS, inverter: "MelInverter | None" = None) -> None:  # fmt: skip
         if isinstance(power, bool) or not (isinstance(power, (int, float)) and 0.5 <= power <= 3.0):
             raise OptionsError(f"Griffin-Lim power must be a number in [0.5, 3], got {power!r}")
         if isinstance(formants, bool) or not (isinstance(formants, (int, float)) and 0.0 <= formants <= 1.0):
@@ -467,7 +470,7 @@ class GriffinLimVocoder:
         if segments is not None and not isinstance(segments, SegmentPlan):
             raise OptionsError(f"segments must be a SegmentPlan or None, got {type(segments).__name__}")
         self.n_iter, self.feat_dims, self.hop_length, self.power = n_iter, feat_dims, hop_length, float(power)
-        self.segments, self.formants = segments, float(formants)
+        self.segments, self.formants, self.inverter = segments, float(formants), inverter
         self.sample_rate = audio.SAMPLE_RATE
 
     def generate(self, mel: np.ndarray | torch.Tensor, options: VocoderOptions | None = None, **overrides: Any) -> np.ndarray:
@@ -476,7 +479,7 @@ class GriffinLimVocoder:
         mel_t = check_mel(mel, self.feat_dims)
         wave_len = (mel_t.shape[1] - 1) * self.hop_length
         y = audio.griffin_lim(mel_t.numpy(), n_iter=self.n_iter, power=self.power, seed=opts.seed % 2**32,
-                              formants=self.formants)[:wave_len].astype(np.float64)
+                              formants=self.formants, inverter=self.inverter)[:wave_len].astype(np.float64)
         top = float(np.abs(y).max()) if y.size else 0.0
         if top > self.peak:
             y *= self.peak / top
@@ -491,7 +494,7 @@ class GriffinLimVocoder:
         if self.segments is not None:
             pieces = stream_segments((check_mel(c, self.feat_dims, allow_empty=True).numpy() for c in mel_chunks),
                                      n_iter=self.n_iter, power=self.power, seed=opts.seed % 2**32, plan=self.segments,
-                                     formants=self.formants)  # fmt: skip
+                                     formants=self.formants, inverter=self.inverter)  # fmt: skip
             de_emph = _DeEmphasis()
             pcm = self._limit_peak(de_emph(p.astype(np.float64)) for p in pieces)
             return _hold_back(pcm, int(round(opts.fade_out * self.sample_rate)))
