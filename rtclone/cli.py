@@ -17,7 +17,8 @@ from typing import Any, Callable
 from . import __version__
 from .cli_eval import _add_asr_cache_arg, cmd_eval_clone, cmd_eval_encoder, cmd_eval_stats, cmd_eval_vocoder
 from .cli_train import (_load_encoder, add_train_synthesizer_args, add_train_vocoder_args,  # noqa: F401
-                        cmd_corpus_build, cmd_corpus_test_set, cmd_train_encoder, cmd_train_gta, cmd_train_synthesizer, cmd_train_vocoder)
+                        cmd_corpus_build, cmd_corpus_test_set, cmd_train_encoder, cmd_train_gta, cmd_train_inverter, cmd_train_synthesizer,
+                        cmd_train_vocoder)
 from .errors import OptionsError, RtcloneError
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
@@ -448,6 +449,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("prepared")
     p.add_argument("out")
 
+    p = _add(train, "inverter", cmd_train_inverter, "the learned mel -> linear map Griffin-Lim runs on (rtclone.mel_inverter)")
+    p.add_argument("corpus", help="a built corpus (rtclone corpus build): its train split trains, its eval split validates")
+    p.add_argument("out", help="run folder: inverter.pt, inverter_optimizer.pt, log.jsonl, the cached frame pairs")
+    p.add_argument("--steps", type=int, default=8000)
+    p.add_argument("--batch", type=int, default=32, help="windows per step")
+    p.add_argument("--frames", type=int, default=40, help="output frames per window")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam's rate at step 0 (cosine decay to 0 at --steps)")
+    p.add_argument("--sc", type=float, default=1.0, help="weight of the spectral-convergence loss beside the L1 log loss")
+    p.add_argument("--hidden", type=int, default=512)
+    p.add_argument("--layers", type=int, default=3)
+    p.add_argument("--context", type=int, default=2, help="mel frames seen on each side (the stream's look-ahead)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--checkpoint-every", type=int, default=1000)
+    p.add_argument("--jobs", type=int, default=1, help="processes computing the frame pairs")
+
     ev = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="eval_cmd", metavar="WHAT", required=True)
     p = _add(ev, "encoder", cmd_eval_encoder, "EER over a folder of speakers, and a UMAP plot")
     p.add_argument("data")
@@ -478,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="formant enhancement of the mel before Griffin-Lim, 0-1 (default: rtclone.audio.GRIFFIN_LIM_FORMANTS)")
     p.add_argument("--griffin-lim-whole", action="store_true",
                    help="Griffin-Lim on each whole text chunk (the pre-streaming way) instead of streamed segments")
+    p.add_argument("--griffin-lim-inverter", choices=("on", "off"),
+                   help="off: Griffin-Lim on the filterbank's pseudo-inverse even when the models ship an inverter.pt")
     p.add_argument("--speaker-contrast", type=float, metavar="A",
                    help="condition on normalise(e + A (e - mean)), the mean of the training speakers (the model folder's "
                         "speaker_mean.npy), 0-4 (default: 0, the embedding itself)")

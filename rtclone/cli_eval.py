@@ -108,19 +108,25 @@ def _eval_clone_part(args: argparse.Namespace, shard: tuple[int, int] = (0, 1)) 
     """One process's share of ``rtclone eval clone`` (all of it when shard is (0, 1)), goals not yet checked."""
     from .cli import _make_cloner
     from .eval_clone import CloneEvalOptions, evaluate_cloning
+    from .mel_inverter import fingerprint
     from .vocoder_gen import GriffinLimVocoder
 
     opts = CloneEvalOptions(seen_voices=args.seen, heldout_voices=args.heldout, sentences=args.sentences,
                             ref_seconds=args.ref_seconds, seed=args.seed, copy_synthesis=not args.no_copy_synthesis,
                             teacher_forced=args.teacher_forced)  # fmt: skip
     cloner = _make_cloner(args)
-    if args.griffin_lim_power is not None or args.griffin_lim_formants is not None or args.griffin_lim_whole:
+    if (args.griffin_lim_power is not None or args.griffin_lim_formants is not None or args.griffin_lim_whole
+            or args.griffin_lim_inverter is not None):  # fmt: skip
         if not isinstance(cloner.vocoder, GriffinLimVocoder):
             raise OptionsError("--griffin-lim-* options apply to the Griffin-Lim vocoder only; these models ship a trained vocoder")
         power = cloner.vocoder.power if args.griffin_lim_power is None else args.griffin_lim_power
         formants = cloner.vocoder.formants if args.griffin_lim_formants is None else args.griffin_lim_formants
         segments = None if args.griffin_lim_whole else cloner.vocoder.segments
-        cloner.vocoder = GriffinLimVocoder(n_iter=cloner.vocoder.n_iter, power=power, segments=segments, formants=formants)
+        inverter = None if args.griffin_lim_inverter == "off" else cloner.vocoder.inverter
+        if args.griffin_lim_inverter == "on" and inverter is None:
+            raise OptionsError("--griffin-lim-inverter on: these models ship no inverter.pt")
+        cloner.vocoder = GriffinLimVocoder(n_iter=cloner.vocoder.n_iter, power=power, segments=segments, formants=formants,
+                                           inverter=inverter)  # fmt: skip
     if args.speaker_contrast is not None:
         cloner.speaker_contrast = args.speaker_contrast  # validated here (range, a known mean), not per clone
     log = None if args.json else (lambda line: print(line, file=sys.stderr, flush=True))
@@ -134,6 +140,7 @@ def _eval_clone_part(args: argparse.Namespace, shard: tuple[int, int] = (0, 1)) 
     if isinstance(cloner.vocoder, GriffinLimVocoder):
         report["griffin_lim_power"] = cloner.vocoder.power
         report["griffin_lim_formants"] = cloner.vocoder.formants
+        report["griffin_lim_inverter"] = None if cloner.vocoder.inverter is None else fingerprint(cloner.vocoder.inverter)
         report["griffin_lim_segments"] = None if cloner.vocoder.segments is None else dataclasses.asdict(cloner.vocoder.segments)
     if args.asr_cache:
         report["asr_cache"] = {"path": args.asr_cache, "hits": transcriber.cache_hits}
@@ -162,7 +169,7 @@ def cmd_eval_clone(args: argparse.Namespace) -> dict[str, Any]:
         t0 = time.perf_counter()
         with concurrent.futures.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
             parts = list(pool.map(_eval_clone_worker, [args] * n, range(n), [n] * n))
-        extra = {key: parts[0][key] for key in ("models", "postfilter", "decoder_int8", "speaker_contrast", "griffin_lim_power", "griffin_lim_formants", "griffin_lim_segments") if key in parts[0]}
+        extra = {key: parts[0][key] for key in ("models", "postfilter", "decoder_int8", "speaker_contrast", "griffin_lim_power", "griffin_lim_formants", "griffin_lim_inverter", "griffin_lim_segments") if key in parts[0]}
         report = {**merge_reports(parts), **extra, "jobs": n, "seconds": round(time.perf_counter() - t0, 1)}
         if args.asr_cache:
             report["asr_cache"] = {"path": args.asr_cache, "hits": sum(p["asr_cache"]["hits"] for p in parts)}

@@ -177,3 +177,26 @@ def cmd_train_gta(args: argparse.Namespace) -> dict[str, Any]:
     from .train.synthesizer import export_gta
 
     return export_gta(args.checkpoint, Path(args.prepared), Path(args.out), progress=_progress(args))
+
+
+def cmd_train_inverter(args: argparse.Namespace) -> dict[str, Any]:
+    import numpy as np
+
+    from .mel_inverter import InverterDims
+    from .train.inverter import corpus_paths, prepare_pairs, train_inverter
+
+    out, corpus = Path(args.out), Path(args.corpus)
+    sets = {}
+    for split in ("train", "eval"):  # the frame pairs are cached beside the run
+        cache = out / f"pairs-{split}.npz"
+        if cache.is_file():
+            with np.load(cache) as f:
+                sets[split] = {k: f[k] for k in f.files}
+        else:
+            sets[split] = prepare_pairs(corpus_paths(corpus, split), cache, jobs=args.jobs)
+    dims = InverterDims(hidden=args.hidden, layers=args.layers, context=args.context)
+    log = None if args.json else (lambda row: print(row, file=sys.stderr, flush=True))
+    path = train_inverter(sets["train"], out, val=sets["eval"], steps=args.steps, batch=args.batch, frames=args.frames,
+                          lr=args.lr, dims=dims, seed=args.seed, checkpoint_every=args.checkpoint_every, sc=args.sc,
+                          log=log)  # fmt: skip
+    return {"message": f"checkpoint: {path}", "checkpoint": str(path)}

@@ -30,7 +30,7 @@ from torch import nn
 from . import audio
 from .errors import InputShapeError
 
-__all__ = ["InverterDims", "MelInverter", "InverterStream", "spectrogram", "to_magnitude"]
+__all__ = ["InverterDims", "MelInverter", "InverterStream", "fingerprint", "spectrogram", "to_magnitude"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,18 @@ def to_magnitude(log_mag: np.ndarray) -> np.ndarray:
     """Normalised log magnitude (401, T) → linear magnitude, as ``audio.synth_mel_to_linear`` gives it."""
     db = audio._denormalize_db(np.asarray(log_mag, dtype=np.float64))
     return np.maximum(1e-10, 10.0 ** ((db + audio.REF_LEVEL_DB) / 20.0))
+
+
+def fingerprint(model: "MelInverter") -> str:
+    """sha256 of the dims and the weights (as float32): the same for a model and for a checkpoint of it
+    loaded back, so an eval report can name the inverter it ran with (``scripts/ship_models.py`` checks it)."""
+    import hashlib
+
+    h = hashlib.sha256(repr(dataclasses.asdict(model.dims)).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().to(torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 class MelInverter(nn.Module):

@@ -18,7 +18,11 @@ model is the float16-rounded one; evaluate exactly that file, e.g. one written b
 ``python scripts/ship_models.py --half-only IN OUT``). ``--speaker-mean FILE`` ships the training
 voices' mean embedding (``scripts/speaker_mean.py`` on the corpus this synthesizer trained on) as
 ``speaker_mean.npy`` for ``Cloner.speaker_contrast``; without it any shipped mean is removed (it
-belonged to the previous synthesizer). Refuses to ship more than 60 MB in all.
+belonged to the previous synthesizer). ``--inverter FILE`` ships a learned mel -> linear map for
+Griffin-Lim (``rtclone train inverter``; stored as given: halve it first with ``--half-only`` and
+evaluate that file) as ``inverter.pt``; without it any shipped inverter is removed. An ``--eval``
+report must have run with exactly that inverter, or with none when none ships (its
+``griffin_lim_inverter`` fingerprint). Refuses to ship more than 60 MB in all.
 """
 
 from __future__ import annotations
@@ -71,6 +75,7 @@ def main() -> int:
     ap.add_argument("--half-only", nargs=2, type=Path, metavar=("IN", "OUT"),
                     help="only write IN with float16 weights to OUT (what --half would ship, to evaluate first)")
     ap.add_argument("--vocoder", type=Path)
+    ap.add_argument("--inverter", type=Path, help="a mel inverter checkpoint Griffin-Lim runs on (rtclone train inverter)")
     ap.add_argument("--postfilter", action="store_true", help="the shipped WaveRNN runs with the mel-envelope post-filter")
     ap.add_argument("--decoder-int8", action="store_true", help="the shipped synthesizer decodes with int8 weights")
     ap.add_argument("--eval", type=Path, help="an `rtclone eval clone` JSON report of these models")
@@ -106,6 +111,19 @@ def main() -> int:
             print(f"refusing: {args.eval} was measured with Griffin-Lim power / formants {measured}, the engine "
                   f"runs {(gl.power, gl.formants)} (rtclone.audio.GRIFFIN_LIM_*)", file=sys.stderr)
             return 1
+    inverter_print = None
+    if args.inverter is not None:
+        from rtclone.checkpoints import load_model
+        from rtclone.mel_inverter import fingerprint
+
+        if args.vocoder:
+            print("refusing: --inverter is for Griffin-Lim; a trained vocoder ships instead", file=sys.stderr)
+            return 1
+        inverter_print = fingerprint(load_model(args.inverter, "inverter"))
+    if report is not None and gl is not None and report.get("griffin_lim_inverter") != inverter_print:
+        print(f"refusing: {args.eval} was measured with Griffin-Lim inverter {report.get('griffin_lim_inverter')}, "
+              f"shipping {inverter_print}", file=sys.stderr)
+        return 1
     MODELS.mkdir(exist_ok=True)
     mean = None
     if args.speaker_mean is not None:  # checked against the synthesizer before anything is replaced
@@ -123,7 +141,7 @@ def main() -> int:
         halve(args.synthesizer, staged)
     else:
         shutil.copyfile(args.synthesizer, staged)
-    total = staged.stat().st_size + (args.vocoder.stat().st_size if args.vocoder else 0)
+    total = staged.stat().st_size + sum(f.stat().st_size for f in (args.vocoder, args.inverter) if f is not None)
     if total / 1e6 > LIMIT_MB:
         staged.unlink()
         print(f"refusing: {total / 1e6:.1f} MB > {LIMIT_MB} MB", file=sys.stderr)
@@ -139,7 +157,12 @@ def main() -> int:
         (MODELS / "vocoder.pt").unlink(missing_ok=True)
         card["vocoder"] = {"file": None, "kind": "Griffin-Lim (no trained vocoder shipped)", "n_iter": gl.n_iter,
                            "power": gl.power, "peak": gl.peak, "formants": gl.formants,
-                           "segments": None if gl.segments is None else dataclasses.asdict(gl.segments)}  # fmt: skip
+                           "segments": None if gl.segments is None else dataclasses.asdict(gl.segments), "inverter": None}  # fmt: skip
+        if args.inverter is not None:
+            shutil.copyfile(args.inverter, MODELS / "inverter.pt")
+            card["vocoder"]["inverter"] = {**describe(MODELS / "inverter.pt", "inverter"), "fingerprint": inverter_print}
+    if args.inverter is None:
+        (MODELS / "inverter.pt").unlink(missing_ok=True)
     from rtclone.pipeline import SPEAKER_MEAN_FILE
 
     if mean is not None:

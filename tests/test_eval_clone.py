@@ -381,6 +381,13 @@ def test_cli_sets_the_griffin_lim_power_of_the_shipped_models(corpus, tmp_path, 
     report = json.loads(out.read_text())
     assert report["griffin_lim_power"] == 1.5 and report["griffin_lim_formants"] == 0.3 and report["models"] == "default"
     assert report["griffin_lim_segments"] == dataclasses.asdict(SegmentPlan())  # streamed in segments by default
+    from rtclone.mel_inverter import fingerprint
+    from rtclone.pipeline import Cloner
+
+    shipped = Cloner.from_default().vocoder.inverter  # the shipped inverter.pt, kept under the --griffin-lim-* options
+    assert report["griffin_lim_inverter"] == (None if shipped is None else fingerprint(shipped))
+    assert main(args + ["--griffin-lim-inverter", "off", "-o", str(out), "--json"]) == 0
+    assert json.loads(out.read_text())["griffin_lim_inverter"] is None
     assert report["summary"]["seen"]["utterances"] == 1 and 0.0 <= report["summary"]["seen"]["wer"] <= 1.0
     assert main(args + ["--griffin-lim-whole", "-o", str(out), "--json"]) == 0  # the pre-streaming way, power kept
     report = json.loads(out.read_text())

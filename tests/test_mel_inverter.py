@@ -154,3 +154,33 @@ def test_training_beats_the_pseudo_inverse_on_new_speech_and_resumes(tmp_path):
     rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [200, 400, 450]  # resumed at 400
     assert not torch.equal(load_model(path, "inverter").out.weight, first.out.weight)
+
+
+def test_cli_trains_an_inverter_on_a_corpus_and_the_cloner_uses_it(tmp_path, capsys):
+    from rtclone.cli import main
+    from rtclone.corpus import CorpusOptions, build_corpus, engine_available
+    from rtclone.mel_inverter import fingerprint
+
+    if not engine_available("flite"):
+        pytest.skip("flite or sox is not installed")
+    corpus, run = tmp_path / "corpus", tmp_path / "run"
+    build_corpus(corpus, CorpusOptions(seed=1, voices=("flite-slt", "flite-rms"), utterances_per_voice=2, extra_per_voice=0,
+                                       heldout_voices=1, heldout_sentences=1))  # fmt: skip
+    args = ["train", "inverter", str(corpus), str(run), "--steps", "40", "--batch", "8", "--frames", "8", "--hidden", "16",
+            "--layers", "1", "--context", "1", "--checkpoint-every", "20", "--json"]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    model = load_model(out["checkpoint"], "inverter")
+    assert model.dims == InverterDims(hidden=16, layers=1, context=1)
+    rows = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [20, 40] and all(r["val_pinv"] > 0 for r in rows)
+    pairs = np.load(run / "pairs-eval.npz")  # the held-out split validates, cached beside the run
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    held = [u for u in manifest["utterances"] if u["split"] == "eval"]
+    assert len(pairs["offsets"]) == len(held) + 1 and len(pairs["mel"]) == pairs["offsets"][-1]
+    assert main(args[:4] + ["--steps", "60"] + args[6:]) == 0  # resumes from the cached pairs and step 40
+    assert [json.loads(line)["step"] for line in (run / "log.jsonl").read_text().splitlines()] == [20, 40, 60]
+    capsys.readouterr()
+    assert main(["train", "inverter", str(tmp_path / "nothing"), str(tmp_path / "r2")]) != 0  # not a corpus: a clear error
+    assert "not a built corpus" in capsys.readouterr().err
+    assert fingerprint(load_model(run / "inverter.pt", "inverter")) != fingerprint(model)

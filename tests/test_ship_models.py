@@ -154,3 +154,33 @@ def test_a_griffin_lim_card_records_the_engines_settings_and_refuses_an_eval_mad
     (root / "eval.json").write_text(json.dumps({"summary": {}, "griffin_lim_formants": 0.5}))
     assert run("--vocoder", str(root / "voc.pt"), "--eval", str(root / "eval.json")) == 0
     capsys.readouterr()
+
+
+def test_an_inverter_ships_with_the_eval_that_ran_it_and_reaches_the_cloner(ship, capsys):
+    from rtclone import audio
+    from rtclone.checkpoints import load_model
+    from rtclone.mel_inverter import InverterDims, MelInverter, fingerprint
+
+    run, root = ship
+    inv = MelInverter(InverterDims(hidden=16, layers=1, context=1))
+    torch.nn.init.normal_(inv.out.weight, std=0.1)
+    save_model(inv, root / "inv.pt", "inverter", meta={"step": 5})
+    mark = fingerprint(load_model(root / "inv.pt", "inverter"))
+    assert mark == fingerprint(inv) and mark != fingerprint(MelInverter(inv.dims))
+    gl = {"summary": {}, "griffin_lim_power": audio.GRIFFIN_LIM_POWER, "griffin_lim_formants": audio.GRIFFIN_LIM_FORMANTS}
+    (root / "eval.json").write_text(json.dumps({**gl, "griffin_lim_inverter": None}))
+    assert run("--inverter", str(root / "inv.pt"), "--eval", str(root / "eval.json")) == 1  # measured without it
+    assert "inverter" in capsys.readouterr().err and not (root / "models" / "inverter.pt").exists()
+    (root / "eval.json").write_text(json.dumps({**gl, "griffin_lim_inverter": mark}))
+    assert run("--eval", str(root / "eval.json")) == 1  # measured with one, none shipped
+    assert run("--inverter", str(root / "inv.pt"), "--vocoder", str(root / "voc.pt")) == 1
+    assert run("--inverter", str(root / "inv.pt"), "--eval", str(root / "eval.json")) == 0
+    card = json.loads((root / "models" / "card.json").read_text())
+    assert card["vocoder"]["inverter"]["fingerprint"] == mark and card["vocoder"]["inverter"]["meta"] == {"step": 5}
+    assert card["vocoder"]["inverter"]["dims"]["context"] == 1
+    loaded = Cloner.from_dir(root / "models").vocoder.inverter
+    assert fingerprint(loaded) == mark
+    assert run() == 0  # shipped without: the old inverter goes
+    assert not (root / "models" / "inverter.pt").exists() and Cloner.from_dir(root / "models").vocoder.inverter is None
+    assert json.loads((root / "models" / "card.json").read_text())["vocoder"]["inverter"] is None
+    capsys.readouterr()
