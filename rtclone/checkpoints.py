@@ -46,7 +46,7 @@ _RTVC_SIGNATURES: dict[str, tuple[str, ...]] = {
 class Checkpoint:
     """What a checkpoint file holds, whatever its format."""
 
-    kind: str  # "encoder" | "synthesizer" | "vocoder"
+    kind: str  # "encoder" | "synthesizer" | "vocoder" | "inverter"
     format: str  # "rtclone" | "rtvc" | "resemblyzer"
     dims: Any  # the model's dims dataclass
     model_state: dict[str, torch.Tensor]

@@ -131,7 +131,7 @@ class InverterStream:
     chunking, to the bit) and ``context`` frames behind the input (edge frames repeated at the start
     and, on ``flush``, at the end)."""
 
-    def __init__(self, model: MelInverter, block: int = 8) -> None:
+    def __init__(self, model: MelInverter, block: int = 32) -> None:  # 32: 4x faster than 8 (torch call overhead)
         self.model, self.c, self.block = model, model.dims.context, block
         self.buf = np.zeros((model.dims.n_mels, 0), np.float32)  # input frames from the next output's first context frame
         self.started = False

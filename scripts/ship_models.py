@@ -155,7 +155,7 @@ def main() -> int:
         card["vocoder"] = {**describe(MODELS / "vocoder.pt", "vocoder"), "postfilter": args.postfilter}
     else:
         (MODELS / "vocoder.pt").unlink(missing_ok=True)
-        card["vocoder"] = {"file": None, "kind": "Griffin-Lim (no trained vocoder shipped)", "n_iter": gl.n_iter,
+        card["vocoder"] = {"file": None, "kind": "Griffin-Lim" + (" on the learned mel inverter" if args.inverter else "") + " (no trained vocoder shipped)", "n_iter": gl.n_iter,
                            "power": gl.power, "peak": gl.peak, "formants": gl.formants,
                            "segments": None if gl.segments is None else dataclasses.asdict(gl.segments), "inverter": None}  # fmt: skip
         if args.inverter is not None:
