@@ -21,6 +21,7 @@ local optimum of the same objective).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -63,9 +64,15 @@ def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: flo
     The concatenation has ``(T - 1) * hop`` samples for T frames in all, like ``audio.griffin_lim``
     cut to the vocoder length. Raises :class:`InputShapeError` when no frame arrives. With an
     ``inverter`` (:class:`rtclone.mel_inverter.MelInverter`) the magnitudes are its, not the
-    pseudo-inverse's (``formants`` then does not apply), and lag its look-ahead behind the mel.
+    pseudo-inverse's (``formants`` then does not apply), and lag its look-ahead behind the mel: the first
+    segment is that much shorter, so the first audio still comes after ``plan.first + plan.right`` frames.
     """
-    inv = InverterStream(inverter) if inverter is not None else None
+    inv = None
+    if inverter is not None:
+        # the first segment gives up the inverter's look-ahead, and the inverter's first block ends where that segment's
+        # frames do, so the first audio waits for as many mel frames as without an inverter
+        plan = dataclasses.replace(plan, first=max(1, plan.first - inverter.lookahead))
+        inv = InverterStream(inverter, first=plan.first + plan.right)
 
     def to_linear(mel: np.ndarray | None) -> np.ndarray:  # (t, F) magnitudes raised to ``power``; None: flush
         if inv is None:

@@ -126,13 +126,17 @@ class MelInverter(nn.Module):
 
 
 class InverterStream:
-    """Mel chunks in, linear magnitudes out, in blocks of ``block`` frames at fixed places (every output
+    """Mel chunks in, linear magnitudes out, in blocks of ``block`` frames (the first ``first``) at fixed places (every output
     frame is computed with the same shapes however the mel arrives: the output does not depend on the
     chunking, to the bit) and ``context`` frames behind the input (edge frames repeated at the start
     and, on ``flush``, at the end)."""
 
-    def __init__(self, model: MelInverter, block: int = 32) -> None:  # 32: 4x faster than 8 (torch call overhead)
-        self.model, self.c, self.block = model, model.dims.context, block
+    def __init__(self, model: MelInverter, block: int = 32, first: int | None = None) -> None:
+        # block 32: 4x faster than 8 (torch's per-call overhead); ``first``: the first block's size (default
+        # ``block``), e.g. the frames a consumer needs before it can start
+        if not (isinstance(block, int) and block >= 1) or not (first is None or (isinstance(first, int) and first >= 1)):
+            raise ValueError(f"InverterStream blocks must be positive integers, got block={block!r} first={first!r}")
+        self.model, self.c, self.block, self.next_block = model, model.dims.context, block, block if first is None else first
         self.buf = np.zeros((model.dims.n_mels, 0), np.float32)  # input frames from the next output's first context frame
         self.started = False
 
@@ -145,8 +149,9 @@ class InverterStream:
 
     def _drain(self) -> np.ndarray:
         parts = [np.zeros((self.model.dims.n_freq, 0))]
-        while self.buf.shape[1] >= self.block + 2 * self.c:
-            parts.append(self._run(self.block))
+        while self.buf.shape[1] >= self.next_block + 2 * self.c:
+            parts.append(self._run(self.next_block))
+            self.next_block = self.block
         return np.concatenate(parts, 1)
 
     def push(self, mel: np.ndarray) -> np.ndarray:

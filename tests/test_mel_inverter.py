@@ -52,16 +52,21 @@ def test_untrained_inverter_is_the_pseudo_inverse_and_the_target_is_the_true_spe
     assert spectrogram(wav).min() >= -audio.MAX_ABS_VALUE and spectrogram(wav).max() <= audio.MAX_ABS_VALUE
 
 
-@pytest.mark.parametrize("context", [0, 1, 3])
-def test_stream_gives_the_whole_utterances_frames_however_the_mel_arrives(mel, context):
+@pytest.mark.parametrize("context, block, first", [(0, 32, None), (1, 8, None), (3, 32, None), (2, 16, 5)])
+def test_stream_gives_the_same_frames_however_the_mel_arrives(mel, context, block, first):
     inv = perturbed(InverterDims(hidden=32, layers=2, context=context))
-    whole = inv.invert(mel)
+    s = InverterStream(inv, block, first)
+    whole = np.concatenate([s.push(mel), s.flush()], 1)
+    ref = inv.invert(mel)  # other block places: equal to float32 rounding, not to the bit
+    assert whole.shape == ref.shape and np.allclose(whole, ref, rtol=1e-3)
     assert not np.allclose(whole, audio.synth_mel_to_linear(mel), rtol=0.05)  # the correction acts
     for n in (1, 2, 5, 64):
-        s = InverterStream(inv)
+        s = InverterStream(inv, block, first)
         parts = [s.push(mel[:, i : i + n]) for i in range(0, mel.shape[1], n)]
         made = sum(p.shape[1] for p in parts)
-        assert made >= mel.shape[1] - context - s.block + 1  # at most the look-ahead and a block are held back
+        assert made >= mel.shape[1] - context - block + 1  # at most the look-ahead and a block are held back
+        if first is not None and n == 1:  # one frame at a time: the first block comes as soon as its context is in
+            assert [i for i, p in enumerate(parts) if p.shape[1]][0] == first + context - 1 and parts[first + context - 1].shape[1] == first
         got = np.concatenate(parts + [s.flush()], 1)
         assert got.shape == whole.shape and np.array_equal(got, whole)
     s = InverterStream(inv)
@@ -74,6 +79,9 @@ def test_inverter_shapes_and_dims_are_checked(mel):
         inv(torch.zeros(1, 40, 10))
     with pytest.raises(InputShapeError):
         inv(torch.zeros(1, 80, 4))  # not more than 2 * context frames
+    for bad in ({"block": 0}, {"first": 0}, {"block": 2.5}):
+        with pytest.raises(ValueError):
+            InverterStream(inv, **bad)
     assert inv(torch.zeros(2, 80, 9)).shape == (2, 401, 5)
     for bad in ({"hidden": 0}, {"context": -1}, {"layers": True}):
         with pytest.raises(ValueError):
@@ -90,6 +98,15 @@ def test_griffin_lim_with_an_inverter_streams_like_the_whole_and_uses_its_magnit
     for n in (1, 7, 30):
         pieces = [mel[:, i : i + n] for i in range(0, mel.shape[1], n)]
         assert np.array_equal(np.concatenate(list(gl.stream(pieces, seed=3, fade_out=0.0))), ref)
+    pulled = []  # the first segment gives up the inverter's look-ahead: the first audio waits as long as without one
+
+    def frames():
+        for i in range(mel.shape[1]):
+            pulled.append(i)
+            yield mel[:, i : i + 1]
+
+    first = next(gl.stream(frames(), fade_out=0.0))
+    assert len(pulled) == gl.segments.first + gl.segments.right and len(first) == (gl.segments.first - inv.lookahead) * HOP
     plain = np.concatenate(list(GriffinLimVocoder(n_iter=8).stream([mel], seed=3, fade_out=0.0)))
     assert not np.allclose(ref, plain, atol=1e-3)
     whole = GriffinLimVocoder(n_iter=8, inverter=inv, segments=None).generate(mel, seed=3, fade_out=0.0)
