@@ -140,7 +140,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     from .export import export_checkpoints
 
     manifest = export_checkpoints(args.output, encoder=args.encoder, synthesizer=args.synthesizer, vocoder=args.vocoder,
-                                  format=args.format)  # fmt: skip
+                                  format=args.format, inverter=args.inverter)  # fmt: skip
     return {"message": f"exported to {args.output}", "output": args.output, "format": args.format,
             "components": sorted(manifest.get("components", {}))}  # fmt: skip
 
@@ -350,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", help="encoder checkpoint (default: pretrained)")
     p.add_argument("--synthesizer")
     p.add_argument("--vocoder")
+    p.add_argument("--inverter", help="a mel inverter (inverter.pt) for the exported set's Griffin-Lim")
 
     p = _add(sub, "serve", cmd_serve, "the WebSocket streaming server (also: python server.py)")
     p.add_argument("--host", default="127.0.0.1")

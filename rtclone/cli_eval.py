@@ -140,7 +140,8 @@ def _eval_clone_part(args: argparse.Namespace, shard: tuple[int, int] = (0, 1)) 
     if isinstance(cloner.vocoder, GriffinLimVocoder):
         report["griffin_lim_power"] = cloner.vocoder.power
         report["griffin_lim_formants"] = cloner.vocoder.formants
-        report["griffin_lim_inverter"] = None if cloner.vocoder.inverter is None else fingerprint(cloner.vocoder.inverter)
+        inv = cloner.vocoder.inverter  # an exported one is named by its graph's hash
+        report["griffin_lim_inverter"] = None if inv is None else getattr(inv, "artifact_sha256", None) or fingerprint(inv)
         report["griffin_lim_segments"] = None if cloner.vocoder.segments is None else dataclasses.asdict(cloner.vocoder.segments)
     if args.asr_cache:
         report["asr_cache"] = {"path": args.asr_cache, "hits": transcriber.cache_hits}

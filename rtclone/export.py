@@ -15,6 +15,8 @@
 - ``vocoder_step``: one WaveRNN sample step (prev sample, conditioning, h1, h2 → logits, h1, h2)
   for runtimes that want it; rtclone itself runs the sample loop on its native kernels, which
   read the loop's weights from
+- ``inverter``: the mel inverter Griffin-Lim runs on (:mod:`rtclone.mel_inverter`): mels (B, 80, T) →
+  normalised log magnitudes (B, 401, T - 2 context).
 - ``vocoder_loop``: ``vocoder_loop.npz`` (numpy, no pickle) with I, rnn1, rnn2, fc1-3 under
   WaveRNN's state-dict names, whatever the format.
 
@@ -73,6 +75,7 @@ COMPONENTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "postnet": ("synthesizer", ("mels",), ("postnet_mels",)),
     "vocoder_cond": ("vocoder", ("mel_window",), ("upsampled_mel", "aux")),
     "vocoder_step": ("vocoder", ("prev_sample", "cond", "h1", "h2"), ("logits", "h1_out", "h2_out")),
+    "inverter": ("inverter", ("mel",), ("log_mag",)),
     # the sample loop's weights (WaveRNN state-dict names) for the native kernels: a numpy .npz
     "vocoder_loop": ("vocoder", (), tuple(f"{layer}.{p}" for layer in ("I", "fc1", "fc2", "fc3") for p in ("weight", "bias"))
                      + tuple(f"{rnn}.{p}_l0" for rnn in ("rnn1", "rnn2") for p in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))),
@@ -299,6 +302,8 @@ def _examples(component: str, model: nn.Module) -> tuple[torch.Tensor, ...]:
         return (rn(2, d.feat_dims, 3 + 2 * d.pad),)
     if component == "vocoder_step":
         return (rn(2, 1).clamp(-1, 1), rn(2, d.cond_dims), rn(2, d.rnn_dims), rn(2, d.rnn_dims))
+    if component == "inverter":
+        return (rn(2, d.n_mels, 7 + 2 * d.context),)
     raise OptionsError(f"unknown component {component!r}")
 
 
@@ -313,6 +318,8 @@ def _dynamic_axes(component: str) -> dict[str, dict[int, str]]:
         axes["mels"][1] = "frames"
     elif component == "postnet":
         axes["mels"][2] = axes["postnet_mels"][2] = "frames"
+    elif component == "inverter":
+        axes["mel"][2], axes["log_mag"][2] = "frames", "out_frames"
     elif component == "vocoder_cond":
         axes["mel_window"][2] = "window_frames"
         axes["upsampled_mel"][1] = axes["aux"][1] = "samples"
@@ -328,8 +335,8 @@ def _dims_dict(dims: Any) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(dims).items()}
 
 
-def _wrappers(encoder: nn.Module | None, synthesizer: nn.Module | None,
-              vocoder: nn.Module | None) -> dict[str, tuple[nn.Module, nn.Module]]:
+def _wrappers(encoder: nn.Module | None, synthesizer: nn.Module | None, vocoder: nn.Module | None,
+              inverter: nn.Module | None = None) -> dict[str, tuple[nn.Module, nn.Module]]:
     out: dict[str, tuple[nn.Module, nn.Module]] = {}
     if encoder is not None:
         out["encoder"] = (EncoderExport(encoder), encoder)
@@ -341,6 +348,8 @@ def _wrappers(encoder: nn.Module | None, synthesizer: nn.Module | None,
         out["vocoder_cond"] = (VocoderCondExport(vocoder), vocoder)
         out["vocoder_step"] = (VocoderStepExport(vocoder), vocoder)
         out["vocoder_loop"] = (vocoder, vocoder)
+    if inverter is not None:
+        out["inverter"] = (inverter, inverter)
     return out
 
 
@@ -383,8 +392,9 @@ def _entry(path: Path, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def export_models(out_dir: str | Path, *, encoder: nn.Module | None, synthesizer: nn.Module | None = None,
-                  vocoder: nn.Module | None = None, format: str = "onnx", opset: int = OPSET) -> dict[str, Any]:
-    """Export the encoder (and optionally the synthesizer and the vocoder) to ``out_dir``.
+                  vocoder: nn.Module | None = None, format: str = "onnx", opset: int = OPSET,
+                  inverter: nn.Module | None = None) -> dict[str, Any]:
+    """Export the encoder (and optionally the synthesizer, the vocoder and the mel inverter) to ``out_dir``.
 
     ``encoder`` may be None to export only the other models (at least one model is needed).
     ``format`` is "onnx" or "torchscript". Writes ``<component>.onnx`` / ``<component>.ts`` for
@@ -395,14 +405,14 @@ def export_models(out_dir: str | Path, *, encoder: nn.Module | None, synthesizer
     """
     if format not in BACKENDS:
         raise OptionsError(f"format must be one of {BACKENDS}, got {format!r}")
-    if encoder is None and synthesizer is None and vocoder is None:
-        raise OptionsError("nothing to export: pass at least one of encoder, synthesizer, vocoder")
+    if encoder is None and synthesizer is None and vocoder is None and inverter is None:
+        raise OptionsError("nothing to export: pass at least one of encoder, synthesizer, vocoder, inverter")
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ArtifactError(f"{out}: cannot create the export directory ({exc})") from exc
-    models = [copy.deepcopy(m).cpu().eval() if m is not None else None for m in (encoder, synthesizer, vocoder)]
+    models = [copy.deepcopy(m).cpu().eval() if m is not None else None for m in (encoder, synthesizer, vocoder, inverter)]
     manifest: dict[str, Any] = {"format": MANIFEST_FORMAT, "artifact_version": ARTIFACT_VERSION, "backend": format,
                                 "rtclone_version": __version__, "sample_rate": SAMPLE_RATE,
                                 "opset": opset if format == "onnx" else None, "components": {}}
@@ -413,7 +423,7 @@ def export_models(out_dir: str | Path, *, encoder: nn.Module | None, synthesizer
                 "sample_rate": SAMPLE_RATE, "backend": format, "opset": manifest["opset"]}
         if kind == "synthesizer":
             meta["r"] = model.r
-        elif kind == "vocoder":  # mel frames a streaming caller must wait for past a block
+        elif kind in ("vocoder", "inverter"):  # mel frames a streaming caller must wait for past a block
             meta["lookahead"] = int(model.lookahead)
         path = out / f"{component}{'.npz' if component in NPZ_COMPONENTS else SUFFIX[format]}"
         with torch.no_grad():
@@ -431,7 +441,8 @@ def export_models(out_dir: str | Path, *, encoder: nn.Module | None, synthesizer
 
 
 def export_checkpoints(out_dir: str | Path, *, encoder: str | Path | None = None, synthesizer: str | Path | None = None,
-                       vocoder: str | Path | None = None, format: str = "onnx", opset: int = OPSET) -> dict[str, Any]:
+                       vocoder: str | Path | None = None, format: str = "onnx", opset: int = OPSET,
+                       inverter: str | Path | None = None) -> dict[str, Any]:
     """``rtclone export``: load checkpoints of any supported format and export them with :func:`export_models`.
 
     ``encoder`` defaults to resemblyzer's shipped pretrained weights; the synthesizer and the vocoder
@@ -442,4 +453,5 @@ def export_checkpoints(out_dir: str | Path, *, encoder: str | Path | None = None
     return export_models(out_dir, encoder=load_encoder(encoder),
                          synthesizer=load_model(synthesizer, "synthesizer") if synthesizer is not None else None,
                          vocoder=load_model(vocoder, "vocoder") if vocoder is not None else None,
+                         inverter=load_model(inverter, "inverter") if inverter is not None else None,
                          format=format, opset=opset)

@@ -298,13 +298,14 @@ class Cloner:
     def from_artifacts(cls, path: str | Path, decoder_int8: bool | None = None) -> "Cloner":
         """Run from exported ONNX/TorchScript artifacts (``rtclone export``); no model classes loaded.
         ``decoder_int8=True`` is refused with the reason (``Cloner.decoder_int8``); None / False decode as exported."""
-        from .runners import ArtifactSynthesizer, ArtifactVocoder, load_runner
+        from .runners import ArtifactInverter, ArtifactSynthesizer, ArtifactVocoder, load_runner
         from .vocoder_gen import GriffinLimVocoder
 
         runner = load_runner(path)
         if not runner.has("encoder") or not runner.has("text_encoder"):
             raise CheckpointError(f"{path}: the exported set needs at least the encoder and the synthesizer")
-        voc = ArtifactVocoder(runner) if runner.has("vocoder_cond") else GriffinLimVocoder()
+        voc = (ArtifactVocoder(runner) if runner.has("vocoder_cond")
+               else GriffinLimVocoder(inverter=ArtifactInverter(runner) if runner.has("inverter") else None))  # fmt: skip
         cloner = cls(runner, ArtifactSynthesizer(runner), voc)
         if decoder_int8 is not None:
             cloner.decoder_int8 = decoder_int8

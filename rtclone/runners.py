@@ -383,6 +383,31 @@ class ArtifactSynthesizer:
         return torch.from_numpy(self.runner.postnet(mels.detach().cpu().numpy()))
 
 
+class ArtifactInverter:
+    """The exported mel inverter in the shape :class:`rtclone.mel_inverter.InverterStream` and
+    ``audio.griffin_lim`` drive (``dims``, ``lookahead``, called on a (1, 80, T) tensor, ``invert``);
+    ``artifact_sha256`` names it in eval reports (the manifest's hash of the graph)."""
+
+    def __init__(self, runner: ArtifactRunner) -> None:
+        from .mel_inverter import InverterDims
+
+        runner._need("inverter")
+        self.runner = runner
+        self.dims = InverterDims(**runner.dims("inverter"))
+        self.lookahead = self.dims.context
+        self.artifact_sha256 = str(runner.manifest["components"]["inverter"]["sha256"])
+
+    def __call__(self, mel: torch.Tensor) -> torch.Tensor:
+        mel_np = _f32(mel.detach().cpu().numpy(), "mel", 3, None)
+        return torch.from_numpy(self.runner.run("inverter", {"mel": mel_np})["log_mag"])
+
+    def invert(self, mel: np.ndarray) -> np.ndarray:
+        from .mel_inverter import InverterStream
+
+        stream = InverterStream(self)
+        return np.concatenate([stream.push(mel), stream.flush()], 1)
+
+
 class ArtifactVocoder:
     """The exported vocoder in the shape :mod:`rtclone.vocoder_gen` drives, so its ``generate`` and
     ``stream`` (fold/crossfade, mu-law, de-emphasis, streaming blocks) run from artifacts.
@@ -425,7 +450,7 @@ def _static_widths(component: str, d: Mapping[str, Any]) -> dict[str, int]:
                 "keys": d["decoder_dims"], "prenet_mask1": d["prenet_dims"]}
     if component == "vocoder_step":
         return {"h1": d["rnn_dims"], "cond": d["feat_dims"] + d["res_out_dims"]}
-    return {}
+    return {}  # (the inverter's mel width is axis 1, not the last: the metadata's dims are checked instead)
 
 
 class TorchScriptRunner(ArtifactRunner):

@@ -98,7 +98,7 @@ def test_griffin_lim_with_an_inverter_streams_like_the_whole_and_uses_its_magnit
     for n in (1, 7, 30):
         pieces = [mel[:, i : i + n] for i in range(0, mel.shape[1], n)]
         assert np.array_equal(np.concatenate(list(gl.stream(pieces, seed=3, fade_out=0.0))), ref)
-    pulled = []  # the first segment gives up the inverter's look-ahead: the first audio waits as long as without one
+    pulled = []  # the first audio waits for the first segment, its right context and the inverter's look-ahead
 
     def frames():
         for i in range(mel.shape[1]):
@@ -106,7 +106,7 @@ def test_griffin_lim_with_an_inverter_streams_like_the_whole_and_uses_its_magnit
             yield mel[:, i : i + 1]
 
     first = next(gl.stream(frames(), fade_out=0.0))
-    assert len(pulled) == gl.segments.first + gl.segments.right and len(first) == (gl.segments.first - inv.lookahead) * HOP
+    assert len(pulled) == gl.segments.first + gl.segments.right + inv.lookahead and len(first) == gl.segments.first * HOP
     plain = np.concatenate(list(GriffinLimVocoder(n_iter=8).stream([mel], seed=3, fade_out=0.0)))
     assert not np.allclose(ref, plain, atol=1e-3)
     whole = GriffinLimVocoder(n_iter=8, inverter=inv, segments=None).generate(mel, seed=3, fade_out=0.0)
