@@ -450,8 +450,8 @@ class GriffinLimVocoder:
     ``power`` sharpens the linear magnitude before phase recovery (``audio.GRIFFIN_LIM_POWER``);
     ``formants`` sharpens each frame's mel envelope first (``audio.formant_lifter``,
     ``audio.GRIFFIN_LIM_FORMANTS``). ``inverter`` (a :class:`rtclone.mel_inverter.MelInverter`, or
-    None) replaces the filterbank's pseudo-inverse with learned magnitudes (``formants`` then does not
-    apply; a model folder's ``inverter.pt`` sets it); streams then wait for its look-ahead too.
+    None) replaces the filterbank's pseudo-inverse with learned magnitudes (``formants`` must then be 0; a
+    model folder's ``inverter.pt`` sets it); streams then wait for its look-ahead too.
     A waveform peaking above ``peak`` (loud mels, or sharpening, which raises loud frames) is
     scaled down to it, since the pipeline clips PCM to [-1, 1] and clipped speech is harder to
     understand (pocketsphinx WER of Griffin-Lim at power 1.5 on the corpus's ground-truth mels:
@@ -469,6 +469,9 @@ class GriffinLimVocoder:
             raise OptionsError(f"Griffin-Lim formant enhancement must be a number in [0, 1], got {formants!r}")
         if segments is not None and not isinstance(segments, SegmentPlan):
             raise OptionsError(f"segments must be a SegmentPlan or None, got {type(segments).__name__}")
+        if inverter is not None and formants:
+            raise OptionsError("formant enhancement acts on the pseudo-inverse's magnitudes, not on a learned inverter's: "
+                               "use one or the other (rtclone eval clone --griffin-lim-inverter off)")
         self.n_iter, self.feat_dims, self.hop_length, self.power = n_iter, feat_dims, hop_length, float(power)
         self.segments, self.formants, self.inverter = segments, float(formants), inverter
         self.sample_rate = audio.SAMPLE_RATE

@@ -377,22 +377,26 @@ def test_cli_sets_the_griffin_lim_power_of_the_shipped_models(corpus, tmp_path, 
     root, _ = corpus
     out = tmp_path / "eval.json"
     args = ["eval", "clone", str(root), "--seen", "1", "--heldout", "0", "--sentences", "1", "--no-copy-synthesis"]
-    assert main(args + ["--griffin-lim-power", "1.5", "--griffin-lim-formants", "0.3", "-o", str(out), "--json"]) == 0
+    assert main(args + ["--griffin-lim-power", "1.5", "--griffin-lim-formants", "0.3", "--griffin-lim-inverter", "off",
+                        "-o", str(out), "--json"]) == 0  # fmt: skip
     report = json.loads(out.read_text())
     assert report["griffin_lim_power"] == 1.5 and report["griffin_lim_formants"] == 0.3 and report["models"] == "default"
     assert report["griffin_lim_segments"] == dataclasses.asdict(SegmentPlan())  # streamed in segments by default
-    from rtclone.mel_inverter import fingerprint
-    from rtclone.pipeline import Cloner
-
-    shipped = Cloner.from_default().vocoder.inverter  # the shipped inverter.pt, kept under the --griffin-lim-* options
-    assert report["griffin_lim_inverter"] == (None if shipped is None else fingerprint(shipped))
-    assert main(args + ["--griffin-lim-inverter", "off", "-o", str(out), "--json"]) == 0
-    assert json.loads(out.read_text())["griffin_lim_inverter"] is None
+    assert report["griffin_lim_inverter"] is None  # --griffin-lim-inverter off
     assert report["summary"]["seen"]["utterances"] == 1 and 0.0 <= report["summary"]["seen"]["wer"] <= 1.0
     assert main(args + ["--griffin-lim-whole", "-o", str(out), "--json"]) == 0  # the pre-streaming way, power kept
     report = json.loads(out.read_text())
     assert report["griffin_lim_segments"] is None and report["griffin_lim_power"] == audio.GRIFFIN_LIM_POWER
     assert report["griffin_lim_formants"] == audio.GRIFFIN_LIM_FORMANTS
+    from rtclone.mel_inverter import fingerprint
+    from rtclone.pipeline import Cloner
+
+    shipped = Cloner.from_default().vocoder.inverter  # the shipped inverter.pt, kept under the --griffin-lim-* options
+    assert report["griffin_lim_inverter"] == (None if shipped is None else fingerprint(shipped))
+    if shipped is not None:  # formant enhancement with the inverter: refused with the way out, no traceback
+        capsys.readouterr()
+        assert main(args + ["--griffin-lim-formants", "0.3"]) != 0
+        assert "--griffin-lim-inverter off" in capsys.readouterr().err
     assert "tf_wer" not in report["summary"]["seen"]
     assert main(args + ["--teacher-forced", "-o", str(out), "--json"]) == 0  # the shipped Tacotron, fed the true frames
     report = json.loads(out.read_text())

@@ -10,7 +10,7 @@ import torch
 
 from rtclone import audio
 from rtclone.checkpoints import load_model, save_model
-from rtclone.errors import InputShapeError
+from rtclone.errors import InputShapeError, OptionsError
 from rtclone.mel_inverter import InverterDims, InverterStream, MelInverter, spectrogram, to_magnitude
 from rtclone.vocoder_gen import GriffinLimVocoder
 
@@ -93,6 +93,8 @@ def test_griffin_lim_with_an_inverter_streams_like_the_whole_and_uses_its_magnit
     with torch.no_grad():  # a ripple of +-10 dB across frequency (period 400 Hz) that Griffin-Lim can follow
         inv.out.bias.copy_(0.8 * torch.sin(2 * np.pi * torch.arange(401) / 20))
     gl = GriffinLimVocoder(n_iter=8, inverter=inv)
+    with pytest.raises(OptionsError):  # the lifter acts on the pseudo-inverse only: asking for both is an error
+        GriffinLimVocoder(formants=0.3, inverter=inv)
     ref = np.concatenate(list(gl.stream([mel], seed=3, fade_out=0.0)))
     assert ref.shape == ((mel.shape[1] - 1) * HOP,)
     for n in (1, 7, 30):
