@@ -464,6 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=1000)
     p.add_argument("--jobs", type=int, default=1, help="processes computing the frame pairs")
+    p.add_argument("--gta", metavar="EXPORT", help="train on an `rtclone train gta` export's mels (paired with the true "
+                   "magnitudes of their audio) instead of the corpus's true mels; the corpus's eval split still validates")
+    p.add_argument("--init", metavar="CKPT", help="start from this inverter's weights (when OUT has no checkpoint yet)")
 
     ev = sub.add_parser("eval", help="evaluate a model").add_subparsers(dest="eval_cmd", metavar="WHAT", required=True)
     p = _add(ev, "encoder", cmd_eval_encoder, "EER over a folder of speakers, and a UMAP plot")

@@ -183,17 +183,23 @@ def cmd_train_inverter(args: argparse.Namespace) -> dict[str, Any]:
     import numpy as np
 
     from .mel_inverter import InverterDims
-    from .train.inverter import corpus_paths, prepare_pairs, train_inverter
+    from .train.inverter import corpus_paths, prepare_gta_pairs, prepare_pairs, train_inverter
 
     out, corpus = Path(args.out), Path(args.corpus)
     sets = {}
     for split in ("train", "eval"):  # the frame pairs are cached beside the run
-        cache = out / f"pairs-{split}.npz"
+        cache = out / (f"pairs-{split}.npz" if split == "eval" or not args.gta else "pairs-gta.npz")
         if cache.is_file():
             with np.load(cache) as f:
                 sets[split] = {k: f[k] for k in f.files}
+        elif split == "train" and args.gta:
+            sets[split] = prepare_gta_pairs(Path(args.gta), cache, jobs=args.jobs)
         else:
             sets[split] = prepare_pairs(corpus_paths(corpus, split), cache, jobs=args.jobs)
+    if args.init and not (out / "inverter.pt").is_file():  # start from another inverter's weights (fresh optimizer)
+        from .checkpoints import load_model, save_model
+
+        save_model(load_model(args.init, "inverter"), out / "inverter.pt", "inverter", meta={"init": str(args.init)})
     dims = InverterDims(hidden=args.hidden, layers=args.layers, context=args.context)
     log = None if args.json else (lambda row: print(row, file=sys.stderr, flush=True))
     path = train_inverter(sets["train"], out, val=sets["eval"], steps=args.steps, batch=args.batch, frames=args.frames,

@@ -203,3 +203,50 @@ def test_cli_trains_an_inverter_on_a_corpus_and_the_cloner_uses_it(tmp_path, cap
     assert main(["train", "inverter", str(tmp_path / "nothing"), str(tmp_path / "r2")]) != 0  # not a corpus: a clear error
     assert "not a built corpus" in capsys.readouterr().err
     assert fingerprint(load_model(run / "inverter.pt", "inverter")) != fingerprint(model)
+
+
+def test_gta_pairs_pair_each_export_mel_with_its_audios_true_spectrum_and_the_cli_trains_on_them(tmp_path, capsys):
+    from conftest import make_speech
+    from rtclone.cli import main
+    from rtclone.corpus import CorpusOptions, build_corpus, engine_available
+    from rtclone.errors import OptionsError
+    from rtclone.train.inverter import prepare_gta_pairs
+
+    if not engine_available("flite"):
+        pytest.skip("flite or sox is not installed")
+    export = tmp_path / "gta"
+    (export / "gta").mkdir(parents=True)
+    items, wavs = [], []
+    for i, voice in enumerate(("slt", "rms")):
+        wav = make_speech(f"Teacher forced frames, number {i + 1}.", voice)
+        np.save(tmp_path / f"a{i}.npy", wav)
+        mel = audio.synth_mel(wav) * 0.9  # a smoothed stand-in for the synthesizer's mels
+        np.save(export / "gta" / f"u{i}.npy", mel)
+        items.append({"id": f"u{i}", "mel": f"gta/u{i}.npy", "audio": str(tmp_path / f"a{i}.npy"), "frames": mel.shape[1]})
+        wavs.append(wav)
+    (export / "metadata.json").write_text(json.dumps({"format": "rtclone-gta", "version": 1, "items": items}))
+    pairs = prepare_gta_pairs(export, tmp_path / "pairs.npz")
+    first = slice(0, pairs["offsets"][1])
+    assert np.array_equal(pairs["mel"][first], (audio.synth_mel(wavs[0]) * 0.9).T.astype(np.float16))
+    assert np.array_equal(pairs["mag"][first], spectrogram(wavs[0]).T.astype(np.float16))
+    np.save(export / "gta" / "u1.npy", np.zeros((80, 5), np.float32))  # frames that do not fit the audio
+    with pytest.raises(OptionsError, match="frames"):
+        prepare_gta_pairs(export, tmp_path / "bad.npz")
+    with pytest.raises(OptionsError, match="GTA export"):
+        prepare_gta_pairs(tmp_path / "nowhere", tmp_path / "bad.npz")
+    np.save(export / "gta" / "u1.npy", audio.synth_mel(wavs[1]))
+    corpus = tmp_path / "corpus"
+    build_corpus(corpus, CorpusOptions(seed=1, voices=("flite-slt", "flite-rms"), utterances_per_voice=2, extra_per_voice=0,
+                                       heldout_voices=1, heldout_sentences=1))  # fmt: skip
+    init = perturbed(InverterDims(hidden=16, layers=1, context=1))
+    save_model(init, tmp_path / "init.pt", "inverter")
+    run = tmp_path / "run"
+    assert main(["train", "inverter", str(corpus), str(run), "--gta", str(export), "--init", str(tmp_path / "init.pt"),
+                 "--steps", "20", "--batch", "4", "--frames", "8", "--checkpoint-every", "10", "--json"]) == 0  # fmt: skip
+    assert (run / "pairs-gta.npz").is_file() and not (run / "pairs-train.npz").exists()
+    with np.load(run / "pairs-gta.npz") as f:
+        assert f["offsets"][-1] == pairs["offsets"][-1]
+    trained = load_model(run / "inverter.pt", "inverter")
+    assert trained.dims == init.dims  # the --init model's dims, not the defaults
+    assert not torch.equal(trained.out.weight, init.out.weight)
+    capsys.readouterr()

@@ -53,6 +53,36 @@ def prepare_pairs(paths: Sequence[str | Path], out: Path, jobs: int = 1,
     return data
 
 
+def _gta_pair(item: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    mel_path, audio_path = item
+    mel, mag = np.load(mel_path), spectrogram(np.load(audio_path))
+    if mel.shape != (audio.SYN_N_MELS, mag.shape[1]):
+        raise OptionsError(f"{mel_path}: {mel.shape[1]} frames, its audio {audio_path} makes {mag.shape[1]}")
+    return mel.astype(np.float16), mag.astype(np.float16)
+
+
+def prepare_gta_pairs(export: Path, out: Path, jobs: int = 1) -> dict[str, np.ndarray]:
+    """Frame pairs of an ``rtclone train gta`` export: its teacher-forced mels with the true magnitudes of
+    the audio each was aligned to (so the inverter learns to undo the synthesizer's smoothing too)."""
+    try:
+        meta = json.loads((export / "metadata.json").read_text())
+        items = [(str(export / it["mel"]), str(export / it["audio"])) for it in meta["items"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise OptionsError(f"{export}: not an rtclone GTA export ({exc})") from exc
+    if not items:
+        raise OptionsError(f"{export}: the GTA export has no items")
+    mels, mags = [], []
+    with ProcessPoolExecutor(max(1, jobs)) as pool:
+        for mel, mag in pool.map(_gta_pair, items, chunksize=16):
+            mels.append(mel.T)
+            mags.append(mag.T)
+    offsets = np.cumsum([0] + [len(m) for m in mels]).astype(np.int64)
+    data = {"mel": np.concatenate(mels), "mag": np.concatenate(mags), "offsets": offsets}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, **data)
+    return data
+
+
 def corpus_paths(corpus: Path, split: str) -> list[Path]:
     """The audio files of a built corpus's ``split`` ("train" or "eval"), in manifest order."""
     try:
