@@ -47,6 +47,9 @@ class InverterDims:
             lo = 0 if f.name == "context" else 1
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= 100_000:
                 raise ValueError(f"InverterDims.{f.name} must be an integer >= {lo}, got {v!r}")
+        if (self.n_mels, self.n_freq) != (audio.SYN_N_MELS, audio.SYN_N_FFT // 2 + 1):
+            raise ValueError(f"InverterDims: the synthesizer's {audio.SYN_N_MELS} mels and {audio.SYN_N_FFT // 2 + 1} bins, "
+                             f"got {self.n_mels} and {self.n_freq}")
 
 
 def _db_scale() -> float:
@@ -58,6 +61,14 @@ def spectrogram(wav: np.ndarray) -> np.ndarray:
     wav = np.asarray(wav, dtype=np.float64)
     spec = np.abs(audio._stft_frames(audio.pre_emphasis(wav), audio.SYN_N_FFT, audio.SYN_HOP, np.float64)).T
     return audio._normalize_db(audio._amp_to_db(spec) - audio.REF_LEVEL_DB).astype(np.float32)
+
+
+def amplitude(norm: torch.Tensor) -> torch.Tensor:
+    """The normalised log scale of mels and magnitudes ([-4, 4]) → amplitude (torch, differentiable): what
+    ``audio._denormalize_db`` plus the reference level gives in dB."""
+    m = audio.MAX_ABS_VALUE
+    db = (norm.clamp(-m, m) + m) / _db_scale() + audio.MIN_LEVEL_DB
+    return torch.pow(10.0, (db + audio.REF_LEVEL_DB) / 20.0)
 
 
 def to_magnitude(log_mag: np.ndarray) -> np.ndarray:
@@ -85,9 +96,7 @@ class MelInverter(nn.Module):
         super().__init__()
         self.dims = dims
         d = dims
-        basis = audio._mel_basis(audio.SAMPLE_RATE, (d.n_freq - 1) * 2, d.n_mels, audio.SYN_FMIN, audio.SYN_FMAX)
-        self.register_buffer("pinv", torch.from_numpy(np.linalg.pinv(basis.astype(np.float64)).astype(np.float32)),
-                             persistent=False)  # fmt: skip
+        self.register_buffer("pinv", torch.from_numpy(audio._synth_pinv().astype(np.float32)), persistent=False)  # (401, 80)
         self.conv = nn.Conv1d(d.n_mels, d.hidden, 2 * d.context + 1)
         self.hidden = nn.ModuleList(nn.Conv1d(d.hidden, d.hidden, 1) for _ in range(d.layers - 1))
         self.out = nn.Conv1d(d.hidden, d.n_freq, 1)
@@ -101,8 +110,7 @@ class MelInverter(nn.Module):
     def base(self, mel: torch.Tensor) -> torch.Tensor:
         """The pseudo-inverse's normalised log magnitude (B, 401, T) of a normalised mel (B, 80, T)."""
         m = audio.MAX_ABS_VALUE
-        db = (mel.clamp(-m, m) + m) / _db_scale() + audio.MIN_LEVEL_DB + audio.REF_LEVEL_DB
-        lin = torch.einsum("fm,bmt->bft", self.pinv, torch.pow(10.0, db / 20.0)).clamp_min(1e-5)
+        lin = torch.einsum("fm,bmt->bft", self.pinv, amplitude(mel)).clamp_min(1e-5)
         return ((20.0 * torch.log10(lin) - audio.REF_LEVEL_DB - audio.MIN_LEVEL_DB) * _db_scale() - m).clamp(-m, m)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:

@@ -83,7 +83,7 @@ def test_inverter_shapes_and_dims_are_checked(mel):
         with pytest.raises(ValueError):
             InverterStream(inv, **bad)
     assert inv(torch.zeros(2, 80, 9)).shape == (2, 401, 5)
-    for bad in ({"hidden": 0}, {"context": -1}, {"layers": True}):
+    for bad in ({"hidden": 0}, {"context": -1}, {"layers": True}, {"n_mels": 40}, {"n_freq": 513}):
         with pytest.raises(ValueError):
             InverterDims(**bad)
 

@@ -23,7 +23,7 @@ import torch
 from .. import audio
 from ..checkpoints import build_model, read_checkpoint, save_model
 from ..errors import OptionsError
-from ..mel_inverter import InverterDims, MelInverter, spectrogram
+from ..mel_inverter import InverterDims, MelInverter, amplitude, spectrogram
 
 CHECKPOINT_NAME = "inverter.pt"
 OPTIMIZER_NAME = "inverter_optimizer.pt"
@@ -107,12 +107,6 @@ def _windows(data: dict[str, np.ndarray], n: int, width: int, rng: np.random.Gen
     return mel, mag
 
 
-def _linear(log_mag: torch.Tensor) -> torch.Tensor:
-    """Normalised log magnitude → linear magnitude relative to 0 dB (differentiable)."""
-    db = (log_mag + audio.MAX_ABS_VALUE) * (-audio.MIN_LEVEL_DB) / (2.0 * audio.MAX_ABS_VALUE) + audio.MIN_LEVEL_DB
-    return torch.pow(10.0, db / 20.0)
-
-
 def train_inverter(train: dict[str, np.ndarray], out: Path, *, val: dict[str, np.ndarray] | None = None,
                    steps: int = 10_000, batch: int = 32, frames: int = 40, lr: float = 1e-3,
                    dims: InverterDims = InverterDims(), seed: int = 0, checkpoint_every: int = 1_000, sc: float = 0.0,
@@ -158,8 +152,8 @@ def train_inverter(train: dict[str, np.ndarray], out: Path, *, val: dict[str, np
         pred, target = model(mel), mag[:, :, c : width - c]
         loss = (pred - target).abs().mean()
         if sc:  # spectral convergence on linear magnitudes: weights the loud bins (harmonic peaks)
-            lin_p, lin_t = _linear(pred), _linear(target)
-            loss = loss + sc * (torch.linalg.vector_norm(lin_p - lin_t, dim=1) / torch.linalg.vector_norm(lin_t, dim=1).clamp_min(1e-4)).mean()
+            lin_p, lin_t = amplitude(pred), amplitude(target)
+            loss = loss + sc * (torch.linalg.vector_norm(lin_p - lin_t, dim=1) / torch.linalg.vector_norm(lin_t, dim=1).clamp_min(1e-3)).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -24,6 +24,7 @@ import torch.nn as nn
 
 from .. import audio as A
 from ..errors import InputShapeError
+from ..mel_inverter import amplitude
 
 WINDOW_POWER_RATIO = 0.5  # power of a 400-sample Hann frame relative to an 800-sample one, noise-like input
 
@@ -45,9 +46,7 @@ class EncoderMelFromSynth(nn.Module):
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.dim() != 3 or mel.size(1) != A.SYN_N_MELS or mel.size(2) < 1:
             raise InputShapeError(f"expected (B, {A.SYN_N_MELS}, T >= 1) mels, got {tuple(mel.shape)}")
-        db = (mel.clamp(-A.MAX_ABS_VALUE, A.MAX_ABS_VALUE) + A.MAX_ABS_VALUE) * (-A.MIN_LEVEL_DB) / (2 * A.MAX_ABS_VALUE) \
-            + A.MIN_LEVEL_DB
-        amp = torch.pow(10.0, (db + A.REF_LEVEL_DB) / 20.0)  # (B, 80, T) mel amplitude
+        amp = amplitude(mel)  # (B, 80, T) mel amplitude
         power = torch.relu(self.spread @ amp) ** 2  # (B, 201, T)
         enc = self.fb @ power  # (B, 40, T)
         T = enc.size(2)
