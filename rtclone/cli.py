@@ -280,7 +280,7 @@ def cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
 
     status = serve_main(host=args.host, port=args.port, models=args.models, voices_dir=args.voices_dir, token=args.token,
                         max_streams=args.max_streams, max_queue=args.max_queue,
-                        batch_vocoder=not args.no_batch_vocoder,
+                        batch_vocoder=not args.no_batch_vocoder, threads=args.threads,
                         decoder_int8=None if args.int8_decoder is None else args.int8_decoder == "on")  # fmt: skip
     return {"message": "server stopped", "status": status}
 
@@ -361,6 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-streams", type=int, default=4)
     p.add_argument("--max-queue", type=int, default=8)
     p.add_argument("--no-batch-vocoder", action="store_true", help="run each stream's vocoder alone (default: concurrent streams share batched vocoder steps)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: streams run in parallel threads; more oversubscribes the cores)")
     p.add_argument("--int8-decoder", choices=("on", "off"),
                    help="the synthesizer's decoder with int8 weights (default: as the model folder's card.json says, else off)")
 

@@ -8,7 +8,7 @@ from fakes import run
 from rtclone.client import Client, wav_bytes
 from rtclone.pipeline import SynthesisOptions
 from rtclone.serve.server import make_engine, running_server
-from rtclone.errors import CheckpointError, ProtocolError
+from rtclone.errors import CheckpointError, OptionsError, ProtocolError
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,28 @@ def test_make_engine_and_serve_set_the_int8_decoder(tmp_path, monkeypatch):
     for extra in (["--int8-decoder", "on"], ["--int8-decoder", "off"], []):
         assert main(["serve", "--models", str(tmp_path), *extra]) == 0
     assert seen == [True, False, None]
+
+
+def test_serve_sets_one_torch_thread_unless_told(monkeypatch):
+    """`rtclone serve` gives torch 1 intra-op thread by default (its streams are its parallelism) or --threads N;
+    bad counts are refused before anything loads."""
+    import torch
+
+    from rtclone.cli import main
+    from rtclone.serve import server
+
+    seen = []
+    monkeypatch.setattr(server, "run_server", lambda **kw: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert main(["serve"]) == 0
+        assert main(["serve", "--threads", "2"]) == 0
+        assert seen == [1, 2]
+        for bad in (0, -1, True, 2.0):
+            with pytest.raises(OptionsError, match="threads"):
+                server.set_torch_threads(bad)
+        assert main(["serve", "--threads", "0"]) == OptionsError.exit_status
+        assert seen == [1, 2]
+    finally:
+        torch.set_num_threads(before)

@@ -399,6 +399,21 @@ def run_server(
                       engine_factory=factory, batch_vocoder=batch_vocoder))  # fmt: skip
 
 
+def set_torch_threads(threads: int) -> None:
+    """Give torch ``threads`` intra-op threads for the whole process (the server's default: 1).
+
+    The server's parallelism is its streams: each runs in its own worker thread (and the shared vocoder
+    in another), and every thread that calls torch gets its own team of intra-op threads. With torch's
+    default (one per core) that oversubscribes the cores: on 2 cores one client's time to first audio
+    went from 36 to 90 ms and 8 clients kept 0 of 40 streams in real time instead of 11
+    (``benchmarks/latency.py --threads 2`` against ``--threads 1``, benchmarks/README.md)."""
+    if isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= 256:
+        raise OptionsError(f"threads must be an integer in 1..256, got {threads!r}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def serve_main(
     host: str = "127.0.0.1",
     port: int = 8765,
@@ -412,9 +427,12 @@ def serve_main(
     log_level: str = "info",
     batch_vocoder: bool = True,
     decoder_int8: bool | None = None,
+    threads: int = 1,
 ) -> int:
     """``rtclone serve``: returns the process exit status. The token may also come from $RTCLONE_TOKEN.
-    ``batch_vocoder=False`` lets every stream run its own vocoder loop (no shared batching thread)."""
+    ``batch_vocoder=False`` lets every stream run its own vocoder loop (no shared batching thread).
+    ``threads``: torch's intra-op threads (``set_torch_threads``)."""
+    set_torch_threads(threads)
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     logging.getLogger("websockets").setLevel(logging.WARNING)
