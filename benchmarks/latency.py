@@ -49,7 +49,7 @@ def _import_from(folder: Path, name: str):
     return importlib.import_module(name)
 
 
-def build_engine(kind: str, models: str | None, chunk_delay_s: float):
+def build_engine(kind: str, models: str | None, chunk_delay_s: float, workers: int = 1, threads: int = 1):
     if kind == "fake":
         # ~0.1 s chunks that take chunk_delay_s of wall time each (sleep: no CPU) → RTF ≈ delay / 0.1
         fake = _import_from(ROOT / "tests", "fakes").FakeEngine
@@ -69,6 +69,12 @@ def build_engine(kind: str, models: str | None, chunk_delay_s: float):
         return Cloner(load_encoder(), Tacotron(SynthesizerDims.tiny()).eval(), voc, tacotron_overrides=RANDOM_TACOTRON)
     from rtclone.serve.server import make_engine
 
+    if workers > 1:  # as `rtclone serve` runs it: synthesis in worker processes
+        import functools
+
+        from rtclone.serve.workers import WorkerEngine
+
+        return WorkerEngine(functools.partial(make_engine, models), workers=workers, threads=threads)
     return make_engine(models)
 
 
@@ -203,13 +209,15 @@ def run(
     threads: int = 1,
     batch_vocoder: bool = True,
     baseline_reps: int = 3,
+    workers: int = 1,
 ) -> dict:
     """Measure the server under 1..N concurrent streaming clients; returns the JSON-able record.
 
     ``engine``: "fake" (tests' deterministic engine, ``chunk_delay_s`` of sleep per 0.1 s chunk),
     "default" (``make_engine(models)``) or "random" (random weights, RTVC-size vocoder). ``clients``:
     the concurrency levels; each client streams ``text`` ``requests`` times. ``threads``: torch
-    threads (real engines). ``batch_vocoder``: the server's shared vocoder batching (on by default,
+    threads (real engines). ``workers``: synthesis processes of the "default" engine (1: in this process).
+    ``batch_vocoder``: the server's shared vocoder batching (on by default,
     as in ``rtclone serve``). Record keys: engine, machine, batch_vocoder, text_chars,
     requests_per_client, jitter_ms, baseline_engine_alone {ttfa_s, rtf}, levels {N: {clients,
     streams, wall_s, ttfa_s, client_rtf, server_rtf (each p50/p95/min/max), realtime_streams,
@@ -224,17 +232,22 @@ def run(
         import torch
 
         torch.set_num_threads(threads)
-    eng = build_engine(engine, models, chunk_delay_s)
-    emb = eng.embed(reference_audio(), 16000)
-    base = baseline(eng, emb, text, reps=baseline_reps)
-    with tempfile.TemporaryDirectory() as voices:
-        port, stop = start_server_thread(eng, max(clients), voices, batch_vocoder)
-        try:
-            results = asyncio.run(run_levels(f"ws://127.0.0.1:{port}", clients, requests, text, jitter_ms / 1000))
-        finally:
-            stop()
+    eng = build_engine(engine, models, chunk_delay_s, workers if engine == "default" else 1, threads)
+    try:
+        emb = eng.embed(reference_audio(), 16000)
+        base = baseline(eng, emb, text, reps=baseline_reps)
+        with tempfile.TemporaryDirectory() as voices:
+            port, stop = start_server_thread(eng, max(clients), voices, batch_vocoder)
+            try:
+                results = asyncio.run(run_levels(f"ws://127.0.0.1:{port}", clients, requests, text, jitter_ms / 1000))
+            finally:
+                stop()
+    finally:
+        if hasattr(eng, "close"):
+            eng.close()
     machine = _import_from(Path(__file__).resolve().parent, "_common").machine
     return {"engine": engine, "machine": machine(load_avg=os.getloadavg()), "batch_vocoder": batch_vocoder,
+            "workers": workers if engine == "default" else 1, "torch_threads": threads,
             "text_chars": len(text), "requests_per_client": requests, "jitter_ms": jitter_ms,
             "baseline_engine_alone": base, "levels": results}  # fmt: skip
 
@@ -250,11 +263,15 @@ def main() -> None:
     ap.add_argument("--chunk-delay", type=float, default=0.02, help="fake engine: seconds of 'compute' per 0.1 s chunk")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (real engine)")
     ap.add_argument("--no-batch-vocoder", action="store_true", help="every stream runs its own vocoder loop")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="--engine default: synthesis processes (default: as `rtclone serve`, one per core up to 4; 1: in-process)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
+    from rtclone.serve.server import default_workers
+
     record = run(args.engine, [int(x) for x in args.clients.split(",")], models=args.models, requests=args.requests,
                  text=args.text, jitter_ms=args.jitter_ms, chunk_delay_s=args.chunk_delay, threads=args.threads,
-                 batch_vocoder=not args.no_batch_vocoder)  # fmt: skip
+                 batch_vocoder=not args.no_batch_vocoder, workers=args.workers or default_workers())  # fmt: skip
     results, base = record["levels"], record["baseline_engine_alone"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -262,7 +279,8 @@ def main() -> None:
     (out / f"{stem}.json").write_text(json.dumps(record, indent=2))
     plot(results, base, out / f"{stem}.png", f"rtclone server, engine={args.engine}, {record['machine']['cores']} cores")
     b = base["ttfa_s"]
-    print(f"machine: {record['machine']}; vocoder batching {'on' if record['batch_vocoder'] else 'off'}")
+    print(f"machine: {record['machine']}; vocoder batching {'on' if record['batch_vocoder'] else 'off'}; "
+          f"workers {record['workers']}, torch threads {record['torch_threads']}")
     print(f"baseline (engine alone): TTFA p50 {b['p50'] * 1000:.1f} ms [{b['min'] * 1000:.1f}-{b['max'] * 1000:.1f}], "
           f"RTF p50 {base['rtf']['p50']:.3f}")  # fmt: skip
     print(f"{'clients':>7} {'streams':>7} {'TTFA p50':>9} {'TTFA p95':>9} {'spread':>17} {'cRTF p50':>8} {'sRTF p50':>8} {'realtime':>8}")

@@ -232,12 +232,16 @@ def cmd_bench_server(args: argparse.Namespace) -> dict[str, Any]:
         spec.loader.exec_module(mod)
         clients = [int(c) for c in args.clients.split(",")]
         try:
-            record = mod.run(args.engine, clients, models=args.models, requests=args.requests, batch_vocoder=not args.no_batch_vocoder)
+            from .serve.server import default_workers
+
+            record = mod.run(args.engine, clients, models=args.models, requests=args.requests,
+                             batch_vocoder=not args.no_batch_vocoder, workers=args.workers or default_workers())  # fmt: skip
         except ValueError as exc:
             raise OptionsError(str(exc)) from exc
     finally:
         sys.path.remove(str(path.parent))
-    lines = [f"server benchmark, engine {args.engine}, vocoder batching {'on' if not args.no_batch_vocoder else 'off'}"]
+    lines = [f"server benchmark, engine {args.engine}, vocoder batching {'on' if not args.no_batch_vocoder else 'off'}, "
+             f"workers {record['workers']}"]
     for n, lv in record["levels"].items():
         lines.append(f"{n} client(s): TTFA p50 {lv['ttfa_s']['p50'] * 1000:.0f} ms p95 {lv['ttfa_s']['p95'] * 1000:.0f} ms, "
                      f"client RTF p50 {lv['client_rtf']['p50']:.2f}, real-time streams {lv['realtime_streams']}/{lv['streams']}")  # fmt: skip
@@ -280,7 +284,7 @@ def cmd_serve(args: argparse.Namespace) -> dict[str, Any]:
 
     status = serve_main(host=args.host, port=args.port, models=args.models, voices_dir=args.voices_dir, token=args.token,
                         max_streams=args.max_streams, max_queue=args.max_queue,
-                        batch_vocoder=not args.no_batch_vocoder, threads=args.threads,
+                        batch_vocoder=not args.no_batch_vocoder, threads=args.threads, workers=args.workers,
                         decoder_int8=None if args.int8_decoder is None else args.int8_decoder == "on")  # fmt: skip
     return {"message": "server stopped", "status": status}
 
@@ -363,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-batch-vocoder", action="store_true", help="run each stream's vocoder alone (default: concurrent streams share batched vocoder steps)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (default 1: streams run in parallel threads; more oversubscribes the cores)")
+    p.add_argument("--workers", type=int,
+                   help="synthesis processes, each with its own models (default: one per core, at most 4; 1: in the server's process)")
     p.add_argument("--int8-decoder", choices=("on", "off"),
                    help="the synthesizer's decoder with int8 weights (default: as the model folder's card.json says, else off)")
 
@@ -548,6 +554,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", default="1,2,4,8", help="comma-separated concurrency levels")
     p.add_argument("--requests", type=int, default=3, help="requests per client")
     p.add_argument("--no-batch-vocoder", action="store_true")
+    p.add_argument("--workers", type=int, help="--engine default: synthesis processes (default: as `rtclone serve`)")
     p = _add(bench, "synthesizer", cmd_bench_synthesizer, "mel frames/s and time to the first mel chunk (random weights)")
     p.add_argument("--dims", choices=("small", "rtvc"), default="small")
     p.add_argument("--frames", type=int, default=200)

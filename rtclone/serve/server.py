@@ -376,6 +376,9 @@ async def serve(
         log.info("shutting down (grace %.1f s)", limits.shutdown_grace_s)
     finally:
         await server.shutdown()
+        close = getattr(server.engine, "close", None) if engine is None else None
+        if close is not None:  # the engine this server built (worker processes)
+            await asyncio.to_thread(close)
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
                 loop.remove_signal_handler(sig)
@@ -392,11 +395,33 @@ def run_server(
     token: str | None = None,
     batch_vocoder: bool = True,
     decoder_int8: bool | None = None,
+    workers: int = 1,
+    threads: int = 1,
 ) -> None:
-    """Blocking entry point: serve ``engine`` (or ``make_engine(models, decoder_int8)``) until SIGTERM/SIGINT."""
-    factory = None if engine is not None else (lambda: make_engine(models, decoder_int8))
+    """Blocking entry point: serve ``engine`` (or ``make_engine(models, decoder_int8)``) until SIGTERM/SIGINT;
+    with ``workers`` > 1 that engine runs in as many processes (:class:`rtclone.serve.workers.WorkerEngine`,
+    each with ``threads`` torch threads)."""
+    factory = None
+    if engine is None and workers > 1:
+        import functools
+
+        from .workers import WorkerEngine
+
+        build = functools.partial(make_engine, models, decoder_int8)
+        factory = lambda: WorkerEngine(build, workers=workers, threads=threads)  # noqa: E731
+    elif engine is None:
+        factory = lambda: make_engine(models, decoder_int8)  # noqa: E731
     asyncio.run(serve(engine, host=host, port=port, voices_dir=voices_dir, limits=limits, token=token,
                       engine_factory=factory, batch_vocoder=batch_vocoder))  # fmt: skip
+
+
+def default_workers() -> int:
+    """``rtclone serve``'s synthesis processes: one per core this process may use, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores))
 
 
 def set_torch_threads(threads: int) -> None:
@@ -428,16 +453,22 @@ def serve_main(
     batch_vocoder: bool = True,
     decoder_int8: bool | None = None,
     threads: int = 1,
+    workers: int | None = None,
 ) -> int:
     """``rtclone serve``: returns the process exit status. The token may also come from $RTCLONE_TOKEN.
     ``batch_vocoder=False`` lets every stream run its own vocoder loop (no shared batching thread).
-    ``threads``: torch's intra-op threads (``set_torch_threads``)."""
+    ``threads``: torch's intra-op threads (``set_torch_threads``) of the server and of each worker.
+    ``workers``: synthesis processes (None: ``default_workers()``; 1: synthesis in the server's own process)."""
     set_torch_threads(threads)
+    workers = default_workers() if workers is None else workers
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
+        raise OptionsError(f"workers must be an integer in 1..64, got {workers!r}")
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     logging.getLogger("websockets").setLevel(logging.WARNING)
     limits = ServerLimits(max_streams=max_streams, max_queue=max_queue, max_text_chars=max_text_chars,
                           max_reference_s=max_reference_s)  # fmt: skip
     run_server(models=models, host=host, port=port, voices_dir=voices_dir, limits=limits,
-               token=token or os.environ.get("RTCLONE_TOKEN"), batch_vocoder=batch_vocoder, decoder_int8=decoder_int8)  # fmt: skip
+               token=token or os.environ.get("RTCLONE_TOKEN"), batch_vocoder=batch_vocoder, decoder_int8=decoder_int8,
+               workers=workers, threads=threads)  # fmt: skip
     return 0
