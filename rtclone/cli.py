@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="directory of exported or rtclone checkpoints (default: the shipped models)")
     p.add_argument("--voices-dir", help="voice registry directory (default: ~/.local/share/rtclone/voices)")
     p.add_argument("--token", help="require this bearer token (also $RTCLONE_TOKEN)")
-    p.add_argument("--max-streams", type=int, default=4)
+    p.add_argument("--max-streams", type=int, help="streams computed at once (default: 4 per worker process)")
     p.add_argument("--max-queue", type=int, default=8)
     p.add_argument("--no-batch-vocoder", action="store_true", help="run each stream's vocoder alone (default: concurrent streams share batched vocoder steps)")
     p.add_argument("--threads", type=int, default=1,

@@ -111,7 +111,7 @@ def test_a_killed_worker_fails_its_stream_and_is_replaced():
             np.testing.assert_array_equal(_audio(eng, emb=emb), expected)
     finally:
         eng.close()
-    assert all(not w.proc.is_alive() for w in eng._workers)
+    assert all(not w.proc.is_alive() for w in eng._workers), [(w.index, w.proc.pid, w.proc.exitcode, w.ready) for w in eng._workers]
     with pytest.raises(BusyError, match="shutting down"):
         eng.embed(voice_like(3.0, 140.0), 16000)
 
@@ -142,16 +142,24 @@ def test_server_streams_through_workers(engine, local, tmp_path):
 
 
 def test_serve_chooses_worker_processes(monkeypatch):
-    """`rtclone serve` runs synthesis in one process per core (at most 4) unless --workers says otherwise."""
+    """`rtclone serve` runs synthesis in one process per core (at most 4) unless --workers says otherwise, and
+    computes 4 streams at once per process unless --max-streams says otherwise."""
+    import torch
+
     from rtclone.cli import main
     from rtclone.serve import server
 
     seen = []
-    monkeypatch.setattr(server, "run_server", lambda **kw: seen.append(kw["workers"]))
+    monkeypatch.setattr(server, "run_server", lambda **kw: seen.append((kw["workers"], kw["limits"].max_streams)))
     monkeypatch.setattr(server, "default_workers", lambda: 3)
-    assert main(["serve"]) == 0
-    assert main(["serve", "--workers", "1"]) == 0
-    assert main(["serve", "--workers", "0"]) == OptionsError.exit_status
-    assert seen == [3, 1]
+    before = torch.get_num_threads()
+    try:
+        assert main(["serve"]) == 0
+        assert main(["serve", "--workers", "1"]) == 0
+        assert main(["serve", "--workers", "2", "--max-streams", "5"]) == 0
+        assert main(["serve", "--workers", "0"]) == OptionsError.exit_status
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [(3, 12), (1, 4), (2, 5)]
     monkeypatch.undo()
-    assert 1 <= server.default_workers() <= 4
+    assert 1 <= server.default_workers() <= min(4, os.cpu_count() or 1)

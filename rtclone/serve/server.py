@@ -415,6 +415,9 @@ def run_server(
                       engine_factory=factory, batch_vocoder=batch_vocoder))  # fmt: skip
 
 
+STREAMS_PER_WORKER = 4  # rtclone serve's default max_streams per synthesis process
+
+
 def default_workers() -> int:
     """``rtclone serve``'s synthesis processes: one per core this process may use, at most 4."""
     try:
@@ -445,7 +448,7 @@ def serve_main(
     models: str | None = None,
     voices_dir: str | None = None,
     token: str | None = None,
-    max_streams: int = 4,
+    max_streams: int | None = None,
     max_queue: int = 8,
     max_text_chars: int = 5000,
     max_reference_s: float = 60.0,
@@ -458,11 +461,14 @@ def serve_main(
     """``rtclone serve``: returns the process exit status. The token may also come from $RTCLONE_TOKEN.
     ``batch_vocoder=False`` lets every stream run its own vocoder loop (no shared batching thread).
     ``threads``: torch's intra-op threads (``set_torch_threads``) of the server and of each worker.
-    ``workers``: synthesis processes (None: ``default_workers()``; 1: synthesis in the server's own process)."""
+    ``workers``: synthesis processes (None: ``default_workers()``; 1: synthesis in the server's own process).
+    ``max_streams``: streams computed at once (None: 4 per worker, what one process keeps in real time on this
+    project's 2-core machine; benchmarks/README.md)."""
     set_torch_threads(threads)
     workers = default_workers() if workers is None else workers
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= 64:
         raise OptionsError(f"workers must be an integer in 1..64, got {workers!r}")
+    max_streams = STREAMS_PER_WORKER * workers if max_streams is None else max_streams
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip
     logging.getLogger("websockets").setLevel(logging.WARNING)

@@ -152,8 +152,8 @@ class _Worker:
                 except (OSError, ValueError):
                     pass  # it has just died: nothing left to stop
 
-    def read(self) -> None:
-        """Route the worker's messages to its jobs until the pipe closes, then fail the jobs left."""
+    def read(self) -> list[queue.SimpleQueue]:
+        """Route the worker's messages to its jobs until the pipe closes; returns the jobs left running."""
         while True:
             try:
                 kind, jid, payload = self.conn.recv()
@@ -168,9 +168,7 @@ class _Worker:
         with self.lock:
             self.ready = False
             jobs, self.jobs = self.jobs, {}
-        self.proc.join(5)
-        for q in jobs.values():
-            q.put(("died", self.proc.exitcode))
+        return list(jobs.values())
 
 
 class WorkerEngine:
@@ -206,7 +204,11 @@ class WorkerEngine:
         threading.Thread(target=self._reader, args=(w,), daemon=True, name=f"rtclone-synth-reader-{w.index}").start()
 
     def _reader(self, w: _Worker) -> None:
-        w.read()
+        left = w.read()
+        if not self._closing:  # else close() joins it (one thread only may reap a process)
+            w.proc.join(5)
+        for q in left:
+            q.put(("died", w.proc.exitcode))
         if self._closing:
             return
         log.error("synthesis worker %d died (exit code %s); starting it again", w.index, w.proc.exitcode)
