@@ -163,3 +163,21 @@ def test_serve_chooses_worker_processes(monkeypatch):
     assert seen == [(3, 12), (1, 4), (2, 5)]
     monkeypatch.undo()
     assert 1 <= server.default_workers() <= min(4, os.cpu_count() or 1)
+
+
+def test_server_py_runs_the_server_only_as_the_main_script(monkeypatch):
+    """Spawned workers import the parent's main file as ``__mp_main__``: ``python server.py`` must not serve again then."""
+    import runpy
+    from pathlib import Path
+
+    import rtclone.cli
+
+    calls = []
+    monkeypatch.setattr(rtclone.cli, "main", lambda argv: calls.append(argv) or 0)
+    path = str(Path(__file__).resolve().parents[1] / "server.py")
+    runpy.run_path(path, run_name="__mp_main__")
+    assert calls == []
+    monkeypatch.setattr("sys.argv", ["server.py", "--port", "9"])
+    with pytest.raises(SystemExit) as info:
+        runpy.run_path(path, run_name="__main__")
+    assert info.value.code == 0 and calls == [["serve", "--port", "9"]]

@@ -231,7 +231,7 @@ class WorkerEngine:
                 raise BusyError("the engine is shutting down")
             live = [w for w in self._workers if w.ready]
             if not live:
-                raise BusyError("every synthesis worker is restarting; try again shortly")
+                raise BusyError("no synthesis worker is ready (restarting, or failed to restart: see the server's log)")
             w = min(live, key=lambda x: (len(x.jobs), x.index))
             jid = next(self._ids)
             return w, jid, w.submit(jid, kind, args)
