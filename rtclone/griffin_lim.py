@@ -63,13 +63,14 @@ def stream_segments(mel_chunks: Iterable[np.ndarray], *, n_iter: int, power: flo
     The concatenation has ``(T - 1) * hop`` samples for T frames in all, like ``audio.griffin_lim``
     cut to the vocoder length. Raises :class:`InputShapeError` when no frame arrives. With an
     ``inverter`` (:class:`rtclone.mel_inverter.MelInverter`) the magnitudes are its, not the
-    pseudo-inverse's (``formants`` then does not apply), and lag its look-ahead behind the mel: the first
-    audio comes after ``plan.first + plan.right + inverter.lookahead`` frames.
+    pseudo-inverse's (``formants`` then does not apply), and lag its look-ahead behind the mel, except the
+    first segment's: the first audio comes after ``plan.first + plan.right`` frames, as without an inverter.
     """
-    # the inverter's first block ends where the first segment's frames do: the first audio waits for its look-ahead
-    # only. (Shortening the first segment by that look-ahead kept the time to first audio at the pseudo-inverse's but
-    # left less audio in hand: behind the server, 1-2 of 40 streams of 8 clients in real time against 19-23.)
-    inv = InverterStream(inverter, first=plan.first + plan.right) if inverter is not None else None
+    # the inverter's first block ends where the first segment's frames do, and does not wait for its look-ahead (its
+    # last frames see the block's last mel frame repeated): waiting cost one more synthesizer chunk, +10 ms to the first
+    # audio (session 25); shortening the first segment instead left less audio in hand (behind the server, 1-2 of 40
+    # streams of 8 clients in real time against 19-23).
+    inv = InverterStream(inverter, first=plan.first + plan.right, first_lookahead=0) if inverter is not None else None
 
     def to_linear(mel: np.ndarray | None) -> np.ndarray:  # (t, F) magnitudes raised to ``power``; None: flush
         if inv is None:

@@ -137,28 +137,46 @@ class InverterStream:
     """Mel chunks in, linear magnitudes out, in blocks of ``block`` frames (the first ``first``) at fixed places (every output
     frame is computed with the same shapes however the mel arrives: the output does not depend on the
     chunking, to the bit) and ``context`` frames behind the input (edge frames repeated at the start
-    and, on ``flush``, at the end)."""
+    and, on ``flush``, at the end). With ``first_lookahead`` below the model's look-ahead, the first block
+    comes as soon as that many frames past it have arrived, seeing its last frame repeated for the rest."""
 
-    def __init__(self, model: MelInverter, block: int = 32, first: int | None = None) -> None:
+    def __init__(self, model: MelInverter, block: int = 32, first: int | None = None,
+                 first_lookahead: int | None = None) -> None:  # fmt: skip
         # block 32: 4x faster than 8 (torch's per-call overhead); ``first``: the first block's size (default
-        # ``block``), e.g. the frames a consumer needs before it can start
-        if not (isinstance(block, int) and block >= 1) or not (first is None or (isinstance(first, int) and first >= 1)):
-            raise ValueError(f"InverterStream blocks must be positive integers, got block={block!r} first={first!r}")
+        # ``block``), e.g. the frames a consumer needs before it can start; ``first_lookahead``: how many real
+        # frames past it the first block waits for (default: the model's look-ahead); the rest of its right
+        # context is its last frame repeated, so the first output comes that many frames sooner
+        for name, v, lo in (("block", block, 1), ("first", first, 1), ("first_lookahead", first_lookahead, 0)):
+            if v is None and name != "block":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"InverterStream {name} must be an integer >= {lo}, got {v!r}")
         self.model, self.c, self.block, self.next_block = model, model.dims.context, block, block if first is None else first
+        self.first_la = self.c if first_lookahead is None else min(first_lookahead, self.c)
         self.buf = np.zeros((model.dims.n_mels, 0), np.float32)  # input frames from the next output's first context frame
         self.started = False
+        self.first_done = False
 
-    def _run(self, n_out: int) -> np.ndarray:
-        """Magnitudes of the next ``n_out`` output frames (the buffer holds their context)."""
+    def _run(self, n_out: int, lookahead: int | None = None) -> np.ndarray:
+        """Magnitudes of the next ``n_out`` output frames (the buffer holds their context; with ``lookahead``
+        only that many real frames past them, the last one repeated for the rest)."""
+        la = self.c if lookahead is None else lookahead
+        x = self.buf[:, : n_out + self.c + la]
+        if la < self.c:
+            x = np.concatenate([x, np.repeat(x[:, -1:], self.c - la, 1)], 1)
         with torch.no_grad():
-            log_mag = self.model(torch.from_numpy(self.buf[:, : n_out + 2 * self.c])[None])[0].numpy()
+            log_mag = self.model(torch.from_numpy(np.ascontiguousarray(x))[None])[0].numpy()
         self.buf = self.buf[:, n_out:]
+        self.first_done = True
         return to_magnitude(log_mag)
 
     def _drain(self) -> np.ndarray:
         parts = [np.zeros((self.model.dims.n_freq, 0))]
-        while self.buf.shape[1] >= self.next_block + 2 * self.c:
-            parts.append(self._run(self.next_block))
+        while True:
+            la = self.c if self.first_done else self.first_la
+            if self.buf.shape[1] < self.next_block + self.c + la:
+                break
+            parts.append(self._run(self.next_block, la))
             self.next_block = self.block
         return np.concatenate(parts, 1)
 

@@ -52,21 +52,32 @@ def test_untrained_inverter_is_the_pseudo_inverse_and_the_target_is_the_true_spe
     assert spectrogram(wav).min() >= -audio.MAX_ABS_VALUE and spectrogram(wav).max() <= audio.MAX_ABS_VALUE
 
 
-@pytest.mark.parametrize("context, block, first", [(0, 32, None), (1, 8, None), (3, 32, None), (2, 16, 5)])
-def test_stream_gives_the_same_frames_however_the_mel_arrives(mel, context, block, first):
+@pytest.mark.parametrize("context, block, first, first_la", [(0, 32, None, None), (1, 8, None, None), (3, 32, None, None),
+                                                          (2, 16, 5, None), (2, 16, 24, 0), (3, 8, 6, 1)])
+def test_stream_gives_the_same_frames_however_the_mel_arrives(mel, context, block, first, first_la):
     inv = perturbed(InverterDims(hidden=32, layers=2, context=context))
-    s = InverterStream(inv, block, first)
+    s = InverterStream(inv, block, first, first_la)
     whole = np.concatenate([s.push(mel), s.flush()], 1)
     ref = inv.invert(mel)  # other block places: equal to float32 rounding, not to the bit
-    assert whole.shape == ref.shape and np.allclose(whole, ref, rtol=1e-3)
+    la = context if first_la is None else first_la
+    cut = slice(first - (context - la), first) if la < context else slice(0, 0)  # frames that saw a repeated last frame
+    keep = np.ones(mel.shape[1], bool)
+    keep[cut] = False
+    assert whole.shape == ref.shape and np.allclose(whole[:, keep], ref[:, keep], rtol=1e-3)
+    if la < context:  # the first block's last frames: near what the whole context gives, not equal
+        full = InverterStream(inv, block, first)
+        full = np.concatenate([full.push(mel), full.flush()], 1)
+        assert np.array_equal(whole[:, keep], full[:, keep])  # every other frame exactly as without the cut
+        assert not np.allclose(whole[:, cut], full[:, cut], rtol=1e-3)
+        assert np.abs(np.log(whole[:, cut] / full[:, cut])).mean() < 0.5
     assert not np.allclose(whole, audio.synth_mel_to_linear(mel), rtol=0.05)  # the correction acts
     for n in (1, 2, 5, 64):
-        s = InverterStream(inv, block, first)
+        s = InverterStream(inv, block, first, first_la)
         parts = [s.push(mel[:, i : i + n]) for i in range(0, mel.shape[1], n)]
         made = sum(p.shape[1] for p in parts)
         assert made >= mel.shape[1] - context - block + 1  # at most the look-ahead and a block are held back
-        if first is not None and n == 1:  # one frame at a time: the first block comes as soon as its context is in
-            assert [i for i, p in enumerate(parts) if p.shape[1]][0] == first + context - 1 and parts[first + context - 1].shape[1] == first
+        if first is not None and n == 1:  # one frame at a time: the first block comes as soon as its look-ahead is in
+            assert [i for i, p in enumerate(parts) if p.shape[1]][0] == first + la - 1 and parts[first + la - 1].shape[1] == first
         got = np.concatenate(parts + [s.flush()], 1)
         assert got.shape == whole.shape and np.array_equal(got, whole)
     s = InverterStream(inv)
@@ -79,7 +90,7 @@ def test_inverter_shapes_and_dims_are_checked(mel):
         inv(torch.zeros(1, 40, 10))
     with pytest.raises(InputShapeError):
         inv(torch.zeros(1, 80, 4))  # not more than 2 * context frames
-    for bad in ({"block": 0}, {"first": 0}, {"block": 2.5}):
+    for bad in ({"block": 0}, {"first": 0}, {"block": 2.5}, {"first_lookahead": -1}, {"first_lookahead": True}):
         with pytest.raises(ValueError):
             InverterStream(inv, **bad)
     assert inv(torch.zeros(2, 80, 9)).shape == (2, 401, 5)
@@ -100,7 +111,7 @@ def test_griffin_lim_with_an_inverter_streams_like_the_whole_and_uses_its_magnit
     for n in (1, 7, 30):
         pieces = [mel[:, i : i + n] for i in range(0, mel.shape[1], n)]
         assert np.array_equal(np.concatenate(list(gl.stream(pieces, seed=3, fade_out=0.0))), ref)
-    pulled = []  # the first audio waits for the first segment, its right context and the inverter's look-ahead
+    pulled = []  # the first audio waits for the first segment and its right context, not for the inverter's look-ahead
 
     def frames():
         for i in range(mel.shape[1]):
@@ -108,7 +119,7 @@ def test_griffin_lim_with_an_inverter_streams_like_the_whole_and_uses_its_magnit
             yield mel[:, i : i + 1]
 
     first = next(gl.stream(frames(), fade_out=0.0))
-    assert len(pulled) == gl.segments.first + gl.segments.right + inv.lookahead and len(first) == gl.segments.first * HOP
+    assert len(pulled) == gl.segments.first + gl.segments.right and len(first) == gl.segments.first * HOP
     plain = np.concatenate(list(GriffinLimVocoder(n_iter=8).stream([mel], seed=3, fade_out=0.0)))
     assert not np.allclose(ref, plain, atol=1e-3)
     whole = GriffinLimVocoder(n_iter=8, inverter=inv, segments=None).generate(mel, seed=3, fade_out=0.0)
