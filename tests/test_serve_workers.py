@@ -2,6 +2,7 @@
 engine in this process, errors of the same type, cancels that stop the worker's job, a killed worker
 replaced while the other serves on, and the server streaming through it."""
 
+import asyncio
 import functools
 import os
 import signal
@@ -107,6 +108,7 @@ def test_a_killed_worker_fails_its_stream_and_is_replaced():
             assert time.monotonic() < deadline, "the dead worker was not replaced"
             time.sleep(0.2)
         assert eng._workers[victim.index] is not victim
+        assert eng.worker_stats() == {"workers": 2, "ready": 2, "deaths": 1}
         for _ in range(2):  # both workers (the fewest-jobs pick alternates when idle ties go to the lowest index)
             np.testing.assert_array_equal(_audio(eng, emb=emb), expected)
     finally:
@@ -125,6 +127,10 @@ def test_worker_loading_errors_and_bad_counts(tmp_path):
 
 
 def test_server_streams_through_workers(engine, local, tmp_path):
+    import urllib.request
+
+    from rtclone.serve.metrics import parse_metrics
+
     ref = voice_like(3.0, 140.0)
 
     async def main():
@@ -133,9 +139,13 @@ def test_server_streams_through_workers(engine, local, tmp_path):
                 voice_id = (await client.enrol(wav_bytes(ref), "v"))["voice_id"]
                 said = await client.say(TEXT, voice_id=voice_id, options={"seed": 3, "backend": "torch"})
                 _, stored = srv.registry.get(voice_id)
-                return said, stored
+            url = f"http://127.0.0.1:{srv.port}/metrics"
+            text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+            return said, stored, parse_metrics(text)
 
-    said, stored = run(main(), timeout=120)
+    said, stored, metrics = run(main(), timeout=120)
+    assert metrics["rtclone_synthesis_workers"] == metrics["rtclone_synthesis_workers_ready"] == 2
+    assert metrics["rtclone_synthesis_worker_deaths_total"] == 0
     expected = local.clone(TEXT, stored, OPTS).audio
     assert said.audio.shape == expected.shape
     assert np.max(np.abs(said.audio - expected)) <= 1.5 / 32767  # PCM16 on the wire

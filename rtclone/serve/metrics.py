@@ -59,6 +59,7 @@ class ServerMetrics:
         self.enrolments = 0
         self.audio_seconds = 0.0
         self.ready = False
+        self.workers: dict[str, int] | None = None  # an engine with synthesis worker processes: its worker_stats()
 
     def render(self) -> str:
         """The whole exposition as text."""
@@ -79,6 +80,11 @@ class ServerMetrics:
         labelled("rtclone_errors_total", "code", "Error messages sent, by code.", self.errors)
         scalar("rtclone_enrolments_total", "counter", "Voices enrolled.", self.enrolments)
         scalar("rtclone_audio_seconds_total", "counter", "Seconds of audio streamed.", self.audio_seconds)
+        if self.workers is not None:
+            scalar("rtclone_synthesis_workers", "gauge", "Synthesis worker processes.", self.workers["workers"])
+            scalar("rtclone_synthesis_workers_ready", "gauge", "Synthesis worker processes serving now.", self.workers["ready"])
+            scalar("rtclone_synthesis_worker_deaths_total", "counter", "Synthesis workers that died (each started again).",
+                   self.workers["deaths"])  # fmt: skip
         lines += self.ttfa.render() + self.rtf.render()
         return "\n".join(lines) + "\n"
 

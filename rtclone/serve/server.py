@@ -263,6 +263,8 @@ class RtcloneServer:
                 return self._http(connection, 200 if ok else 503, "ready\n" if ok else "not ready\n", "text/plain")
             if path == "/metrics":
                 self.metrics.ready = self.engine is not None and not self.draining
+                stats = getattr(self.engine, "worker_stats", None)
+                self.metrics.workers = stats() if stats is not None else None
                 return self._http(connection, 200, self.metrics.render(), CONTENT_TYPE)
             if path in STATIC:
                 name, ctype = STATIC[path]

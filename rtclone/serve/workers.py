@@ -184,6 +184,7 @@ class WorkerEngine:
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._closing = False
+        self._deaths = 0
         self._workers: list[_Worker] = []
         try:
             started = [_Worker(self._ctx, i, self._args) for i in range(workers)]
@@ -200,6 +201,11 @@ class WorkerEngine:
     def workers(self) -> int:
         return len(self._workers)
 
+    def worker_stats(self) -> dict[str, int]:
+        """{"workers", "ready" (serving now), "deaths" (workers that died unasked, each then started again)}: the
+        server's /metrics reports them."""
+        return {"workers": len(self._workers), "ready": sum(w.ready for w in self._workers), "deaths": self._deaths}
+
     def _watch(self, w: _Worker) -> None:
         threading.Thread(target=self._reader, args=(w,), daemon=True, name=f"rtclone-synth-reader-{w.index}").start()
 
@@ -211,6 +217,7 @@ class WorkerEngine:
             q.put(("died", w.proc.exitcode))
         if self._closing:
             return
+        self._deaths += 1
         log.error("synthesis worker %d died (exit code %s); starting it again", w.index, w.proc.exitcode)
         try:
             new = _Worker(self._ctx, w.index, self._args)
