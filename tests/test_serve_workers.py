@@ -95,6 +95,7 @@ def test_a_killed_worker_fails_its_stream_and_is_replaced():
     try:
         emb = eng.embed(voice_like(3.0, 140.0), 16000)
         expected = _audio(eng, emb=emb)
+        assert eng.start_vocoder_batching() is True  # the tiny WaveRNN offers it; a replaced worker must get it too
         gen = eng.stream(TEXT * 8, emb, OPTS)
         next(gen)
         victim = next(w for w in eng._workers if w.jobs)
@@ -109,8 +110,11 @@ def test_a_killed_worker_fails_its_stream_and_is_replaced():
             time.sleep(0.2)
         assert eng._workers[victim.index] is not victim
         assert eng.worker_stats() == {"workers": 2, "ready": 2, "deaths": 1}
+        assert [eng._batch(w, None) for w in eng._workers] == [True, True]
         for _ in range(2):  # both workers (the fewest-jobs pick alternates when idle ties go to the lowest index)
             np.testing.assert_array_equal(_audio(eng, emb=emb), expected)
+        eng.stop_vocoder_batching()
+        assert [eng._batch(w, None) for w in eng._workers] == [False, False]
     finally:
         eng.close()
     assert all(not w.proc.is_alive() for w in eng._workers), [(w.index, w.proc.pid, w.proc.exitcode, w.ready) for w in eng._workers]

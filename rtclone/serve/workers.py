@@ -17,6 +17,7 @@ is raised again here with its message. A worker that dies fails its running jobs
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import multiprocessing
@@ -79,6 +80,8 @@ def _worker_main(conn: Connection, factory: Callable[[], VoiceEngine], threads: 
                 send(("end", jid, None))
             elif kind == "embed":
                 send(("result", jid, engine.embed(*args)))
+            elif args[0] is None:  # "batching" asked: is the engine's vocoder batching on?
+                send(("result", jid, bool(getattr(engine, "batch_vocoder", False))))
             else:  # "batching": the engine's optional vocoder batching on (True) or off (False)
                 name = "start_vocoder_batching" if args[0] else "stop_vocoder_batching"
                 method = getattr(engine, name, None)
@@ -184,6 +187,7 @@ class WorkerEngine:
         self._ids = itertools.count()
         self._lock = threading.Lock()
         self._closing = False
+        self._batching_on = False
         self._deaths = 0
         self._workers: list[_Worker] = []
         try:
@@ -225,12 +229,19 @@ class WorkerEngine:
         except Exception:  # noqa: BLE001 - it is logged; the other workers go on
             log.exception("synthesis worker %d could not be started again", w.index)
             return
-        with self._lock:
-            if self._closing:
-                new.conn.send(("stop", None, None))
-                return
-            self._workers[w.index] = new
         self._watch(new)
+        if self._batching_on:  # before it takes jobs
+            try:
+                self._batch(new, True)
+            except Exception:  # noqa: BLE001 - it serves unbatched then
+                log.exception("synthesis worker %d: vocoder batching could not be turned on again", w.index)
+        with self._lock:
+            if not self._closing:
+                self._workers[w.index] = new
+                return
+        with contextlib.suppress(OSError, ValueError):  # closed meanwhile: close() did not see it, so it stops here
+            new.conn.send(("stop", None, None))
+        new.proc.join(10)
 
     def _submit(self, kind: str, args: tuple) -> tuple[_Worker, int, queue.SimpleQueue]:
         with self._lock:
@@ -276,12 +287,14 @@ class WorkerEngine:
         finally:
             w.finish(jid, cancel=not done)
 
+    def _batch(self, w: _Worker, on: bool | None) -> bool:
+        """Turn ``w``'s vocoder batching on or off (None: ask whether it is on)."""
+        jid = next(self._ids)
+        return bool(self._wait(w, jid, w.submit(jid, "batching", (on,))))
+
     def _batching(self, on: bool) -> bool:
-        answers = []
-        for w in [w for w in self._workers if w.ready]:
-            jid = next(self._ids)
-            answers.append(bool(self._wait(w, jid, w.submit(jid, "batching", (on,)))))
-        return any(answers)
+        self._batching_on = on  # a worker started again later gets the same
+        return any([self._batch(w, on) for w in list(self._workers) if w.ready])
 
     def start_vocoder_batching(self) -> bool:
         """Each worker's engine shares its vocoder's sample loop among that worker's streams (when it offers that)."""
