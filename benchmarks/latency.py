@@ -228,6 +228,8 @@ def run(
     clients = list(clients)
     if not clients or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in clients):
         raise ValueError(f"clients must be positive integers, got {clients!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
     if engine != "fake":
         import torch
 
@@ -271,7 +273,8 @@ def main() -> None:
 
     record = run(args.engine, [int(x) for x in args.clients.split(",")], models=args.models, requests=args.requests,
                  text=args.text, jitter_ms=args.jitter_ms, chunk_delay_s=args.chunk_delay, threads=args.threads,
-                 batch_vocoder=not args.no_batch_vocoder, workers=args.workers or default_workers())  # fmt: skip
+                 batch_vocoder=not args.no_batch_vocoder,
+                 workers=default_workers() if args.workers is None else args.workers)  # fmt: skip
     results, base = record["levels"], record["baseline_engine_alone"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

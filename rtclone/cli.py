@@ -235,7 +235,8 @@ def cmd_bench_server(args: argparse.Namespace) -> dict[str, Any]:
             from .serve.server import default_workers
 
             record = mod.run(args.engine, clients, models=args.models, requests=args.requests,
-                             batch_vocoder=not args.no_batch_vocoder, workers=args.workers or default_workers())  # fmt: skip
+                             batch_vocoder=not args.no_batch_vocoder,
+                             workers=default_workers() if args.workers is None else args.workers)  # fmt: skip
         except ValueError as exc:
             raise OptionsError(str(exc)) from exc
     finally:

@@ -9,6 +9,7 @@ import pytest
 
 from rtclone import __version__
 from rtclone.cli import main
+from rtclone.errors import OptionsError
 
 
 def run(*args):
@@ -140,6 +141,7 @@ def test_bench_server_runs_the_latency_benchmark_on_the_fake_engine(capsys):
         assert lv["streams"] == n  # one request per client
         assert 0 < lv["ttfa_s"]["p50"] <= lv["ttfa_s"]["p95"] < lv["wall_s"]
     assert main(["bench", "server", "--engine", "fake", "--clients", "0"]) != 0  # a clear error, not a traceback
+    assert main(["bench", "server", "--engine", "fake", "--workers", "0"]) == OptionsError.exit_status  # not taken for the default
 
 
 def test_train_vocoder_options(speech, tmp_path, capsys):

@@ -179,9 +179,9 @@ class WorkerEngine:
 
     def __init__(self, factory: Callable[[], VoiceEngine], *, workers: int = 2, threads: int = 1,
                  start_timeout_s: float = 300.0) -> None:  # fmt: skip
-        for name, v in (("workers", workers), ("threads", threads)):
-            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 256:
-                raise OptionsError(f"{name} must be an integer in 1..256, got {v!r}")
+        for name, v, hi in (("workers", workers, 64), ("threads", threads, 256)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= hi:
+                raise OptionsError(f"{name} must be an integer in 1..{hi}, got {v!r}")
         self._ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's threads
         self._args, self._timeout = (factory, threads), start_timeout_s
         self._ids = itertools.count()
