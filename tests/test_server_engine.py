@@ -88,3 +88,27 @@ def test_serve_sets_one_torch_thread_unless_told(monkeypatch):
         assert seen == [1, 2]
     finally:
         torch.set_num_threads(before)
+
+
+def test_warm_up_runs_one_embedding_and_stream_and_never_raises(tmp_path, monkeypatch, caplog):
+    """The served engine is warmed before the first request (make_engine(warm=True), which `rtclone serve` and its
+    workers use); a warm-up failure is logged, not raised."""
+    from fakes import FakeEngine
+
+    from rtclone.checkpoints import save_model
+    from rtclone.serve import server
+
+    fake = FakeEngine()
+    server.warm_up(fake)
+    assert fake.texts == ["Warm up."] and fake.started == fake.closed == 1
+    failing = FakeEngine(fail_after_chunks=0)
+    with caplog.at_level("WARNING", logger="rtclone.serve"):
+        server.warm_up(failing)
+    assert "warm-up failed" in caplog.text
+    save_model(tiny_cloner(0).synthesizer, tmp_path / "synthesizer.pt", "synthesizer")
+    warmed = []
+    monkeypatch.setattr(server, "warm_up", lambda engine: warmed.append(engine))
+    cold = make_engine(str(tmp_path))
+    assert warmed == []
+    hot = make_engine(str(tmp_path), warm=True)
+    assert warmed == [hot] and hot is not cold
