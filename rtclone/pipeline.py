@@ -295,13 +295,16 @@ class Cloner:
         return not isinstance(self.vocoder, GriffinLimVocoder)
 
     @classmethod
-    def from_artifacts(cls, path: str | Path, decoder_int8: bool | None = None) -> "Cloner":
+    def from_artifacts(cls, path: str | Path, decoder_int8: bool | None = None, onnx_threads: int | None = 1) -> "Cloner":
         """Run from exported ONNX/TorchScript artifacts (``rtclone export``); no model classes loaded.
-        ``decoder_int8=True`` is refused with the reason (``Cloner.decoder_int8``); None / False decode as exported."""
+        ``decoder_int8=True`` is refused with the reason (``Cloner.decoder_int8``); None / False decode as exported.
+        ``onnx_threads``: onnxruntime's intra-op threads per session (None: one per core). 1 by default: the
+        graphs are small per-step ops, and on 2 cores one thread was faster alone (time to first audio behind the
+        server 33 against 48 ms) and under load (8 clients: 16 against 4 of 24 streams in real time; benchmarks/README.md)."""
         from .runners import ArtifactInverter, ArtifactSynthesizer, ArtifactVocoder, load_runner
         from .vocoder_gen import GriffinLimVocoder
 
-        runner = load_runner(path)
+        runner = load_runner(path, threads=onnx_threads)
         if not runner.has("encoder") or not runner.has("text_encoder"):
             raise CheckpointError(f"{path}: the exported set needs at least the encoder and the synthesizer")
         voc = (ArtifactVocoder(runner) if runner.has("vocoder_cond")

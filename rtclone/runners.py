@@ -482,8 +482,11 @@ class TorchScriptRunner(ArtifactRunner):
         return {n: o.detach().cpu().numpy() for n, o in zip(names_out, outs)}
 
 
-def load_runner(model_dir: str | Path, **kwargs: Any) -> ArtifactRunner:
-    """The runner matching the directory's backend (``manifest.json``): OnnxRunner or TorchScriptRunner."""
+def load_runner(model_dir: str | Path, threads: int | None = None, **kwargs: Any) -> ArtifactRunner:
+    """The runner matching the directory's backend (``manifest.json``): OnnxRunner or TorchScriptRunner.
+    ``threads``: onnxruntime's intra-op threads per session (None: its default, one per core); TorchScript
+    runs on torch's threads (``torch.set_num_threads``)."""
     backend = read_manifest(model_dir)["backend"]
-    cls = OnnxRunner if backend == "onnx" else TorchScriptRunner
-    return cls(model_dir, **kwargs)
+    if backend == "onnx":
+        return OnnxRunner(model_dir, threads=threads, **kwargs)
+    return TorchScriptRunner(model_dir, **kwargs)
