@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 from conftest import tiny_cloner
-from fakes import run, voice_like
+from fakes import FakeEngine, run, voice_like
 from rtclone.client import Client, wav_bytes
-from rtclone.errors import BusyError, CheckpointError, OptionsError, SynthesisError, TextError
+from rtclone.errors import BusyError, CheckpointError, OptionsError, ServerError, SynthesisError, TextError
 from rtclone.pipeline import SynthesisOptions
 from rtclone.serve.server import make_engine, running_server
 from rtclone.serve.workers import WorkerEngine
@@ -195,3 +195,40 @@ def test_server_py_runs_the_server_only_as_the_main_script(monkeypatch):
     with pytest.raises(SystemExit) as info:
         runpy.run_path(path, run_name="__main__")
     assert info.value.code == 0 and calls == [["serve", "--port", "9"]]
+
+
+class BuggyEngine(FakeEngine):
+    """A fake engine with a bug (not an rtclone error) on the text "bug"; spawned workers import it from here."""
+
+    def stream(self, text, embedding, options=SynthesisOptions()):
+        if text == "bug":
+            raise ValueError("an engine bug")
+        return super().stream(text, embedding, options)
+
+
+def test_an_engine_bug_in_a_worker_is_an_internal_error_and_the_server_serves_on(tmp_path):
+    import urllib.request
+
+    from rtclone.serve.metrics import parse_metrics
+
+    eng = WorkerEngine(BuggyEngine, workers=2)
+    try:
+        with pytest.raises(RuntimeError, match="ValueError in a synthesis worker: an engine bug"):
+            list(eng.stream("bug", np.ones(256, np.float32) / 16))
+
+        async def main():
+            async with running_server(eng, voices_dir=tmp_path) as srv:
+                async with await Client.connect(f"ws://127.0.0.1:{srv.port}") as client:
+                    voice_id = (await client.enrol(wav_bytes(voice_like(2.0, 150.0)), "v"))["voice_id"]
+                    with pytest.raises(ServerError, match="internal|bug"):
+                        await client.say("bug", voice_id=voice_id)
+                    said = await client.say("fine words", voice_id=voice_id)
+                url = f"http://127.0.0.1:{srv.port}/metrics"
+                text = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=10).read().decode())
+                return said, parse_metrics(text)
+
+        said, metrics = run(main(), timeout=60)
+        assert said.audio.size > 0 and metrics['rtclone_errors_total{code="internal"}'] == 1
+        assert metrics["rtclone_synthesis_workers_ready"] == 2 and metrics["rtclone_synthesis_worker_deaths_total"] == 0
+    finally:
+        eng.close()
