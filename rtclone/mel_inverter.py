@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from torch import nn
 from . import audio
 from .errors import InputShapeError
 
-__all__ = ["InverterDims", "MelInverter", "InverterStream", "fingerprint", "spectrogram", "to_magnitude"]
+__all__ = ["InverterDims", "MelInverter", "InverterStream", "fingerprint", "invert", "spectrogram", "to_magnitude"]
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,16 @@ class MelInverter(nn.Module):
         return (base + self.out(h)).clamp(-m, m)
 
     def invert(self, mel: np.ndarray) -> np.ndarray:
-        """A whole mel (80, T) → linear magnitude (401, T), the edges seeing repeated edge frames; the
-        frames of :class:`InverterStream` exactly (the same blocks)."""
-        stream = InverterStream(self)
-        return np.concatenate([stream.push(mel), stream.flush()], 1)
+        """A whole mel (80, T) → linear magnitude (401, T): :func:`invert`."""
+        return invert(self, mel)
+
+
+def invert(model: Any, mel: np.ndarray) -> np.ndarray:
+    """A whole mel (80, T) → linear magnitude (401, T) by ``model`` (a :class:`MelInverter` or an exported one,
+    ``runners.ArtifactInverter``), the edges seeing repeated edge frames; the frames of :class:`InverterStream`
+    with its default blocks exactly."""
+    stream = InverterStream(model)
+    return np.concatenate([stream.push(mel), stream.flush()], 1)
 
 
 class InverterStream:

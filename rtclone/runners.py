@@ -402,10 +402,9 @@ class ArtifactInverter:
         return torch.from_numpy(self.runner.run("inverter", {"mel": mel_np})["log_mag"])
 
     def invert(self, mel: np.ndarray) -> np.ndarray:
-        from .mel_inverter import InverterStream
+        from .mel_inverter import invert
 
-        stream = InverterStream(self)
-        return np.concatenate([stream.push(mel), stream.flush()], 1)
+        return invert(self, mel)
 
 
 class ArtifactVocoder:

@@ -451,7 +451,8 @@ class GriffinLimVocoder:
     ``formants`` sharpens each frame's mel envelope first (``audio.formant_lifter``,
     ``audio.GRIFFIN_LIM_FORMANTS``). ``inverter`` (a :class:`rtclone.mel_inverter.MelInverter`, or
     None) replaces the filterbank's pseudo-inverse with learned magnitudes (``formants`` must then be 0; a
-    model folder's ``inverter.pt`` sets it); streams then wait for its look-ahead too.
+    model folder's ``inverter.pt`` sets it); streams then hold back its look-ahead, except before the first
+    segment (``griffin_lim.stream_segments``).
     A waveform peaking above ``peak`` (loud mels, or sharpening, which raises loud frames) is
     scaled down to it, since the pipeline clips PCM to [-1, 1] and clipped speech is harder to
     understand (pocketsphinx WER of Griffin-Lim at power 1.5 on the corpus's ground-truth mels:
