@@ -300,7 +300,7 @@ class Cloner:
         ``decoder_int8=True`` is refused with the reason (``Cloner.decoder_int8``); None / False decode as exported.
         ``onnx_threads``: onnxruntime's intra-op threads per session (None: one per core). 1 by default: the
         graphs are small per-step ops, and on 2 cores one thread was faster alone (time to first audio behind the
-        server 33 against 48 ms) and under load (8 clients: 16 against 4 of 24 streams in real time; benchmarks/README.md)."""
+        server 33-35 against 48 ms) and under load (8 clients: 13-16 against 4 of 24 streams in real time; benchmarks/README.md)."""
         from .runners import ArtifactInverter, ArtifactSynthesizer, ArtifactVocoder, load_runner
         from .vocoder_gen import GriffinLimVocoder
 
