@@ -219,3 +219,30 @@ def test_two_processes_average_their_gradients(speech, tmp_path):
     for name, value in model.state_dict().items():
         if name != "step" and value.is_floating_point():
             torch.testing.assert_close(got[name], value, atol=2e-6, rtol=1e-4, msg=name)
+
+
+def test_segments_line_sample_t_hop_up_with_mel_frame_t():
+    """A short tone burst centred on sample 10 * hop lights mel frame 10 (centred STFT), and in every sampled
+    segment that holds it the burst sits (frame index in the window - pad) * hop samples into the targets."""
+    hop, n_frames, burst_frame = TINY.hop_length, 20, 10
+    t = np.arange(n_frames * hop)
+    centre = burst_frame * hop
+    wav = np.where(np.abs(t - centre) < 60, 0.5 * np.sin(2 * np.pi * 1000 * t / 16000), 0.0).astype(np.float32)
+    utt = prepare_utterance(wav, None, TINY)
+    assert int(np.argmax(utt.mel.mean(0))) == burst_frame  # the ground-truth mel's loudest frame is the burst's
+    silence = int(audio.mulaw_encode(np.zeros(1), TINY.bits)[0])
+    seq = 4
+    x, mels, y = sample_batch([utt], TINY, 64, seq, np.random.default_rng(0))
+    assert x.shape == y.shape == (64, seq * hop) and mels.shape == (64, TINY.feat_dims, seq + 2 * TINY.pad)
+    held = 0
+    for b in range(64):
+        loud = int(torch.argmax(mels[b].mean(0)))  # the burst's frame within the window, if it is there
+        if mels[b].mean(0)[loud] < utt.mel.mean(0)[burst_frame] - 1e-6 or not TINY.pad < loud < seq + TINY.pad:  # burst whole
+            continue
+        held += 1
+        nonsilent = np.flatnonzero(y[b].numpy() != silence)  # y[k] is sample start + k + 1
+        mid = (nonsilent.min() + nonsilent.max()) / 2 + 1
+        assert abs(mid - (loud - TINY.pad) * hop) <= 2
+        # the inputs are the targets one sample earlier, in the model's [-1, 1] domain
+        assert torch.equal(x[b, 1:], audio.label_to_float(y[b, :-1], TINY.bits))
+    assert held >= 10
