@@ -65,15 +65,16 @@ def cmd_info(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
-    from .encoder import embed_file
+    from .audio import preprocess_wav
+    from .encoder import embed_file, embed_speaker
     from .voicefile import save_embedding
 
     model = _load_encoder(args.encoder)
-    t0 = time.perf_counter()
-    emb = embed_file(model, args.ref)
+    t0 = time.perf_counter()  # several recordings: one speaker embedding (the mean of theirs, as SV2TTS)
+    emb = embed_file(model, args.ref[0]) if len(args.ref) == 1 else embed_speaker(model, [preprocess_wav(Path(r)) for r in args.ref])
     elapsed = time.perf_counter() - t0
-    out = Path(args.output) if args.output else Path(args.ref).with_suffix(".voice")
-    save_embedding(out, emb, {"source": Path(args.ref).name, "encoder": args.encoder or "resemblyzer"})
+    out = Path(args.output) if args.output else Path(args.ref[0]).with_suffix(".voice")
+    save_embedding(out, emb, {"source": ", ".join(Path(r).name for r in args.ref), "encoder": args.encoder or "resemblyzer"})
     return {"message": f"wrote {out}", "output": str(out), "dim": int(emb.shape[0]), "seconds": elapsed,
             "embedding": emb.tolist() if args.json else None}
 
@@ -124,7 +125,7 @@ def cmd_clone(args: argparse.Namespace) -> dict[str, Any]:
 
     cloner = _make_cloner(args)
     text = args.text if args.text is not None else sys.stdin.read()
-    result = cloner.clone(text, args.ref, SynthesisOptions(seed=args.seed, backend=args.backend))
+    result = cloner.clone(text, args.ref, SynthesisOptions(seed=args.seed, backend=args.backend))  # a list: Cloner.voice
     save_wav(args.output, result.audio, result.sample_rate)
     if args.play:
         from .client import Player
@@ -319,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = _add(sub, "embed", cmd_embed, "the 256-d speaker embedding of a reference recording (versioned voice file)")
-    p.add_argument("ref", help="reference audio (wav/flac/ogg/mp3, any rate 8-48 kHz)")
+    p.add_argument("ref", nargs="+", help="reference audio (wav/flac/ogg/mp3, any rate 8-48 kHz); several: one voice from all")
     p.add_argument("-o", "--output", help="voice file to write (default: REF with suffix .voice)")
     p.add_argument("--encoder", help="encoder checkpoint (default: resemblyzer's pretrained weights)")
 
@@ -332,8 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "info", cmd_info, "kind, format and dims of a checkpoint (rtclone, RTVC or resemblyzer)")
     p.add_argument("checkpoint")
 
-    p = _add(sub, "clone", cmd_clone, "speak TEXT in the voice of REF (wav at 16 kHz; timings in --json)")
-    p.add_argument("--ref", required=True, help="reference recording of the voice (~5 s of speech)")
+    p = _add(sub, "clone", cmd_clone, "speak TEXT in the voice of REF (timings in --json)")
+    p.add_argument("--ref", required=True, action="append", help="the voice: a recording (~5 s of speech, any rate 8-48 kHz) or "
+                   "a voice file from `rtclone embed`; repeat it to clone from several (the mean of their embeddings)")
     p.add_argument("--text", help="text to speak (default: stdin)")
     p.add_argument("-o", "--output", default="out.wav")
     p.add_argument("--models", help="directory of checkpoints (encoder.pt, synthesizer.pt, vocoder.pt) or exported artifacts")

@@ -344,6 +344,39 @@ class Cloner:
             return self.encoder.embed_utterance(wav)
         return embed_utterance(self.encoder, wav)
 
+    def voice(self, refs: Any) -> np.ndarray:
+        """The embedding to clone from one reference or a list of them, each a recording (a path or the file's
+        bytes), a voice file (``rtclone embed``'s, or a ``.npy`` vector; told apart from audio by its first bytes)
+        or an embedding array. Several give the L2-normalised mean of their L2-normalised embeddings: SV2TTS's
+        speaker embedding, steadier than one short recording's."""
+        from .voicefile import read_voice
+
+        items = list(refs) if isinstance(refs, (list, tuple)) else [refs]
+        if not items:
+            raise InputShapeError("no reference given")
+        size = self.synthesizer.dims.speaker_embedding_size
+        embs = []
+        for ref in items:
+            stored = ref if isinstance(ref, np.ndarray) else read_voice(ref)
+            if stored is None:
+                embs.append(self.embed(ref))  # unit length already
+                continue
+            try:
+                emb = _check_embedding(stored, size)
+            except InputShapeError as exc:
+                raise InputShapeError(f"{_ref_name(ref)}: {exc}") from exc
+            norm = float(np.linalg.norm(emb))
+            if norm < 1e-6:
+                raise InputShapeError(f"{_ref_name(ref)}: the speaker embedding is zero")
+            embs.append((emb / norm).astype(np.float32))
+        if len(embs) == 1:
+            return embs[0]
+        mean = np.mean(embs, axis=0)
+        norm = float(np.linalg.norm(mean))
+        if norm < 1e-6:
+            raise InputShapeError("the references' embeddings cancel out: no voice left in their mean")
+        return (mean / norm).astype(np.float32)
+
     def stream(self, text: str, embedding: np.ndarray, options: SynthesisOptions = SynthesisOptions()) -> Iterator[np.ndarray]:
         """Yield float32 PCM chunks (16 kHz) of ``text`` spoken in the voice of ``embedding``."""
         from .synthesizer import TacotronOptions
@@ -405,10 +438,16 @@ class Cloner:
     def clone(self, text: str, voice: np.ndarray | str | Path | bytes, options: SynthesisOptions = SynthesisOptions(),
               sr: int | None = None) -> CloneResult:  # fmt: skip
         """Speak ``text`` in ``voice``: an embedding (D,) when ``sr`` is None, else reference audio
-        (an array at ``sr``), or a path / file bytes. Returns audio and timings."""
+        (an array at ``sr``); or a path / file bytes of a recording or a voice file, or a list of
+        references (see :meth:`voice`). Returns audio and timings."""
         t0 = time.perf_counter()
         is_embedding = isinstance(voice, np.ndarray) and sr is None and voice.shape == (self.synthesizer.dims.speaker_embedding_size,)
-        emb = voice if is_embedding else self.embed(voice, sr)
+        if is_embedding:
+            emb = voice
+        elif sr is None and not isinstance(voice, np.ndarray):
+            emb = self.voice(voice)
+        else:
+            emb = self.embed(voice, sr)
         parts, ttfa = [], None
         for chunk in self.stream(text, emb, options):
             if ttfa is None:
@@ -440,3 +479,7 @@ def _check_embedding(embedding: Any, size: int) -> np.ndarray:
     if not np.all(np.isfinite(emb)):
         raise InputShapeError("speaker embedding holds NaN or inf")
     return emb
+
+
+def _ref_name(ref: Any) -> str:
+    return "<bytes>" if isinstance(ref, (bytes, bytearray, memoryview)) else "<array>" if isinstance(ref, np.ndarray) else str(ref)

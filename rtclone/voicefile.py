@@ -35,8 +35,10 @@ def encode_embedding(embedding: np.ndarray, meta: dict[str, Any] | None = None) 
 
 def decode_embedding(data: bytes, source: str = "<bytes>") -> tuple[np.ndarray, dict[str, Any]]:
     """Parse bytes made by :func:`encode_embedding`; raises FileFormatError naming the problem."""
-    if len(data) < _HEAD.size or data[:8] != MAGIC:
+    if data[:8] != MAGIC:
         raise FileFormatError(f"{source}: not an rtclone voice file (bad magic)")
+    if len(data) < _HEAD.size:
+        raise FileFormatError(f"{source}: truncated voice file ({len(data)} bytes)")
     _, version, hlen = _HEAD.unpack_from(data)
     if version > VERSION:
         raise FileFormatError(f"{source}: voice file version {version} is newer than this rtclone reads ({VERSION})")
@@ -84,3 +86,25 @@ def load_embedding(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
             raise FileFormatError(f"{path}: unreadable .npy ({exc})") from exc
         return decode_embedding(encode_embedding(np.asarray(arr).reshape(-1)), str(path))
     return decode_embedding(data, str(path))
+
+
+def read_voice(ref: str | Path | bytes) -> np.ndarray | None:
+    """The embedding in ``ref`` when it is a voice file (this module's format or a ``.npy`` vector; a path or
+    the file's bytes), judged by its first bytes, not its name; None when it is something else (e.g. audio)."""
+    if isinstance(ref, (bytes, bytearray, memoryview)):
+        data = bytes(ref)
+        if data.startswith(b"\x93NUMPY"):
+            import io
+
+            try:
+                arr = np.load(io.BytesIO(data), allow_pickle=False)
+            except ValueError as exc:
+                raise FileFormatError(f"<bytes>: unreadable .npy ({exc})") from exc
+            return decode_embedding(encode_embedding(np.asarray(arr).reshape(-1)))[0]
+        return decode_embedding(data)[0] if data.startswith(MAGIC) else None
+    try:
+        with open(ref, "rb") as f:
+            head = f.read(len(MAGIC))
+    except OSError:
+        return None  # a missing or unreadable file fails where audio is read, with the audio reader's message
+    return load_embedding(ref)[0] if head == MAGIC or head.startswith(b"\x93NUMPY") else None

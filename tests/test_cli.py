@@ -187,3 +187,40 @@ def test_clone_int8_decoder_choice(tmp_path, capsys, speech, monkeypatch):
     with pytest.raises(SystemExit) as exc:  # argparse refuses other choices
         main([*args, "-o", str(tmp_path / "x.wav"), "--int8-decoder", "maybe"])
     assert exc.value.code == 2 and "--int8-decoder" in capsys.readouterr().err
+
+
+def test_embed_several_recordings_and_clone_from_voice_files(tmp_path, capsys, speech):
+    """`rtclone embed A B` stores one voice (the mean of both); `rtclone clone --ref` takes that voice file, and
+    repeated --ref clones from the same mean: the same audio."""
+    import soundfile as sf
+    import torch
+
+    from rtclone.checkpoints import load_encoder, save_model
+    from rtclone.encoder import embed_file
+    from rtclone.synthesizer import SynthesizerDims, Tacotron
+    from rtclone.voicefile import load_embedding
+
+    torch.manual_seed(0)
+    save_model(Tacotron(SynthesizerDims.tiny()), tmp_path / "synthesizer.pt", "synthesizer")
+    refs = [tmp_path / "a.wav", tmp_path / "b.wav"]
+    sf.write(refs[0], speech("A reference voice for the test of the voice files.", voice="rms"), 16000)
+    sf.write(refs[1], speech("Another sentence in the same voice, a little longer than the first.", voice="rms"), 16000)
+    assert main(["embed", *map(str, refs), "-o", str(tmp_path / "me.voice"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    stored, meta = load_embedding(tmp_path / "me.voice")
+    enc = load_encoder()
+    mean = embed_file(enc, refs[0]) + embed_file(enc, refs[1])
+    np.testing.assert_allclose(stored, mean / np.linalg.norm(mean), atol=1e-5)
+    assert out["dim"] == 256 and meta["source"] == "a.wav, b.wav"
+    args = ["--text", "hi", "--models", str(tmp_path), "--json", "--backend", "torch"]
+    assert main(["clone", "--ref", str(tmp_path / "me.voice"), "-o", str(tmp_path / "v.wav"), *args]) == 0
+    assert main(["clone", "--ref", str(refs[0]), "--ref", str(refs[1]), "-o", str(tmp_path / "r.wav"), *args]) == 0
+    assert main(["clone", "--ref", str(refs[0]), "-o", str(tmp_path / "one.wav"), *args]) == 0
+    capsys.readouterr()
+    v, r, one = (sf.read(tmp_path / f"{n}.wav")[0] for n in ("v", "r", "one"))
+    np.testing.assert_allclose(v, r, atol=1e-4)
+    assert not np.allclose(r, one, atol=1e-3)
+    (tmp_path / "bad.voice").write_bytes(b"RTCVOICE" + b"\x00" * 30)
+    assert main(["clone", "--ref", str(tmp_path / "bad.voice"), "-o", str(tmp_path / "x.wav"), *args]) == 4
+    err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+    assert "bad.voice" in err["message"] and not (tmp_path / "x.wav").exists()

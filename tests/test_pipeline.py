@@ -286,3 +286,56 @@ def test_int8_decoder_switches_on_and_off_and_model_cards_turn_it_on(tmp_path, m
         Cloner.from_dir(tmp_path, decoder_int8=True)
     with pytest.raises(OptionsError, match="decoder_int8"):
         Cloner.from_dir(tmp_path, decoder_int8="on")
+
+
+def test_voice_from_recordings_voice_files_and_several(cloner, speech, tmp_path):
+    """Cloner.voice: a recording embeds as Cloner.embed does; a voice file (ours, its bytes or a .npy) gives the
+    stored vector, unit length; several references give the normalised mean, as the encoder's embed_speaker;
+    clone() takes any of them; bad voice files are typed errors naming the file."""
+    import soundfile as sf
+
+    from rtclone.audio import preprocess_wav
+    from rtclone.encoder import embed_speaker
+    from rtclone.errors import FileFormatError
+    from rtclone.voicefile import save_embedding
+
+    paths = []
+    for i, text in enumerate(("The quick brown fox jumps over the lazy dog near the river bank.",
+                              "A second recording of the same speaker, made a little later in the day.")):
+        paths.append(tmp_path / f"ref{i}.wav")
+        sf.write(paths[-1], speech(text, voice="slt"), 16000)
+    e0, e1 = cloner.embed(paths[0]), cloner.embed(paths[1])
+    assert np.array_equal(cloner.voice(paths[0]), e0) and np.array_equal(cloner.voice(str(paths[0])), e0)
+    assert 0.5 < float(e0 @ e1) < 0.9999  # the same voice, not the same embedding
+    save_embedding(tmp_path / "v0.voice", e0, {"source": "ref0.wav"})
+    np.save(tmp_path / "v0.npy", 3.0 * e0)  # any length: a stored vector is brought to unit length
+    for stored in (tmp_path / "v0.voice", (tmp_path / "v0.voice").read_bytes(), tmp_path / "v0.npy", 3.0 * e0):
+        np.testing.assert_allclose(cloner.voice(stored), e0, atol=1e-6)
+    both = cloner.voice(paths)
+    want = (e0 + e1) / np.linalg.norm(e0 + e1)
+    np.testing.assert_allclose(both, want, atol=1e-6)
+    np.testing.assert_allclose(cloner.voice([tmp_path / "v0.voice", paths[1]]), want, atol=1e-6)
+    speaker = embed_speaker(cloner.encoder, [preprocess_wav(p) for p in paths])  # what `rtclone embed A B` stores
+    np.testing.assert_allclose(both, speaker, atol=1e-5)
+    opts = SynthesisOptions(seed=1, backend="torch")
+    a = cloner.clone("Hi there.", tmp_path / "v0.voice", opts).audio
+    np.testing.assert_array_equal(a, cloner.clone("Hi there.", cloner.voice(tmp_path / "v0.voice"), opts).audio)
+    b = cloner.clone("Hi there.", [str(p) for p in paths], opts).audio
+    np.testing.assert_array_equal(b, cloner.clone("Hi there.", both, opts).audio)
+    assert not np.array_equal(a, b)
+    # bad voice files and combinations
+    (tmp_path / "cut.voice").write_bytes((tmp_path / "v0.voice").read_bytes()[:-7])
+    np.save(tmp_path / "short.npy", np.ones(10, np.float32))
+    np.save(tmp_path / "zero.npy", np.zeros(256, np.float32))
+    with pytest.raises(FileFormatError, match="cut.voice"):
+        cloner.voice(tmp_path / "cut.voice")
+    with pytest.raises(FileFormatError, match="truncated"):
+        cloner.voice(b"RTCVOICE\x01\x00")
+    with pytest.raises(InputShapeError, match=r"short\.npy.*\(256,\)"):
+        cloner.voice([paths[0], tmp_path / "short.npy"])
+    with pytest.raises(InputShapeError, match="zero"):
+        cloner.voice(tmp_path / "zero.npy")
+    with pytest.raises(InputShapeError, match="cancel"):
+        cloner.voice([e0, -e0])
+    with pytest.raises(InputShapeError, match="no reference"):
+        cloner.voice([])
