@@ -349,7 +349,7 @@ class Cloner:
         bytes), a voice file (``rtclone embed``'s, or a ``.npy`` vector; told apart from audio by its first bytes)
         or an embedding array. Several give the L2-normalised mean of their L2-normalised embeddings: SV2TTS's
         speaker embedding, steadier than one short recording's."""
-        from .voicefile import read_voice
+        from .voicefile import read_voice, unit_embedding
 
         items = list(refs) if isinstance(refs, (list, tuple)) else [refs]
         if not items:
@@ -358,17 +358,7 @@ class Cloner:
         embs = []
         for ref in items:
             stored = ref if isinstance(ref, np.ndarray) else read_voice(ref)
-            if stored is None:
-                embs.append(self.embed(ref))  # unit length already
-                continue
-            try:
-                emb = _check_embedding(stored, size)
-            except InputShapeError as exc:
-                raise InputShapeError(f"{_ref_name(ref)}: {exc}") from exc
-            norm = float(np.linalg.norm(emb))
-            if norm < 1e-6:
-                raise InputShapeError(f"{_ref_name(ref)}: the speaker embedding is zero")
-            embs.append((emb / norm).astype(np.float32))
+            embs.append(self.embed(ref) if stored is None else unit_embedding(stored, size, _ref_name(ref)))
         if len(embs) == 1:
             return embs[0]
         mean = np.mean(embs, axis=0)

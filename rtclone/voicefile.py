@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FileFormatError
+from .errors import FileFormatError, InputShapeError
 
 MAGIC = b"RTCVOICE"
 VERSION = 1
 _HEAD = struct.Struct("<8sHI")
 MAX_HEADER = 1 << 16
+EMBEDDING_DIM = 256  # the speaker encoder's, which every engine conditions on
 
 
 def encode_embedding(embedding: np.ndarray, meta: dict[str, Any] | None = None) -> bytes:
@@ -108,3 +109,15 @@ def read_voice(ref: str | Path | bytes) -> np.ndarray | None:
     except OSError:
         return None  # a missing or unreadable file fails where audio is read, with the audio reader's message
     return load_embedding(ref)[0] if head == MAGIC or head.startswith(b"\x93NUMPY") else None
+
+
+def unit_embedding(emb: np.ndarray, dim: int, source: str) -> np.ndarray:
+    """A stored speaker embedding checked (shape ``(dim,)``, finite, not zero) and brought to unit length;
+    InputShapeError naming ``source`` otherwise."""
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.shape != (dim,):
+        raise InputShapeError(f"{source}: speaker embedding must have shape ({dim},), got {emb.shape}")
+    norm = float(np.linalg.norm(emb))
+    if not np.isfinite(norm) or norm < 1e-6:
+        raise InputShapeError(f"{source}: the speaker embedding is zero or not finite")
+    return (emb / norm).astype(np.float32)

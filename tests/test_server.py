@@ -183,6 +183,43 @@ def test_inline_reference_and_incremental_text(tmp_path):
     run(main())
 
 
+def test_voice_file_uploads_enrol_and_clone_with_the_stored_embedding(tmp_path):
+    """An upload that is a voice file (``rtclone embed``'s) is not decoded as audio: enrol stores its unit
+    embedding (duration 0), an inline reference speaks with it; a bad one is a typed error and the session goes on."""
+    from rtclone.voicefile import encode_embedding
+
+    engine = FakeEngine()
+    emb = engine.embed(voice_like(1.5, 200.0, seed=4), 16000)
+    voice = encode_embedding(2.0 * emb, {"source": "me.wav"})  # stored at any length: unit length after upload
+
+    async def main():
+        async with running_server(engine, voices_dir=tmp_path) as srv:
+            raw = await Raw.open(srv.port)
+            await raw.send(type="enrol", id="e", name="me", size=len(voice))
+            await raw.ws.send(voice)
+            info, _, _ = await raw.until("enrolled")
+            _, stored = srv.registry.get(info["voice_id"])
+            assert info["duration_s"] == 0 and info["dim"] == 256
+            np.testing.assert_allclose(stored, emb, atol=1e-6)
+            await raw.send(type="synth", id="a", reference={"size": len(voice)}, text="Hello there.", options={"seed": 2})
+            await raw.ws.send(voice)
+            _, audio, _ = await raw.until("done")
+            assert np.abs(audio - fake_audio("Hello there.", emb, seed=2)).max() <= TOL
+            for bad, why in ((encode_embedding(np.ones(8, np.float32)), "shape"), (voice[:12], "truncated"),
+                             (encode_embedding(np.zeros(256, np.float32)), "zero")):
+                await raw.send(type="embed", id="b", size=len(bad))
+                await raw.ws.send(bad)
+                err, _, _ = await raw.until("error")
+                assert err["id"] == "b" and why in err["message"]
+            await raw.send(type="embed", id="c", size=len(voice))
+            await raw.ws.send(voice)
+            got, _, _ = await raw.until("embedding")
+            np.testing.assert_allclose(got["embedding"], emb, atol=1e-6)
+            await raw.close()
+
+    run(main())
+
+
 def test_barge_in_and_cancel_free_the_stream(tmp_path):
     engine = FakeEngine(chunk_delay_s=0.03, chunk_s=0.05)
 

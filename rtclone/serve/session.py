@@ -186,12 +186,18 @@ class Session:
         await self.send(message("enrolled", id=rid, **info.to_json()))
 
     async def _embed_upload(self, data: bytes) -> tuple[np.ndarray, float]:
-        """Decode uploaded audio (any common format) and embed it, in a worker thread."""
+        """Decode uploaded audio (any common format) and embed it, in a worker thread; an upload that is a
+        voice file (``rtclone embed``'s, or a ``.npy`` vector) gives its stored embedding (duration 0)."""
         engine = self.server.require_engine()
         max_s = self.limits.max_reference_s
 
         def work() -> tuple[np.ndarray, float]:
             from ..audio import load_audio  # lazy: rtclone.audio imports torch
+            from ..voicefile import EMBEDDING_DIM, read_voice, unit_embedding
+
+            stored = read_voice(data)
+            if stored is not None:
+                return unit_embedding(stored, EMBEDDING_DIM, "the uploaded voice file"), 0.0
 
             wav = load_audio(data, sr=engine.sample_rate)  # (N,) float32
             duration = len(wav) / engine.sample_rate
