@@ -224,3 +224,46 @@ def test_embed_several_recordings_and_clone_from_voice_files(tmp_path, capsys, s
     assert main(["clone", "--ref", str(tmp_path / "bad.voice"), "-o", str(tmp_path / "x.wav"), *args]) == 4
     err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
     assert "bad.voice" in err["message"] and not (tmp_path / "x.wav").exists()
+
+
+def test_clone_streams_long_text_to_the_file_and_a_failure_leaves_no_file(tmp_path, capsys, monkeypatch, speech):
+    """`rtclone clone` writes chunks as they come: a text over the 5 000-character request limit (stdin) gives
+    the audio of Cloner.stream chunk for chunk; a synthesis error mid-stream leaves the earlier file untouched."""
+    import io
+
+    import soundfile as sf
+    from conftest import tiny_cloner
+
+    import rtclone.cli as cli
+    from rtclone.audio import pcm16_bytes
+    from rtclone.errors import SynthesisError
+    from rtclone.pipeline import SynthesisOptions
+    from rtclone.vocoder_gen import GriffinLimVocoder
+
+    cloner = tiny_cloner(0)
+    cloner.vocoder = GriffinLimVocoder()
+    cloner.tacotron_overrides["stop_threshold"] = 1e-6  # each chunk stops at once: the test is about the plumbing
+    monkeypatch.setattr(cli, "_make_cloner", lambda args: cloner)
+    sf.write(tmp_path / "ref.wav", speech("A reference voice for the test of long texts.", voice="slt"), 16000)
+    text = " ".join(f"Sentence number {i} is here and it goes on for a while, with a comma or two, until it ends." for i in range(56))
+    assert len(text) > SynthesisOptions.max_chars
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    out = tmp_path / "long.wav"
+    assert main(["clone", "--ref", str(tmp_path / "ref.wav"), "-o", str(out), "--backend", "torch", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    emb = cloner.embed(tmp_path / "ref.wav")
+    want = np.concatenate(list(cloner.stream(text, emb, SynthesisOptions(backend="torch", max_chars=len(text)))))
+    got, sr = sf.read(out, dtype="int16")
+    assert sr == 16000 and np.array_equal(got, np.frombuffer(pcm16_bytes(want), dtype="<i2"))
+    assert report["audio_s"] == pytest.approx(len(want) / 16000) and 0 < report["ttfa_s"] < report["elapsed_s"]
+    before = out.read_bytes()
+
+    def failing(text, embedding, options):
+        yield np.zeros(1600, np.float32)
+        raise SynthesisError("attention failed")
+
+    monkeypatch.setattr(cloner, "stream", failing)
+    assert main(["clone", "--ref", str(tmp_path / "ref.wav"), "--text", "Hi.", "-o", str(out), "--json"]) != 0
+    err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+    assert "attention failed" in err["message"] and out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
