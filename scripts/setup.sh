@@ -6,12 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if ! command -v flite >/dev/null || ! command -v espeak-ng >/dev/null; then
+pkgs="flite espeak-ng sox libsndfile1 ffmpeg"
+need=0
+{ command -v flite && command -v espeak-ng; } >/dev/null || need=1
+if [ "${1:-}" = "--dev" ]; then  # what the tests use besides (they skip without): festival voices, a headless browser
+  pkgs="$pkgs festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts chromium"
+  { command -v festival && command -v chromium; } >/dev/null || need=1
+fi
+if [ "$need" = 1 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get -o DPkg::Lock::Timeout=900 update -qq || true
-    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends flite espeak-ng sox libsndfile1 ffmpeg >/dev/null
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq --no-install-recommends $pkgs >/dev/null
   else
-    echo "note: install flite, espeak-ng, sox, libsndfile1 (Debian packages) for the built-in voices and tests" >&2
+    echo "note: install these Debian packages for the built-in voices and the tests: $pkgs" >&2
   fi
 fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
