@@ -27,7 +27,7 @@ import scipy.signal
 import torch
 
 from .audio_vad import pcm16_bytes, trim_long_silences
-from .errors import AudioDecodeError, AudioError, SampleRateError, SilentAudioError
+from .errors import AudioDecodeError, AudioError, FileSystemError, SampleRateError, SilentAudioError
 
 if TYPE_CHECKING:
     from .denoise import denoise
@@ -571,7 +571,10 @@ class WavWriter:
     def __enter__(self) -> "WavWriter":
         import soundfile as sf
 
-        fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        except OSError as exc:
+            raise FileSystemError(f"cannot write {self.path}: {exc.strerror}") from exc
         try:
             self._file = os.fdopen(fd, "w+b")
             self._sf = sf.SoundFile(self._file, "w", self.sr, 1, subtype="PCM_16", format="WAV")

@@ -20,7 +20,7 @@ from .cli_eval import _add_asr_cache_arg, cmd_eval_clone, cmd_eval_encoder, cmd_
 from .cli_train import (_load_encoder, add_train_synthesizer_args, add_train_vocoder_args,  # noqa: F401
                         cmd_corpus_build, cmd_corpus_test_set, cmd_train_encoder, cmd_train_gta, cmd_train_inverter, cmd_train_synthesizer,
                         cmd_train_vocoder)
-from .errors import OptionsError, RtcloneError
+from .errors import FileSystemError, OptionsError, RtcloneError
 
 Handler = Callable[[argparse.Namespace], dict[str, Any]]
 
@@ -509,7 +509,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        result = args.func(args)
+        try:
+            result = args.func(args)
+        except OSError as exc:  # a file system problem no library call named: an error, not a traceback
+            raise FileSystemError(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)) from exc
     except RtcloneError as exc:
         if getattr(args, "json", False):
             print(json.dumps({"ok": False, "error": {"code": exc.code, "message": str(exc)}}))

@@ -89,6 +89,13 @@ class FileFormatError(RtcloneError):
     exit_status = 4
 
 
+class FileSystemError(RtcloneError):
+    """A file that cannot be read or written: a missing folder, no permission, a full disk."""
+
+    code = "file_system"
+    exit_status = 4
+
+
 class BackendUnavailableError(RtcloneError):
     """A requested compute backend (cpu-native, triton, onnxruntime) is not available here."""
 

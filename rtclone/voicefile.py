@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FileFormatError, InputShapeError
+from .errors import FileFormatError, FileSystemError, InputShapeError
 
 MAGIC = b"RTCVOICE"
 VERSION = 1
@@ -62,12 +62,17 @@ def decode_embedding(data: bytes, source: str = "<bytes>") -> tuple[np.ndarray, 
 def save_embedding(path: str | Path, embedding: np.ndarray, meta: dict[str, Any] | None = None) -> Path:
     """Write a voice file atomically (temp file + rename)."""
     path = Path(path)
+    data = encode_embedding(embedding, meta)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(encode_embedding(embedding, meta))
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise FileSystemError(f"cannot write {path}: {exc.strerror}") from exc
     return path
 
 

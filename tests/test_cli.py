@@ -267,3 +267,28 @@ def test_clone_streams_long_text_to_the_file_and_a_failure_leaves_no_file(tmp_pa
     err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
     assert "attention failed" in err["message"] and out.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir() if p.suffix == ".tmp"] == []
+
+
+def test_unwritable_outputs_are_file_system_errors_not_tracebacks(tmp_path, capsys, speech):
+    """An output in a missing folder: `clone` and `embed` name the path they could not write (exit 4, no partial
+    file); an OSError no library call named (here `corpus build` under /proc) becomes the same typed error."""
+    import soundfile as sf
+    import torch
+
+    from rtclone.checkpoints import save_model
+    from rtclone.synthesizer import SynthesizerDims, Tacotron
+
+    torch.manual_seed(0)
+    save_model(Tacotron(SynthesizerDims.tiny()), tmp_path / "synthesizer.pt", "synthesizer")
+    sf.write(tmp_path / "ref.wav", speech("A reference voice for the test of output folders.", voice="slt"), 16000)
+    missing = tmp_path / "no" / "such"
+    for argv in (["clone", "--ref", str(tmp_path / "ref.wav"), "--text", "hi", "--models", str(tmp_path), "--backend",
+                  "torch", "-o", str(missing / "out.wav")],
+                 ["embed", str(tmp_path / "ref.wav"), "-o", str(missing / "me.voice")]):  # fmt: skip
+        assert main([*argv, "--json"]) == 4
+        err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+        assert err["code"] == "file_system" and err["message"] == f"cannot write {argv[-1]}: No such file or directory"
+    assert not (tmp_path / "no").exists()
+    assert main(["corpus", "build", "/proc/rtclone-no-such/corpus", "--json"]) == 4
+    err = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["error"]
+    assert err["code"] == "file_system" and "/proc/rtclone-no-such" in err["message"]
