@@ -17,7 +17,6 @@ import io
 import os
 import re
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -27,7 +26,7 @@ import scipy.signal
 import torch
 
 from .audio_vad import pcm16_bytes, trim_long_silences
-from .errors import AudioDecodeError, AudioError, FileSystemError, SampleRateError, SilentAudioError
+from .errors import AudioDecodeError, AudioError, SampleRateError, SilentAudioError
 
 if TYPE_CHECKING:
     from .denoise import denoise
@@ -556,47 +555,10 @@ def mulaw_decode(labels: np.ndarray | torch.Tensor, bits: int = 9) -> np.ndarray
 # ---- output ------------------------------------------------------------------------------------
 def save_wav(path: str | Path, wav: np.ndarray, sr: int = SAMPLE_RATE) -> None:
     """Write mono PCM16 wav atomically (a temporary file in the same folder, then a rename)."""
+    from .wavfile import WavWriter
+
     with WavWriter(path, sr) as out:
         out.write(wav)
-
-
-class WavWriter:
-    """A mono PCM16 wav written chunk by chunk (``with WavWriter(path) as w: w.write(chunk)``) into a temporary
-    file in the same folder, renamed to ``path`` when the block ends without an error and removed when it
-    raises: a long synthesis never holds all its audio in memory, and a failed one leaves no partial file."""
-
-    def __init__(self, path: str | Path, sr: int = SAMPLE_RATE) -> None:
-        self.path, self.sr, self.samples = Path(path), int(sr), 0
-
-    def __enter__(self) -> "WavWriter":
-        import soundfile as sf
-
-        try:
-            fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        except OSError as exc:
-            raise FileSystemError(f"cannot write {self.path}: {exc.strerror}") from exc
-        try:
-            self._file = os.fdopen(fd, "w+b")
-            self._sf = sf.SoundFile(self._file, "w", self.sr, 1, subtype="PCM_16", format="WAV")
-        except BaseException:
-            Path(self._tmp).unlink(missing_ok=True)
-            raise
-        return self
-
-    def write(self, wav: np.ndarray) -> None:
-        """Append float samples in [-1, 1] (clipped), as ``pcm16_bytes`` quantises them."""
-        pcm = np.frombuffer(pcm16_bytes(wav), dtype="<i2")
-        self._sf.write(pcm)
-        self.samples += len(pcm)
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        try:
-            self._sf.close()
-            self._file.close()
-            if exc_type is None:
-                os.replace(self._tmp, self.path)
-        finally:
-            Path(self._tmp).unlink(missing_ok=True)
 
 
 def __getattr__(name: str) -> Any:

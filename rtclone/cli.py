@@ -123,7 +123,7 @@ def _add_postfilter_arg(p: argparse.ArgumentParser) -> None:
 def cmd_clone(args: argparse.Namespace) -> dict[str, Any]:
     """Streams: each chunk goes to the wav file (and the player) as it is made, so a text of any length
     (a whole file on stdin, up to 10⁶ characters) runs in little memory; a failure leaves no partial file."""
-    from .audio import WavWriter
+    from .wavfile import WavWriter
     from .pipeline import SynthesisOptions
 
     cloner = _make_cloner(args)
