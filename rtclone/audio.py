@@ -88,7 +88,7 @@ def _read_source(source: str | Path | bytes | BinaryIO) -> tuple[bytes | None, s
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
-            raise AudioDecodeError(f"{path}: no such audio file")
+            raise AudioDecodeError(f"{path}: " + ("a folder, not an audio file" if path.is_dir() else "no such audio file"))
         if path.stat().st_size == 0:
             raise AudioDecodeError(f"{path}: the file is empty")
         return None, str(path)

@@ -341,6 +341,7 @@ def test_bad_files_get_typed_errors(tmp_path):
         (b"", "empty"),
         (empty, "empty"),
         (tmp_path / "missing.wav", "no such"),
+        (tmp_path, "a folder, not an audio file"),
     ]:
         with pytest.raises(AudioDecodeError, match=match):
             load_audio(source)
