@@ -102,3 +102,59 @@ def test_page_enrols_from_the_microphone_and_plays_the_stream(tmp_path):
             assert float(emb @ ref) > float(emb @ other)
 
     run(main(), timeout=90)
+
+
+async def _cdp(ws, n: int, method: str, **params) -> dict:
+    await ws.send(json.dumps({"id": n, "method": method, "params": params}))
+    while True:
+        reply = json.loads(await ws.recv())
+        if reply.get("id") == n:
+            assert "error" not in reply, reply
+            return reply.get("result", {})
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install -y chromium)")
+def test_page_enrols_a_chosen_file_a_voice_file_as_stored(tmp_path):
+    """The page's file input: a voice file from `rtclone embed` is enrolled with its stored embedding."""
+    import numpy as np
+
+    from rtclone.voicefile import save_embedding
+
+    engine = FakeEngine()
+    emb = engine.embed(voice_like(2.0, 210.0, seed=3), 16000)
+    save_embedding(tmp_path / "me.voice", emb, {"source": "me.wav"})
+
+    async def main():
+        async with running_server(engine, voices_dir=tmp_path / "voices") as srv:
+            debug_port = _free_port()
+            proc = await asyncio.create_subprocess_exec(
+                CHROMIUM, *HEADLESS, f"--user-data-dir={tmp_path / 'profile'}", f"--remote-debugging-port={debug_port}",
+                f"http://127.0.0.1:{srv.port}/", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            try:
+                async with connect(await _page_ws(debug_port), max_size=None) as cdp:
+                    n, state = 1, {}
+                    while not state.get("status", "").startswith(("connected", "error")) and n < 300:  # the page connected
+                        n += 1
+                        state = await _page_state(cdp, n) or {}
+                        await asyncio.sleep(0.1)
+                    root = (await _cdp(cdp, n + 1, "DOM.getDocument"))["root"]["nodeId"]
+                    node = (await _cdp(cdp, n + 2, "DOM.querySelector", nodeId=root, selector="#file"))["nodeId"]
+                    await _cdp(cdp, n + 3, "DOM.setFileInputFiles", nodeId=node, files=[str(tmp_path / "me.voice")])
+                    await _cdp(cdp, n + 4, "Runtime.evaluate", expression="document.querySelector('#name').value = 'filed';"
+                                                                           "document.querySelector('#upload').click()")
+                    for n in range(n + 5, n + 300):
+                        state = await _page_state(cdp, n) or {}
+                        if state.get("voiceId") or state.get("errors") or state.get("status", "").startswith("error"):
+                            break
+                        await asyncio.sleep(0.1)
+            finally:
+                proc.kill()
+                await proc.wait()
+            voices = srv.registry.list()
+            assert [v.voice_id for v in voices] == [state.get("voiceId")], state
+            assert voices[0].name == "filed" and voices[0].duration_s == 0
+            np.testing.assert_allclose(srv.registry.get(state["voiceId"])[1], emb, atol=1e-6)
+
+    run(main(), timeout=90)

@@ -1,4 +1,4 @@
-// The rtclone page: record the microphone to enrol a voice, type text, hear it streamed.
+// The rtclone page: enrol a voice (record the microphone, or choose a recording or voice file), type text, hear it streamed.
 // Speaks protocol v1 (docs/PROTOCOL.md) over a WebSocket on the page's own host. Audio arrives
 // as PCM16 frames and plays through the "pcm-player" AudioWorklet (see worklet.js).
 // URL parameters: token=... (server token); auto=1&seconds=N&text=... runs record → enrol →
@@ -163,7 +163,11 @@ async function record(seconds, stopSignal) {
 }
 
 async function enrol(samples, rate, name) {
-  const data = wavBytes(samples, rate);
+  return enrolBytes(wavBytes(samples, rate), name);
+}
+
+// any file the server reads: a recording (wav, flac, mp3, ...) or a voice file (`rtclone embed`)
+async function enrolBytes(data, name) {
   const id = nextId();
   const reply = request({ type: "enrol", id, name, size: data.length });
   for (let i = 0; i < data.length; i += 256 * 1024) ws.send(data.subarray(i, i + 256 * 1024));
@@ -204,6 +208,12 @@ $("#rec").onclick = async () => {
   $("#recstop").disabled = true;
 };
 $("#recstop").onclick = () => stopRecording && stopRecording();
+$("#upload").onclick = async () => {
+  const file = $("#file").files[0];
+  if (!file) { setStatus("error: choose a file first"); return; }
+  try { await enrolBytes(new Uint8Array(await file.arrayBuffer()), $("#name").value); }
+  catch (e) { setStatus("error: " + e.message); }
+};
 $("#speak").onclick = () => speak($("#text").value, $("#voice").value || state.voiceId);
 $("#stop").onclick = stop;
 $("#delete").onclick = async () => {
