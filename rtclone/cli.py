@@ -82,9 +82,11 @@ def cmd_embed(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_verify(args: argparse.Namespace) -> dict[str, Any]:
     from .encoder import DEFAULT_VERIFY_THRESHOLD, embed_file, speaker_similarity
+    from .voicefile import EMBEDDING_DIM, read_voice, unit_embedding
 
     model = _load_encoder(args.encoder)
-    a, b = embed_file(model, args.a), embed_file(model, args.b)
+    stored = {p: read_voice(p) for p in (args.a, args.b)}  # a voice file (`rtclone embed`) is compared as stored
+    a, b = (embed_file(model, p) if stored[p] is None else unit_embedding(stored[p], EMBEDDING_DIM, p) for p in (args.a, args.b))
     threshold = DEFAULT_VERIFY_THRESHOLD if args.threshold is None else args.threshold
     cos = float(speaker_similarity(a, b))
     same = cos >= threshold
@@ -254,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="voice file to write (default: REF with suffix .voice)")
     p.add_argument("--encoder", help="encoder checkpoint (default: resemblyzer's pretrained weights)")
 
-    p = _add(sub, "verify", cmd_verify, "cosine similarity of two recordings and a same/different decision")
+    p = _add(sub, "verify", cmd_verify, "cosine similarity of two recordings (or voice files) and a same/different decision")
     p.add_argument("a")
     p.add_argument("b")
     p.add_argument("--threshold", type=float, help="decision threshold (default: calibrated, see README)")

@@ -212,6 +212,9 @@ def test_embed_several_recordings_and_clone_from_voice_files(tmp_path, capsys, s
     mean = embed_file(enc, refs[0]) + embed_file(enc, refs[1])
     np.testing.assert_allclose(stored, mean / np.linalg.norm(mean), atol=1e-5)
     assert out["dim"] == 256 and meta["source"] == "a.wav, b.wav"
+    assert main(["verify", str(tmp_path / "me.voice"), str(refs[0]), "--json"]) == 0  # a voice file is compared as stored
+    verdict = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert verdict["cosine"] == pytest.approx(float(stored @ embed_file(enc, refs[0])), abs=1e-5) and verdict["same"]
     args = ["--text", "hi", "--models", str(tmp_path), "--json", "--backend", "torch"]
     assert main(["clone", "--ref", str(tmp_path / "me.voice"), "-o", str(tmp_path / "v.wav"), *args]) == 0
     assert main(["clone", "--ref", str(refs[0]), "--ref", str(refs[1]), "-o", str(tmp_path / "r.wav"), *args]) == 0
