@@ -64,11 +64,16 @@ def _gta_pair(item: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
 def prepare_gta_pairs(export: Path, out: Path, jobs: int = 1) -> dict[str, np.ndarray]:
     """Frame pairs of an ``rtclone train gta`` export: its teacher-forced mels with the true magnitudes of
     the audio each was aligned to (so the inverter learns to undo the synthesizer's smoothing too)."""
+    from ..errors import InputShapeError
+    from .synthesizer import read_gta_export
+
     try:
-        meta = json.loads((export / "metadata.json").read_text())
-        items = [(str(export / it["mel"]), str(export / it["audio"])) for it in meta["items"]]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise OptionsError(f"{export}: not an rtclone GTA export ({exc})") from exc
+        rows = read_gta_export(export)
+    except InputShapeError as exc:
+        raise OptionsError(f"{export}: not a usable rtclone GTA export ({exc})") from exc
+    if rows is None:
+        raise OptionsError(f"{export}: not an rtclone GTA export (no rtclone-gta metadata.json)")
+    items = [(str(row["mel"]), str(row["audio"])) for row in rows]
     if not items:
         raise OptionsError(f"{export}: the GTA export has no items")
     mels, mags = [], []
