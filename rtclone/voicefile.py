@@ -76,6 +76,22 @@ def save_embedding(path: str | Path, embedding: np.ndarray, meta: dict[str, Any]
     return path
 
 
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _decode(data: bytes, source: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """A voice file's bytes, or a plain float ``.npy`` vector's, → (embedding, meta)."""
+    if data.startswith(NPY_MAGIC):
+        import io
+
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except ValueError as exc:
+            raise FileFormatError(f"{source}: unreadable .npy ({exc})") from exc
+        return decode_embedding(encode_embedding(np.asarray(arr).reshape(-1)), source)
+    return decode_embedding(data, source)
+
+
 def load_embedding(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     """Read a voice file (or a plain float ``.npy`` vector)."""
     path = Path(path)
@@ -83,15 +99,7 @@ def load_embedding(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         data = path.read_bytes()
     except OSError as exc:
         raise FileFormatError(f"{path}: cannot read ({exc.strerror})") from exc
-    if data.startswith(b"\x93NUMPY"):
-        import io
-
-        try:
-            arr = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as exc:
-            raise FileFormatError(f"{path}: unreadable .npy ({exc})") from exc
-        return decode_embedding(encode_embedding(np.asarray(arr).reshape(-1)), str(path))
-    return decode_embedding(data, str(path))
+    return _decode(data, str(path))
 
 
 def read_voice(ref: str | Path | bytes) -> np.ndarray | None:
@@ -99,21 +107,13 @@ def read_voice(ref: str | Path | bytes) -> np.ndarray | None:
     the file's bytes), judged by its first bytes, not its name; None when it is something else (e.g. audio)."""
     if isinstance(ref, (bytes, bytearray, memoryview)):
         data = bytes(ref)
-        if data.startswith(b"\x93NUMPY"):
-            import io
-
-            try:
-                arr = np.load(io.BytesIO(data), allow_pickle=False)
-            except ValueError as exc:
-                raise FileFormatError(f"<bytes>: unreadable .npy ({exc})") from exc
-            return decode_embedding(encode_embedding(np.asarray(arr).reshape(-1)))[0]
-        return decode_embedding(data)[0] if data.startswith(MAGIC) else None
+        return _decode(data, "<bytes>")[0] if data.startswith((MAGIC, NPY_MAGIC)) else None
     try:
         with open(ref, "rb") as f:
             head = f.read(len(MAGIC))
     except OSError:
         return None  # a missing or unreadable file fails where audio is read, with the audio reader's message
-    return load_embedding(ref)[0] if head == MAGIC or head.startswith(b"\x93NUMPY") else None
+    return load_embedding(ref)[0] if head.startswith((MAGIC, NPY_MAGIC)) else None
 
 
 def unit_embedding(emb: np.ndarray, dim: int, source: str) -> np.ndarray:
