@@ -72,6 +72,8 @@ def add_train_vocoder_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prune-block", default="16x1")
     p.add_argument("--rnn-dims", type=int, default=512, help="GRU width (RTVC: 512; a new run only, a resumed run keeps its dims)")
     p.add_argument("--fc-dims", type=int, default=512, help="FC width (RTVC: 512)")
+    p.add_argument("--lpc-order", type=int, default=0,
+                   help="> 0: learn the excitation of the mel's linear predictor of this order (rtclone.lpc; a new run only)")
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast for the passes (faster on CPUs with AVX512-BF16)")
     p.add_argument("--seed", type=int, default=0)
@@ -122,7 +124,7 @@ def vocoder_run_options(args: argparse.Namespace) -> dict[str, Any]:
         prune = PruneSchedule(target=args.prune_target, start=args.prune_start, end=args.prune_end, every=args.prune_every, block=block)
     dims = None
     if not (Path(args.out) / "vocoder.pt").is_file():
-        dims = VocoderDims(rnn_dims=args.rnn_dims, fc_dims=args.fc_dims)
+        dims = VocoderDims(rnn_dims=args.rnn_dims, fc_dims=args.fc_dims, lpc_order=args.lpc_order)
     return dict(data=vocoder_pairs(Path(args.wavs), Path(args.mels) if args.mels else None), out_dir=Path(args.out),
                 dims=dims, lr=args.lr, steps=args.steps, batch_size=args.batch_size, seed=args.seed, prune=prune,
                 checkpoint_every=args.checkpoint_every, progress=_progress(args), bf16=args.bf16,

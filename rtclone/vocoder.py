@@ -49,6 +49,9 @@ class VocoderDims:
     hop_length: int = 200  # samples per mel frame
     sample_rate: int = 16000
     mu_law: bool = True  # RAW targets are mu-law labels (else linear labels); unused for MOL
+    # > 0: the network models the excitation of an order-lpc_order predictor taken from the mel
+    # (rtclone.lpc; generation runs it through 1 / A(z)); 0: the waveform itself (RTVC)
+    lpc_order: int = 0
 
     def __post_init__(self) -> None:
         if self.mode not in ("RAW", "MOL"):
@@ -57,6 +60,10 @@ class VocoderDims:
             raise OptionsError(f"upsample factors {self.upsample_factors} do not multiply to hop {self.hop_length}")
         if self.res_out_dims % 4 or self.pad < 0 or not 1 <= self.bits <= 16:
             raise OptionsError(f"bad vocoder dims {self}")
+        if not isinstance(self.lpc_order, int) or not 0 <= self.lpc_order <= 32:
+            raise OptionsError(f"lpc_order must be an integer in [0, 32], got {self.lpc_order!r}")
+        if self.lpc_order and (self.feat_dims != 80 or self.hop_length != 200):
+            raise OptionsError("an LPC vocoder works on 80-channel synthesizer mels at hop 200")
 
     @property
     def n_classes(self) -> int:

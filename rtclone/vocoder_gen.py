@@ -25,7 +25,7 @@ import scipy.signal
 import torch
 import torch.nn.functional as F
 
-from . import audio
+from . import audio, lpc
 from .errors import BackendUnavailableError, InputShapeError, OptionsError
 from .griffin_lim import SegmentPlan, stream_segments
 from .postfilter import LAG as POSTFILTER_LAG
@@ -309,6 +309,8 @@ def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runne
     gen = torch.Generator().manual_seed(opts.seed)
     de_emph = _DeEmphasis() if opts.de_emphasis else None
     envelope = MelEnvelopeFilter(opts.postfilter_max_gain) if opts.postfilter else None
+    order = getattr(d, "lpc_order", 0)  # artifacts exported before LPC vocoders carry no such dim
+    excitation = lpc.LpcSynthesis(order, hop) if order else None
     buf = _MelBuffer(d.feat_dims)
     state: State | None = None
     prefetched: torch.Tensor | None = None  # conditioning of block k, computed while block k - 1 ran
@@ -331,6 +333,8 @@ def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runne
                 prefetched = conditioning(k + 1, n)
             samples, state = lane.wait(future)
         y = _decode(samples[0], d.bits, mu_law)
+        if excitation is not None:
+            y = excitation.push(y)
         buf.drop_before((k + 1) * fb - pad)
         return finish_samples(envelope.push(y) if envelope is not None else y)
 
@@ -342,6 +346,8 @@ def _stream(model: "WaveRNN", chunks: Iterator[Any], opts: VocoderOptions, runne
         for chunk in _announce_waits(chunks, None if lane is None else lane.idle):
             mel = check_mel(chunk, d.feat_dims, allow_empty=True)
             buf.append(mel)
+            if excitation is not None:
+                excitation.add_mel(mel.numpy())
             if envelope is not None:
                 envelope.add_mel(mel.numpy())
             while (k + 1) * fb + need_after <= buf.n_frames:
@@ -430,6 +436,8 @@ def generate(model: "WaveRNN", mel: np.ndarray | torch.Tensor, options: VocoderO
     uniforms = torch.rand(folded.shape[0], folded.shape[1], 2, generator=torch.Generator().manual_seed(opts.seed))
     samples, _ = runner(folded, uniforms, None)  # (n, L)
     y = xfade_and_unfold(_decode(samples, d.bits, mu_law), opts.overlap, "power")[:wave_len]
+    if getattr(d, "lpc_order", 0):
+        y = lpc.synthesize(y, mel_t.numpy(), d.lpc_order, d.hop_length)
     if opts.postfilter:
         y = postfilter(y, mel_t.numpy(), opts.postfilter_max_gain)
     if opts.de_emphasis:

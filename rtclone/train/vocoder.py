@@ -4,7 +4,9 @@ Data are pairs ``(wav, mel)``: ``wav`` a float array at 16 kHz, an audio path or
 float samples (a prepared set's trimmed audio); ``mel`` a synthesizer mel (80, T), a ``.npy`` path
 (ground truth or GTA, e.g. from ``rtclone train gta``) or ``None`` (ground truth, computed with
 ``audio.synth_mel``). Like RTVC, the target is the pre-emphasised wav, quantised to mu-law labels
-(RAW) or 16-bit linear values (MoL); sample ``t * hop`` lines up with mel frame ``t``.
+(RAW) or 16-bit linear values (MoL); sample ``t * hop`` lines up with mel frame ``t``. An LPC
+vocoder (``dims.lpc_order > 0``) learns the excitation of that wav under the mel's predictor instead
+(:func:`rtclone.lpc.excitation`).
 
 Under torchrun (``python -m torch.distributed.run --nproc_per_node N -m rtclone.train.vocoder``)
 each process draws its own segments and DDP averages the gradients (gloo on CPU); rank 0 writes.
@@ -27,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import audio
+from .. import audio, lpc
 from ..checkpoints import read_checkpoint, build_model, save_model
 from ..errors import AudioError, InputShapeError, OptionsError
 from ..sparse import PruneSchedule, apply_masks, measure_sparsity, prune_masks
@@ -126,8 +128,11 @@ def prepare_utterance(wav: Any, mel: Any, dims: VocoderDims) -> _Utterance:
         mel = np.load(mel, allow_pickle=False)
     mel = check_mel(mel, dims.feat_dims).numpy()
     n = mel.shape[1] * dims.hop_length
-    sig = np.clip(audio.pre_emphasis(wav), -1.0, 1.0)
+    sig = audio.pre_emphasis(wav)
     sig = np.pad(sig, (0, max(0, n - len(sig))))[:n]
+    if dims.lpc_order:  # the excitation under the mel's own predictor (rtclone.lpc)
+        sig = lpc.excitation(sig, *lpc.mel_lpc(mel, dims.lpc_order), dims.hop_length)
+    sig = np.clip(sig, -1.0, 1.0)
     if dims.mode == "MOL":
         target = np.round(audio.float_to_label(sig, MOL_BITS))
     elif dims.mu_law:
