@@ -22,6 +22,10 @@ with ``seed``) through the same filter. Only the margin of ``vocoder_pf_*`` over
 the trained network's (measured: a random 256-wide WaveRNN through the filter reaches WER 0.05 /
 0.15 and similarity 0.89 / 0.83 on the default eval's true / GTA mels).
 
+An LPC WaveRNN (``dims.lpc_order > 0``, :mod:`rtclone.lpc`) runs its samples through the mel's own
+all-pole filter, which likewise gives any excitation the mel's envelope: its report adds
+``control_gt`` / ``control_gta``, the untrained twin of the same dims through the same filter.
+
 A training run is worth shipping when its WaveRNN rows reach the Griffin-Lim ones; the same seed
 picks the same items, so checkpoints compare fairly.
 """
@@ -121,7 +125,7 @@ def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None 
     {source: {"wer", "errors", "words", "mel_l1", "similarity"}}, "seconds"}``; sources: ``recording``,
     ``baseline_gt``, ``vocoder_gt`` and, with ``gta``, ``baseline_gta``, ``vocoder_gta`` (and with
     ``options.postfilter`` ``vocoder_pf_*`` and, when ``vocoder.dims`` is a ``VocoderDims``, the
-    untrained control ``control_pf_*``).
+    untrained control ``control_pf_*``; for an LPC vocoder its untrained twin ``control_*``).
     """
     from .postfilter import postfilter_audio
     from .vocoder_gen import GriffinLimVocoder
@@ -136,6 +140,8 @@ def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None 
 
         encoder = load_encoder(None)
     control = _control(vocoder, options) if options.postfilter else None
+    # an LPC vocoder's filter imposes the mel's envelope on any excitation: its untrained twin is the control
+    lpc_control = _control(vocoder, options) if getattr(getattr(vocoder, "dims", None), "lpc_order", 0) else None
     t0 = time.perf_counter()
     totals: dict[str, WerCount] = {}
     dist: dict[str, list[float]] = {}
@@ -148,6 +154,8 @@ def evaluate_vocoder(vocoder: Any, prepared: str | Path, gta: str | Path | None 
         for src, mel in mels.items():
             outs[f"baseline_{src}"] = baseline.generate(mel, seed=options.seed)
             outs[f"vocoder_{src}"] = vocoder.generate(mel, seed=options.seed, batched=options.batched)
+            if lpc_control is not None:
+                outs[f"control_{src}"] = lpc_control.generate(mel, seed=options.seed, batched=options.batched)
             if options.postfilter:
                 outs[f"vocoder_pf_{src}"] = postfilter_audio(outs[f"vocoder_{src}"], mel)
                 if control is not None:

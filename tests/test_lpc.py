@@ -132,3 +132,20 @@ def test_lpc_wavernn_streams_generates_and_batches_through_the_filter():
     folded = model.generate(mel, opts, batched=True, target=1000, overlap=200)
     folded_raw = plain.generate(mel, opts, batched=True, target=1000, overlap=200).astype(np.float64)
     np.testing.assert_allclose(folded, lpc.synthesize(folded_raw, mel.numpy(), 16, 200).astype(np.float32), atol=1e-5)
+
+
+def test_an_exported_lpc_vocoder_generates_through_the_filter(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from rtclone.export import export_models
+    from rtclone.runners import ArtifactVocoder, load_runner
+    from rtclone.vocoder_gen import generate
+
+    torch.manual_seed(1)
+    model = WaveRNN(TINY_LPC).eval()
+    export_models(tmp_path, encoder=None, vocoder=model, format="onnx")
+    voc = ArtifactVocoder(load_runner(tmp_path))
+    assert voc.dims.lpc_order == 16
+    mel = torch.clamp(torch.randn(80, 9) * 2, -4, 4)
+    ref = model.generate(mel, seed=2, backend="torch", fade_out=0.0)
+    got = generate(voc, mel, seed=2, backend="torch", fade_out=0.0)
+    assert np.abs(got - ref).max() < 1e-5 and ref.std() > 0
