@@ -29,7 +29,6 @@ from .errors import InputShapeError
 EXCITATION_SCALE = 0.08  # unit excitation -> the network's [-1, 1] range (99.9 % of |z| < 0.8 on corpus v2)
 FLOOR_DB = -50.0  # spectral floor under each frame's peak before the autocorrelation
 LAG_HZ = 60.0  # Gaussian lag window: smooths the envelope's peaks to ~ this bandwidth
-_WINDOW_POWER = float(np.sum(np.hanning(audio.SYN_N_FFT + 1)[:-1] ** 2))  # sum w^2 of the STFT window
 
 
 def mel_lpc(mel: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -54,7 +53,8 @@ def mel_lpc(mel: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
         a[:, 1:i] = a[:, 1:i] + k[:, None] * a[:, i - 1 : 0 : -1]
         a[:, i] = k
         err = err * (1.0 - k * k)
-    return a, np.sqrt(np.maximum(err, 1e-20) / _WINDOW_POWER)
+    window_power = float(np.sum(audio._hann(audio.SYN_N_FFT) ** 2))  # sum w^2 of the mel's STFT window
+    return a, np.sqrt(np.maximum(err, 1e-20) / window_power)
 
 
 def frame_of(n: int, start: int, hop: int, n_frames: int) -> np.ndarray:
